@@ -1,0 +1,7 @@
+"""autounet: self-configuring segmentation for biomedical images."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,16 @@
+"""The list of subcommands, in the order ``autounet -h`` shows them.
+
+Each module has ``register(subparsers, parent)`` which adds its parser and sets ``handler(args, paths)``.
+"""
+
+from __future__ import annotations
+
+from autounet.cli import convert, example, verify
+
+__all__ = ["REGISTRARS"]
+
+REGISTRARS = (
+    example.register,
+    verify.register,
+    convert.register,
+)

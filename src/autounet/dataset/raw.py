@@ -1,0 +1,169 @@
+"""Raw datasets in nnU-Net v2 layout: finding them by id or name and listing their cases.
+
+Layout::
+
+    DatasetNNN_Name/
+      dataset.json
+      imagesTr/{case}_{channel:04d}{ending}
+      labelsTr/{case}{ending}
+      imagesTs/{case}_{channel:04d}{ending}   (optional)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from autounet.dataset.description import DatasetDescription, load_dataset_json
+from autounet.errors import DatasetError
+
+__all__ = [
+    "RawCase",
+    "RawDataset",
+    "dataset_folder_name",
+    "find_raw_dataset",
+    "group_channel_files",
+    "list_test_cases",
+    "load_raw_dataset",
+]
+
+_DATASET_FOLDER = re.compile(r"^Dataset(\d{3})_(.+)$")
+_CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+
+
+@dataclass(frozen=True)
+class RawCase:
+    """One case of a raw dataset.
+
+    Attributes:
+        case_id: The file-name stem shared by its channel files and label.
+        image_files: Channel files in channel order.
+        label_file: The label map, or ``None`` for test cases.
+    """
+
+    case_id: str
+    image_files: tuple[Path, ...]
+    label_file: Path | None
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """A validated raw dataset folder and its training cases."""
+
+    root: Path
+    description: DatasetDescription
+    cases: tuple[RawCase, ...]
+
+    @property
+    def name(self) -> str:
+        """Folder name, e.g. ``Dataset501_Brain``."""
+        return self.root.name
+
+    @property
+    def dataset_id(self) -> int | None:
+        """The numeric id from the folder name, or ``None`` for folders without one."""
+        match = _DATASET_FOLDER.match(self.root.name)
+        return int(match.group(1)) if match else None
+
+    def case(self, case_id: str) -> RawCase:
+        """The case with the given id."""
+        for case in self.cases:
+            if case.case_id == case_id:
+                return case
+        raise DatasetError(f"no case '{case_id}' in this dataset", self.root)
+
+
+def dataset_folder_name(dataset_id: int, name: str) -> str:
+    """``DatasetNNN_Name`` for an id and a short name."""
+    if not 0 <= dataset_id <= 999:
+        raise DatasetError(f"dataset id must be between 0 and 999, got {dataset_id}")
+    return f"Dataset{dataset_id:03d}_{name}"
+
+
+def find_raw_dataset(raw_root: str | os.PathLike, spec: str | int) -> Path:
+    """Locate a dataset folder by id (``501``), full folder name or short name, or as a path.
+
+    Raises:
+        DatasetError: Nothing or more than one folder matches; the message lists what exists.
+    """
+    raw_root = Path(raw_root)
+    text = str(spec)
+    as_path = Path(text)
+    if as_path.is_dir() and (as_path / "dataset.json").exists():
+        return as_path.absolute()
+    candidates = sorted(p for p in raw_root.iterdir() if p.is_dir()) if raw_root.is_dir() else []
+    matches = []
+    for folder in candidates:
+        match = _DATASET_FOLDER.match(folder.name)
+        if folder.name == text or (match and (match.group(2) == text or (text.isdigit()
+                                                                         and int(match.group(1)) == int(text)))):
+            matches.append(folder)
+    if len(matches) == 1:
+        return matches[0]
+    known = ", ".join(p.name for p in candidates) or "none"
+    if not matches:
+        raise DatasetError(f"no dataset '{text}' here (found: {known}); set --data-root or AUTOUNET_DATA, or "
+                           "create one with 'autounet example'", raw_root)
+    raise DatasetError(f"dataset '{text}' is ambiguous: {', '.join(p.name for p in matches)}", raw_root)
+
+
+def group_channel_files(folder: Path, ending: str) -> tuple[dict[str, dict[int, Path]], list[Path]]:
+    """Group ``{case}_{channel:04d}{ending}`` files of a folder by case.
+
+    Returns:
+        ``{case_id: {channel: path}}`` and the files that do not follow the naming pattern.
+    """
+    groups: dict[str, dict[int, Path]] = defaultdict(dict)
+    strays: list[Path] = []
+    if not folder.is_dir():
+        return {}, []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if not path.name.lower().endswith(ending.lower()):
+            strays.append(path)
+            continue
+        match = _CHANNEL_FILE.match(path.name[: -len(ending)])
+        if match is None:
+            strays.append(path)
+            continue
+        groups[match.group("case")][int(match.group("channel"))] = path
+    return dict(groups), strays
+
+
+def load_raw_dataset(root: str | os.PathLike) -> RawDataset:
+    """Load ``dataset.json`` and pair each training case's channel files with its label.
+
+    This does a quick structural check only (files exist and pair up); :func:`autounet.dataset.verify`
+    does the thorough one and reports every problem at once.
+
+    Raises:
+        DatasetError: Missing folders, malformed ``dataset.json``, or cases that do not pair up.
+    """
+    root = Path(root)
+    description = load_dataset_json(root / "dataset.json")
+    images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
+    for folder in (images_dir, labels_dir):
+        if not folder.is_dir():
+            raise DatasetError(f"missing folder {folder.name}/", root)
+    groups, _ = group_channel_files(images_dir, description.file_ending)
+    cases = []
+    for case_id in sorted(groups):
+        label = labels_dir / f"{case_id}{description.file_ending}"
+        if not label.is_file():
+            raise DatasetError(f"case '{case_id}' has no label file; run 'autounet verify' for a full report",
+                               label)
+        channels = groups[case_id]
+        cases.append(RawCase(case_id, tuple(channels[c] for c in sorted(channels)), label))
+    if not cases:
+        raise DatasetError("no training cases found in imagesTr/", root)
+    return RawDataset(root=root, description=description, cases=tuple(cases))
+
+
+def list_test_cases(root: str | os.PathLike, ending: str) -> tuple[RawCase, ...]:
+    """The cases of ``imagesTs/`` (no labels), if that folder exists."""
+    groups, _ = group_channel_files(Path(root) / "imagesTs", ending)
+    return tuple(RawCase(cid, tuple(ch[c] for c in sorted(ch)), None) for cid, ch in sorted(groups.items()))

@@ -1,0 +1,118 @@
+"""2D natural images (PNG, BMP) through Pillow and TIFF (2D, or 3D with a spacing sidecar) through tifffile.
+
+Natural images have no world coordinates: spacing is 1, origin 0, identity direction. A colour image
+becomes three channels. A 3D TIFF volume needs a sidecar ``<name>.json`` beside it holding
+``{"spacing": [z, y, x]}``, the convention nnU-Net v2 uses; the sidecar is written with segmentations too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from autounet.io.geometry import ImageGeometry
+from autounet.io.jsonio import write_json
+
+__all__ = ["PillowFormat", "TiffFormat", "tiff_sidecar_path"]
+
+
+def _channels_first_2d(data: np.ndarray) -> np.ndarray:
+    if data.ndim == 2:
+        return data[None]
+    if data.ndim == 3 and data.shape[-1] in (3, 4):
+        return np.ascontiguousarray(np.moveaxis(data[..., :3], -1, 0))
+    raise ValueError(f"unsupported 2D image layout {data.shape}")
+
+
+def _single_channel_2d(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 3 and array.shape[0] == 3:
+        return np.ascontiguousarray(np.moveaxis(array, 0, -1))
+    if array.ndim == 3 and array.shape[0] == 1:
+        return array[0]
+    if array.ndim != 2:
+        raise ValueError(f"2D image output needs (Y, X), (1, Y, X) or (3, Y, X), got {array.shape}")
+    return array
+
+
+class PillowFormat:
+    """Handler for PNG and BMP."""
+
+    name = "natural2d"
+    endings = (".png", ".bmp")
+
+    def read(self, path: Path) -> tuple[np.ndarray, ImageGeometry]:
+        """Read as ``(C, Y, X)``: grey -> 1 channel, RGB/RGBA -> 3 channels (alpha dropped)."""
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("LA", "PA"):
+                image = image.getchannel(0)
+            data = np.asarray(image)
+        if data.dtype == bool:
+            data = data.astype(np.uint8)
+        return _channels_first_2d(data), ImageGeometry.default(2)
+
+    def write(self, array: np.ndarray, geometry: ImageGeometry, path: Path) -> None:
+        """Write grey (uint8, or uint16 for larger values) or RGB uint8."""
+        data = _single_channel_2d(array)
+        if data.ndim == 2:
+            too_large = data.size and (data.min() < 0 or data.max() > 255)
+            data = data.astype(np.uint16 if too_large else np.uint8)
+        else:
+            data = data.astype(np.uint8)
+        Image.fromarray(data).save(path)
+
+
+def tiff_sidecar_path(path: Path) -> Path:
+    """The spacing sidecar of a TIFF file: same name, ``.json`` instead of ``.tif``/``.tiff``."""
+    name = path.name
+    stem = name[: -len(".tiff")] if name.lower().endswith(".tiff") else name[: -len(".tif")]
+    return path.with_name(stem + ".json")
+
+
+class TiffFormat:
+    """Handler for .tif/.tiff: 2D (grey or RGB) without a sidecar, 3D volumes with one."""
+
+    name = "tiff"
+    endings = (".tif", ".tiff")
+
+    def read(self, path: Path) -> tuple[np.ndarray, ImageGeometry]:
+        """Read a 2D image as ``(C, Y, X)`` or, with a sidecar, a volume as ``(1, Z, Y, X)``."""
+        data = tifffile.imread(path)
+        sidecar = tiff_sidecar_path(path)
+        if not sidecar.exists():
+            if data.ndim == 3 and data.shape[-1] not in (3, 4):
+                raise ValueError(f"3D TIFF of shape {data.shape} has no spacing sidecar {sidecar.name} "
+                                 '(expected {"spacing": [z, y, x]})')
+            return _channels_first_2d(data), ImageGeometry.default(2)
+        spacing = _read_sidecar_spacing(sidecar)
+        if data.ndim != len(spacing):
+            raise ValueError(f"TIFF of shape {data.shape} but sidecar {sidecar.name} gives "
+                             f"{len(spacing)} spacing values")
+        return data[None], ImageGeometry.default(data.ndim, spacing)
+
+    def write(self, array: np.ndarray, geometry: ImageGeometry, path: Path) -> None:
+        """Write ``(Y, X)``/``(Z, Y, X)`` (channel axis of size 1 allowed); 3D data gets a sidecar."""
+        if array.ndim == geometry.ndim + 1 and array.shape[0] == 1:
+            array = array[0]
+        if geometry.ndim == 2:
+            tifffile.imwrite(path, _single_channel_2d(array), compression="zlib")
+            return
+        if array.ndim != 3:
+            raise ValueError(f"3D TIFF output needs (Z, Y, X), got {array.shape}")
+        tifffile.imwrite(path, np.ascontiguousarray(array), compression="zlib")
+        write_json(tiff_sidecar_path(path), {"spacing": list(geometry.spacing)})
+
+
+def _read_sidecar_spacing(sidecar: Path) -> tuple[float, ...]:
+    try:
+        spacing = json.loads(sidecar.read_text(encoding="utf-8"))["spacing"]
+        values = tuple(float(s) for s in spacing)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f'sidecar {sidecar.name} must hold {{"spacing": [z, y, x]}} ({exc})') from None
+    if not all(v > 0 for v in values):
+        raise ValueError(f"sidecar {sidecar.name} has non-positive spacing {values}")
+    return values

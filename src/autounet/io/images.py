@@ -1,0 +1,179 @@
+"""Reading and writing images and segmentations, format chosen by file ending.
+
+Supported: NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd), PNG, BMP, TIFF (2D, or 3D
+with a spacing sidecar). Every failure becomes an :class:`~autounet.errors.ImageIOError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from autounet.errors import ImageIOError
+from autounet.io._formats import ImageFormat, matching_ending
+from autounet.io._itk import ItkFormat
+from autounet.io._natural import PillowFormat, TiffFormat
+from autounet.io._nifti import NiftiFormat
+from autounet.io.geometry import ImageGeometry
+
+__all__ = [
+    "SUPPORTED_ENDINGS",
+    "format_for",
+    "read_image",
+    "read_segmentation",
+    "split_ending",
+    "write_image",
+    "write_segmentation",
+]
+
+_FORMATS: tuple[ImageFormat, ...] = (NiftiFormat(), ItkFormat(), PillowFormat(), TiffFormat())
+SUPPORTED_ENDINGS: tuple[str, ...] = tuple(e for f in _FORMATS for e in f.endings)
+# Natural 2D images may hold several channels (RGB) in one file; volumetric formats hold one.
+MULTICHANNEL_ENDINGS: tuple[str, ...] = PillowFormat.endings + TiffFormat.endings
+
+
+def split_ending(filename: str) -> tuple[str, str] | None:
+    """Split ``filename`` into stem and supported ending, or return ``None`` if the ending is unknown."""
+    ending = matching_ending(filename, SUPPORTED_ENDINGS)
+    if ending is None:
+        return None
+    return filename[: -len(ending)], filename[-len(ending):]
+
+
+def format_for(path: str | os.PathLike) -> ImageFormat:
+    """The handler for a file, by its ending.
+
+    Raises:
+        ImageIOError: The ending is not supported.
+    """
+    path = Path(path)
+    for image_format in _FORMATS:
+        if matching_ending(path.name, image_format.endings):
+            return image_format
+    raise ImageIOError(f"unsupported file ending; supported: {', '.join(SUPPORTED_ENDINGS)}", path)
+
+
+def _read_one(path: Path) -> tuple[np.ndarray, ImageGeometry]:
+    image_format = format_for(path)
+    if not path.is_file():
+        raise ImageIOError("file not found", path)
+    try:
+        return image_format.read(path)
+    except ImageIOError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure means an unusable file
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ImageIOError(f"cannot read image: {reason}", path) from exc
+
+
+def read_image(files: Sequence[str | os.PathLike]) -> tuple[np.ndarray, ImageGeometry]:
+    """Read the channel files of one case and stack them.
+
+    Args:
+        files: One file per channel (``case_0000``, ``case_0001``, ...); an RGB natural image counts as
+            three channels.
+
+    Returns:
+        ``float32`` array of shape ``(C, Z, Y, X)`` or ``(C, Y, X)``, and the geometry of the first file.
+
+    Raises:
+        ImageIOError: A file is unreadable, contains NaN/Inf, or disagrees in shape or geometry with the
+            first channel.
+    """
+    if not files:
+        raise ImageIOError("no image files given")
+    arrays: list[np.ndarray] = []
+    geometry: ImageGeometry | None = None
+    for file in map(Path, files):
+        data, file_geometry = _read_one(file)
+        if geometry is None:
+            geometry = file_geometry
+        elif data.shape[1:] != arrays[0].shape[1:]:
+            raise ImageIOError(f"shape {data.shape[1:]} differs from the first channel's {arrays[0].shape[1:]}",
+                               file)
+        elif (problem := geometry.mismatch(file_geometry)) is not None:
+            raise ImageIOError(f"geometry differs from the first channel's: {problem}", file)
+        data = data.astype(np.float32, copy=False)
+        if not np.isfinite(data).all():
+            raise ImageIOError("image contains NaN or Inf values", file)
+        arrays.append(data)
+    assert geometry is not None  # files is non-empty
+    image = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
+    return image, geometry
+
+
+def read_segmentation(file: str | os.PathLike) -> tuple[np.ndarray, ImageGeometry]:
+    """Read a label map.
+
+    Returns:
+        Array of shape ``(Z, Y, X)`` or ``(Y, X)`` in the file's dtype (values are checked by the caller),
+        and its geometry.
+
+    Raises:
+        ImageIOError: Unreadable file or more than one channel.
+    """
+    path = Path(file)
+    data, geometry = _read_one(path)
+    if data.shape[0] != 1:
+        raise ImageIOError(f"segmentation has {data.shape[0]} channels; expected a single label map", path)
+    return data[0], geometry
+
+
+def _smallest_label_dtype(array: np.ndarray) -> np.dtype:
+    if array.size == 0:
+        return np.dtype(np.uint8)
+    low, high = int(array.min()), int(array.max())
+    for dtype in (np.uint8, np.uint16, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+def write_segmentation(segmentation: np.ndarray, geometry: ImageGeometry, file: str | os.PathLike) -> None:
+    """Write a label map with exactly the given geometry, atomically.
+
+    Args:
+        segmentation: Integer array ``(Z, Y, X)`` or ``(Y, X)``.
+        geometry: Usually the geometry read from the source image.
+        file: Destination; its ending picks the format.
+    """
+    segmentation = np.asarray(segmentation)
+    write_image(segmentation.astype(_smallest_label_dtype(segmentation), copy=False), geometry, file)
+
+
+def write_image(array: np.ndarray, geometry: ImageGeometry, file: str | os.PathLike) -> None:
+    """Write an array with the given geometry, atomically (temporary file, then rename).
+
+    Args:
+        array: ``(*spatial)`` or, for formats that allow it, ``(C, *spatial)``.
+        geometry: Geometry to store.
+        file: Destination; its ending picks the format.
+
+    Raises:
+        ImageIOError: The format cannot store this array or geometry, or the write failed.
+    """
+    path = Path(file)
+    image_format = format_for(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write under the final name inside a private temporary folder, then move the files into place with
+    # the main file last: detached data files (.mhd + .zraw, .nhdr + .raw.gz) and TIFF sidecars keep the
+    # names their header refers to, and a reader never sees a main file without its companions.
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp_dir:
+        staged = Path(tmp_dir) / path.name
+        try:
+            image_format.write(np.asarray(array), geometry, staged)
+        except ImageIOError:
+            raise
+        except Exception as exc:
+            raise ImageIOError(f"cannot write image: {exc}", path) from exc
+        for companion in sorted(Path(tmp_dir).iterdir()):
+            if companion != staged:
+                os.replace(companion, path.parent / companion.name)
+        os.replace(staged, path)

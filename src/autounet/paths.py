@@ -1,0 +1,67 @@
+"""Resolution of the data folders: the only module that reads the environment.
+
+Priority: command-line flag > environment variable > default. ``AUTOUNET_DATA`` (or ``--data-root``) names
+one root holding ``raw/``, ``preprocessed/`` and ``results/``. For users coming from nnU-Net, the variables
+``nnUNet_raw``, ``nnUNet_preprocessed`` and ``nnUNet_results`` override the matching sub-folder when set
+and no ``--data-root`` flag was given.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DEFAULT_DATA_ROOT", "Paths", "resolve_paths"]
+
+DEFAULT_DATA_ROOT = Path("autounet_data")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The three data folders every stage works in.
+
+    Attributes:
+        raw: Raw datasets in nnU-Net v2 format (``DatasetNNN_Name/``).
+        preprocessed: Fingerprints, plans and preprocessed cases, one folder per dataset.
+        results: Trained models, one folder per dataset.
+    """
+
+    raw: Path
+    preprocessed: Path
+    results: Path
+
+    @classmethod
+    def under(cls, root: str | os.PathLike) -> Paths:
+        """Paths with the standard sub-folders of one data root."""
+        root = Path(root)
+        return cls(raw=root / "raw", preprocessed=root / "preprocessed", results=root / "results")
+
+
+def resolve_paths(data_root: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Paths:
+    """Resolve the data folders once, at start-up.
+
+    Args:
+        data_root: The ``--data-root`` flag; when given, it wins over every environment variable.
+        environ: The environment to read; ``os.environ`` when ``None`` (tests pass a dict).
+
+    Returns:
+        The resolved, absolute folders. They are not created here.
+    """
+    env = os.environ if environ is None else environ
+    if data_root is not None:
+        return _absolute(Paths.under(data_root))
+    root = Path(env.get("AUTOUNET_DATA") or DEFAULT_DATA_ROOT)
+    base = Paths.under(root)
+    paths = Paths(
+        raw=Path(env["nnUNet_raw"]) if env.get("nnUNet_raw") else base.raw,
+        preprocessed=Path(env["nnUNet_preprocessed"]) if env.get("nnUNet_preprocessed") else base.preprocessed,
+        results=Path(env["nnUNet_results"]) if env.get("nnUNet_results") else base.results,
+    )
+    return _absolute(paths)
+
+
+def _absolute(paths: Paths) -> Paths:
+    return Paths(raw=paths.raw.absolute(), preprocessed=paths.preprocessed.absolute(),
+                 results=paths.results.absolute())

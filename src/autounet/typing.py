@@ -1,0 +1,23 @@
+"""Shared type aliases and the one statement of axis conventions.
+
+Axis order: image arrays are ``(C, Z, Y, X)`` for 3D data and ``(C, Y, X)`` for 2D data; segmentation
+arrays drop the channel axis. Every per-axis tuple (spacing, shape, patch size) follows the same order as
+the spatial array axes. Spacings are in millimetres (or the unit of the file; 1.0 where the format has
+none). 2D data is marked by ``ndim == 2``; no sentinel spacing stands in for a missing axis.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Union
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["FloatArray", "IntArray", "PathLike", "Shape", "Spacing"]
+
+PathLike = Union[str, os.PathLike]
+Shape = tuple[int, ...]
+Spacing = tuple[float, ...]
+FloatArray = npt.NDArray[np.floating]
+IntArray = npt.NDArray[np.integer]
