@@ -14,7 +14,8 @@ from autounet.io import ImageGeometry, write_image, write_segmentation
 DatasetFactory = Callable[..., Path]
 
 
-def write_tiny_dataset(root: Path, *, num_cases: int = 3, num_channels: int = 2, shape: tuple[int, ...] = (8, 12, 12),
+def write_tiny_dataset(root: Path, *, num_cases: int = 3, num_channels: int = 2,
+                       shape: tuple[int, ...] = (8, 12, 12),
                        spacing: tuple[float, ...] = (3.0, 1.0, 1.0), ending: str = ".nii.gz", seed: int = 0,
                        name: str = "Dataset999_Tiny") -> Path:
     """Write a small, clean dataset: blobs of labels 1 and 2 in noise, one channel per file.
@@ -36,7 +37,8 @@ def write_tiny_dataset(root: Path, *, num_cases: int = 3, num_channels: int = 2,
         for channel in range(num_channels):
             image = rng.normal(100.0 * (channel + 1), 10.0, size=shape) + 50.0 * seg
             dtype = np.uint8 if ending in (".png", ".bmp") else np.float32
-            write_image(np.clip(image, 0, 255).astype(dtype), geom, folder / "imagesTr" / f"{case}_{channel:04d}{ending}")
+            image_file = folder / "imagesTr" / f"{case}_{channel:04d}{ending}"
+            write_image(np.clip(image, 0, 255).astype(dtype), geom, image_file)
         write_segmentation(seg, geom, folder / "labelsTr" / f"{case}{ending}")
     (folder / "dataset.json").write_text(json.dumps({
         "channel_names": {str(c): ("CT" if c == 0 else f"MR{c}") for c in range(num_channels)},

@@ -9,14 +9,13 @@ none). 2D data is marked by ``ndim == 2``; no sentinel spacing stands in for a m
 from __future__ import annotations
 
 import os
-from typing import Union
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = ["FloatArray", "IntArray", "PathLike", "Shape", "Spacing"]
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 Shape = tuple[int, ...]
 Spacing = tuple[float, ...]
 FloatArray = npt.NDArray[np.floating]

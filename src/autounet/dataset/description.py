@@ -137,7 +137,7 @@ def _parse_channels(raw: Any, path: Path) -> dict[int, str]:
         raise DatasetError("'channel_names' must be a non-empty object like {\"0\": \"CT\"}", path)
     channels: dict[int, str] = {}
     for key, name in raw.items():
-        if not str(key).isdigit() or not isinstance(name, str):
+        if not str(key).isdecimal() or not isinstance(name, str):
             raise DatasetError(f"'channel_names' entry {key!r}: {name!r} must map an index to a name", path)
         channels[int(key)] = name
     if sorted(channels) != list(range(len(channels))):

@@ -1,0 +1,107 @@
+"""``autounet example``: write synthetic example datasets into the raw-data folder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from autounet.dataset.synthetic import (
+    EXAMPLE_IDS,
+    EXAMPLE_KINDS,
+    ExampleInfo,
+    ExampleKind,
+    ExampleOptions,
+    example_info,
+    generate_example,
+)
+from autounet.errors import DatasetError
+from autounet.paths import Paths
+
+__all__ = ["register", "run"]
+
+logger = logging.getLogger(__name__)
+
+_ALL = "all"
+
+
+def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    """Add the ``example`` subcommand.
+
+    Args:
+        subparsers: The ``autounet`` subcommand collection.
+        parent: Parser holding the common options (``--data-root``, ``--debug``, ``--quiet``).
+    """
+    ids = ", ".join(f"{kind} {EXAMPLE_IDS[kind]}" for kind in EXAMPLE_KINDS)
+    parser = subparsers.add_parser(
+        "example", parents=[parent], help="write synthetic example datasets",
+        description="Write deterministic synthetic datasets in nnU-Net v2 raw format into the raw-data "
+                    f"folder, for trying autounet and for tests. Dataset ids: {ids}. 'mr' is an anisotropic "
+                    "3D head MR, 'ct' a 3D CT in Hounsfield units, 'multichannel' a two-channel 3D MR "
+                    "(.mha), 'png2d' 2D PNG pictures.")
+    # A string default: argparse checks a '*' positional's default against the choices, and a list fails.
+    parser.add_argument("kinds", nargs="*", choices=[*EXAMPLE_KINDS, _ALL], default=_ALL, metavar="KIND",
+                        help=f"which examples: {', '.join(EXAMPLE_KINDS)} or {_ALL} (default: {_ALL})")
+    defaults = ExampleOptions()
+    parser.add_argument("--num-cases", type=int, default=defaults.num_cases, metavar="N",
+                        help="training cases per dataset (default: %(default)s)")
+    parser.add_argument("--num-test-cases", type=int, default=defaults.num_test_cases, metavar="N",
+                        help="test cases in imagesTs/, with labels in labelsTs/ (default: %(default)s)")
+    parser.add_argument("--shape", type=int, nargs="+", default=None, metavar="SIZE",
+                        help="nominal array shape, Z Y X for 3D kinds or Y X for png2d (default: per kind; "
+                             "3D cases vary by a few voxels)")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="random seed; the same seed writes identical files (default: %(default)s)")
+    parser.add_argument("--dataset-id", type=int, default=None, metavar="ID",
+                        help="dataset number instead of the kind's default (only with a single kind)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing example datasets (the old one is removed once the new one "
+                             "is complete)")
+    parser.set_defaults(handler=run)
+
+
+def _selected_kinds(kinds: str | list[str]) -> list[ExampleKind]:
+    """The requested kinds in canonical order, without repeats; ``all`` (or nothing) means every kind."""
+    requested = [kinds] if isinstance(kinds, str) else list(kinds)
+    if not requested or _ALL in requested:
+        return list(EXAMPLE_KINDS)
+    return [kind for kind in EXAMPLE_KINDS if kind in requested]
+
+
+def run(args: argparse.Namespace, paths: Paths) -> int:
+    """Generate the requested example datasets under ``paths.raw``.
+
+    Args:
+        args: Parsed arguments of the ``example`` subcommand.
+        paths: Resolved data folders.
+
+    Returns:
+        0 on success.
+
+    Raises:
+        DatasetError: Invalid options (checked for every kind before anything is written), or a dataset
+            exists and ``--overwrite`` was not given.
+    """
+    kinds = _selected_kinds(args.kinds)
+    if args.dataset_id is not None and len(kinds) != 1:
+        raise DatasetError(f"--dataset-id needs exactly one example kind, got {len(kinds)} "
+                           f"({', '.join(kinds)})")
+    options = ExampleOptions(num_cases=args.num_cases, num_test_cases=args.num_test_cases,
+                             shape=tuple(args.shape) if args.shape is not None else None, seed=args.seed,
+                             dataset_id=args.dataset_id)
+    # Validate all kinds first, so a bad --shape for the last kind does not leave the first ones written.
+    infos = [example_info(kind, options) for kind in kinds]
+    for info in infos:
+        folder = generate_example(info.kind, paths.raw, options, overwrite=args.overwrite)
+        logger.info("%s", _summary(info, folder, options))
+    return 0
+
+
+def _summary(info: ExampleInfo, folder: Path, options: ExampleOptions) -> str:
+    # 3D cases vary around the nominal shape and in-plane spacing; 2D pictures are exact.
+    about = "~" if len(info.shape) == 3 else ""
+    shape = " x ".join(str(s) for s in info.shape)
+    spacing = " x ".join(f"{s:g}" for s in info.spacing)
+    return (f"wrote {folder}: {options.num_cases} training + {options.num_test_cases} test cases, "
+            f"{len(info.channel_names)} channel(s), shape {about}{shape}, spacing {about}{spacing} mm, "
+            f"{info.file_ending}; next: autounet verify -d {info.dataset_id}")

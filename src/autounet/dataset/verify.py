@@ -1,0 +1,253 @@
+"""Dataset integrity verification: every problem of a raw dataset at once, each naming its file.
+
+:func:`verify_dataset` never raises for a broken dataset and never writes into the dataset folder; it
+collects problems (which make the dataset unusable) and warnings (worth a look, not fatal):
+
+- ``dataset.json`` missing or malformed (invalid JSON, missing keys, bad labels, nnU-Net v1 format):
+  reported alone, since nothing else can be checked without it;
+- ``imagesTr/`` or ``labelsTr/`` missing; no training cases at all; ``numTraining`` not matching;
+- file names: endings other than ``file_ending``, image files without the ``_XXXX`` channel suffix,
+  duplicate case ids (ids in one folder that are equal ignoring letter case), missing or undeclared
+  channel files, images without labels and labels without images;
+- file contents, one case at a time in worker processes: unreadable or truncated files, 4D data, NaN or
+  Inf, channel count after reading (an RGB PNG/BMP/TIFF supplies three), shape and geometry (spacing,
+  origin, direction) of every channel and of the label against the first channel, non-integer or
+  undeclared label values, and one dimensionality across all cases;
+- ``imagesTs/``, when present, gets the name, channel and readability checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autounet.dataset._checks import CaseResult, Layout, Problem, check_case, scan_layout
+from autounet.dataset.description import DatasetDescription, load_dataset_json
+from autounet.errors import DatasetError
+from autounet.progress import parallel_map
+
+__all__ = [
+    "DatasetSummary",
+    "Problem",
+    "VerificationReport",
+    "require_valid_dataset",
+    "verify_command",
+    "verify_dataset",
+]
+
+logger = logging.getLogger(__name__)
+
+_DATASET_FOLDER = re.compile(r"^Dataset(\d{3})_")
+# Ratios of 3 to 10 are common (thick-slice MR) and planning handles them; beyond 10 a wrong header
+# (e.g. slice thickness in cm) is likely enough to ask for a look.
+_ANISOTROPY_RATIO = 10.0
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """Statistics of the training cases that could be read.
+
+    Attributes:
+        name: Dataset folder name, e.g. ``Dataset501_Brain``.
+        num_cases: Training cases (case ids in ``imagesTr/``).
+        num_test_cases: Cases in ``imagesTs/`` (0 without that folder).
+        num_channels: Input channels declared in ``dataset.json``.
+        channel_names: Channel names in channel order.
+        ndim: Spatial dimensionality (2 or 3).
+        file_ending: File ending from ``dataset.json``.
+        labels: Label name -> value (or tuple of values for a region), as in ``dataset.json``.
+        median_shape: Per-axis median spatial shape, ``(Z, Y, X)`` or ``(Y, X)``, in voxels.
+        median_spacing: Per-axis median voxel spacing in mm, same axis order.
+        min_shape: Per-axis minimum spatial shape in voxels.
+        max_shape: Per-axis maximum spatial shape in voxels.
+        cases_per_label: Label name -> number of training cases whose label map contains it (for a
+            region, any of its values).
+    """
+
+    name: str
+    num_cases: int
+    num_test_cases: int
+    num_channels: int
+    channel_names: tuple[str, ...]
+    ndim: int
+    file_ending: str
+    labels: dict[str, int | tuple[int, ...]]
+    median_shape: tuple[int, ...]
+    median_spacing: tuple[float, ...]
+    min_shape: tuple[int, ...]
+    max_shape: tuple[int, ...]
+    cases_per_label: dict[str, int]
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """The outcome of :func:`verify_dataset`.
+
+    Attributes:
+        dataset: The dataset folder.
+        problems: Everything that makes the dataset unusable, in a stable order.
+        summary: Statistics of the readable training cases; ``None`` if ``dataset.json`` is unusable or
+            no case could be read.
+        warnings: Oddities that do not stop training (e.g. a label map without foreground).
+    """
+
+    dataset: Path
+    problems: tuple[Problem, ...]
+    summary: DatasetSummary | None
+    warnings: tuple[Problem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether no problem was found (warnings do not count)."""
+        return not self.problems
+
+
+def verify_dataset(root: str | os.PathLike, num_processes: int = 1) -> VerificationReport:
+    """Check a raw dataset thoroughly and report every problem at once.
+
+    Reads each case once, one case at a time per worker process; never modifies the dataset folder.
+
+    Args:
+        root: The dataset folder (``DatasetNNN_Name/``).
+        num_processes: Worker processes for reading cases; 1 reads in this process.
+
+    Returns:
+        The report; ``report.ok`` tells whether the dataset is usable. Dataset faults never raise.
+    """
+    root = Path(root)
+    description, problem = _load_description(root)
+    if description is None:
+        return VerificationReport(dataset=root, problems=(problem,) if problem else (), summary=None)
+    layout = scan_layout(root, description)
+    logger.info("Verifying %s: %d case(s) to read", root.name, len(layout.tasks))
+    results: list[CaseResult] = parallel_map(check_case, layout.tasks, num_processes, "Verifying")
+    problems = list(layout.problems)
+    warnings = list(layout.warnings)
+    for result in results:
+        problems.extend(result.problems)
+        warnings.extend(result.warnings)
+    problems.extend(_dimensionality_problems(results))
+    problems.extend(_num_training_problems(root, description, layout))
+    summary = _summarize(root, description, results, layout)
+    if summary is not None:
+        warnings.extend(_spacing_warnings(root, summary))
+    # Grouped by file (stable, so one file's problems keep their order): fixing goes file by file.
+    return VerificationReport(dataset=root, problems=_by_path(problems), summary=summary,
+                              warnings=_by_path(warnings))
+
+
+def require_valid_dataset(root: str | os.PathLike, num_processes: int = 1) -> None:
+    """Verify a dataset and stop with one line if it has problems (for commands that need clean data).
+
+    Args:
+        root: The dataset folder.
+        num_processes: Worker processes for reading cases.
+
+    Raises:
+        DatasetError: The dataset has problems; the message gives their number, the first one and the
+            command that lists them all.
+    """
+    root = Path(root)
+    report = verify_dataset(root, num_processes)
+    if report.warnings:
+        logger.warning("%d warning(s) about %s, first: %s; run '%s' for the list", len(report.warnings),
+                       root.name, report.warnings[0], verify_command(root))
+    if not report.ok:
+        count = len(report.problems)
+        raise DatasetError(f"{count} problem{'s' if count != 1 else ''}, first: {report.problems[0]}; run "
+                           f"'{verify_command(root)}' for the full list", root)
+
+
+def verify_command(root: str | os.PathLike) -> str:
+    """The ``autounet verify`` command line for a dataset folder (by id when the name has one)."""
+    root = Path(root)
+    match = _DATASET_FOLDER.match(root.name)
+    spec = str(int(match.group(1))) if match else shlex.quote(str(root))
+    return f"autounet verify -d {spec}"
+
+
+def _by_path(problems: list[Problem]) -> tuple[Problem, ...]:
+    return tuple(sorted(problems, key=lambda problem: str(problem.path)))
+
+
+def _load_description(root: Path) -> tuple[DatasetDescription | None, Problem | None]:
+    if not root.is_dir():
+        return None, Problem(root, "dataset folder not found")
+    json_path = root / "dataset.json"
+    if not json_path.is_file():
+        return None, Problem(json_path, "missing dataset.json; it must declare channel_names, labels, "
+                                        "numTraining and file_ending")
+    try:
+        return load_dataset_json(json_path), None
+    except DatasetError as exc:
+        return None, Problem(json_path, " ".join(exc.problem.split()))
+
+
+def _majority_ndim(results: list[CaseResult]) -> int | None:
+    # Training cases decide; test cases only count when there are no readable training cases.
+    for group in ([r for r in results if not r.is_test], results):
+        counts = Counter(r.ndim for r in group if r.ndim is not None)
+        if counts:
+            return counts.most_common(1)[0][0]
+    return None
+
+
+def _dimensionality_problems(results: list[CaseResult]) -> list[Problem]:
+    majority = _majority_ndim(results)
+    with_ndim = [r for r in results if r.ndim is not None and not r.is_test]
+    agreeing = sum(r.ndim == majority for r in with_ndim)
+    return [Problem(r.first_file, (
+        f"case '{r.case_id}' is {r.ndim}D but {agreeing} of {len(with_ndim)} training cases are {majority}D; "
+        "all cases must have the same dimensionality"))
+        for r in results if r.ndim is not None and r.ndim != majority]
+
+
+def _num_training_problems(root: Path, description: DatasetDescription, layout: Layout) -> list[Problem]:
+    found = layout.num_training_cases
+    if found is None or found == description.num_training:
+        return []
+    return [Problem(root / "dataset.json", (
+        f"numTraining is {description.num_training} but imagesTr/ holds {found} case(s); set "
+        f"\"numTraining\": {found}"))]
+
+
+def _summarize(root: Path, description: DatasetDescription, results: list[CaseResult],
+               layout: Layout) -> DatasetSummary | None:
+    majority = _majority_ndim(results)
+    training = [r for r in results if not r.is_test]
+    readable = [r for r in training if r.shape is not None and r.spacing is not None and r.ndim == majority]
+    if majority is None or not readable:
+        return None
+    shapes = np.array([r.shape for r in readable])
+    spacings = np.array([r.spacing for r in readable])
+    cases_per_label = {}
+    for name, value in description.labels.items():
+        values = value if isinstance(value, tuple) else (value,)
+        cases_per_label[name] = sum(1 for r in training
+                                    if r.label_values is not None and not r.label_values.isdisjoint(values))
+    return DatasetSummary(
+        name=root.name, num_cases=layout.num_training_cases or 0,
+        num_test_cases=len(results) - len(training), num_channels=description.num_channels,
+        channel_names=tuple(description.channel_names[c] for c in sorted(description.channel_names)),
+        ndim=majority, file_ending=description.file_ending, labels=dict(description.labels),
+        median_shape=tuple(int(round(float(v))) for v in np.median(shapes, axis=0)),
+        median_spacing=tuple(float(v) for v in np.median(spacings, axis=0)),
+        min_shape=tuple(int(v) for v in shapes.min(axis=0)),
+        max_shape=tuple(int(v) for v in shapes.max(axis=0)),
+        cases_per_label=cases_per_label)
+
+
+def _spacing_warnings(root: Path, summary: DatasetSummary) -> list[Problem]:
+    ratio = max(summary.median_spacing) / min(summary.median_spacing)
+    if ratio <= _ANISOTROPY_RATIO:
+        return []
+    spacing = " x ".join(f"{s:.4g}" for s in summary.median_spacing)
+    return [Problem(root, (f"median spacing {spacing} mm is very anisotropic (ratio {ratio:.1f}); check the "
+                           "image headers if this is unexpected"))]

@@ -1,0 +1,227 @@
+"""Plans: every pipeline setting decided for a dataset, as typed dataclasses written as readable JSON.
+
+A plans file holds named configurations (``2d``, ``3d_fullres``, ``3d_lowres``, ``3d_cascade_fullres``).
+On disk a configuration may say ``"inherits_from": "3d_fullres"`` and give only what differs, as in
+nnU-Net; loading resolves it into a complete :class:`ConfigurationPlan`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from autounet.errors import ConfigError
+from autounet.io.jsonio import read_json, write_json
+from autounet.io.serialization import from_dict, to_dict
+from autounet.networks.spec import UNetSpec
+
+__all__ = [
+    "ChannelNormalization",
+    "ConfigurationPlan",
+    "NormalizationScheme",
+    "Plans",
+    "ResamplingPlan",
+    "data_identifier",
+    "describe_plans",
+    "load_plans",
+    "save_plans",
+]
+
+NormalizationScheme = Literal["ct", "zscore", "rescale_0_1", "rgb_to_0_1", "none"]
+
+
+@dataclass(frozen=True)
+class ChannelNormalization:
+    """How one input channel is normalised.
+
+    Attributes:
+        scheme: ``ct``: clip to ``[clip_min, clip_max]`` then ``(x - mean) / std`` with dataset-wide values;
+            ``zscore``: per-case mean/std; ``rescale_0_1``: per-case min/max to [0, 1];
+            ``rgb_to_0_1``: divide by 255; ``none``.
+        use_nonzero_mask: Normalise only inside the non-zero region (zero elsewhere); chosen when cropping
+            to non-zero removed much of the image, so that the background does not dominate statistics.
+        clip_min, clip_max, mean, std: Dataset-wide foreground statistics for ``ct``.
+    """
+
+    scheme: NormalizationScheme
+    use_nonzero_mask: bool = False
+    clip_min: float | None = None
+    clip_max: float | None = None
+    mean: float | None = None
+    std: float | None = None
+
+
+@dataclass(frozen=True)
+class ResamplingPlan:
+    """Interpolation used to bring cases to the target spacing.
+
+    Attributes:
+        image_order: Spline order for images (3: cubic).
+        label_order: Order for labels, applied per class to a one-hot encoding (1: linear), then argmax.
+        out_of_plane_order: Order along the out-of-plane axis of anisotropic data when it is resampled
+            separately (0: nearest), so thick slices are not smeared into each other.
+        anisotropy_threshold: Spacing ratio (max / min) above which the out-of-plane axis is separate.
+    """
+
+    image_order: int = 3
+    label_order: int = 1
+    out_of_plane_order: int = 0
+    anisotropy_threshold: float = 3.0
+
+
+@dataclass(frozen=True)
+class ConfigurationPlan:
+    """One trainable configuration.
+
+    Attributes:
+        name: ``2d``, ``3d_fullres``, ``3d_lowres`` or ``3d_cascade_fullres`` (or a user-added name).
+        ndim: Spatial dimensions of patches and network.
+        spacing: Target spacing, in the plan's axis order (see ``Plans.axis_order``). For ``2d`` on 3D
+            data, the in-plane axes only: slices keep their own out-of-plane spacing.
+        median_shape: Median case shape at the target spacing (after cropping).
+        patch_size: Training patch size in voxels.
+        batch_size: Patches per training step.
+        network: The U-Net topology.
+        normalization: One entry per input channel.
+        resampling: Interpolation settings.
+        data_identifier: Names the preprocessed-data folder; a hash of everything preprocessing uses, so
+            configurations that preprocess identically share data and any change gets a new folder.
+        previous_stage: For a cascade, the configuration whose predictions are extra inputs.
+        next_stage: The cascade stage that uses this one's predictions.
+        batch_dice: Compute Dice over the whole batch (3D full-res/cascade) rather than per sample.
+        estimated_memory_gib: Planner's estimate of training memory at this patch and batch size.
+    """
+
+    name: str
+    ndim: int
+    spacing: tuple[float, ...]
+    median_shape: tuple[int, ...]
+    patch_size: tuple[int, ...]
+    batch_size: int
+    network: UNetSpec
+    normalization: tuple[ChannelNormalization, ...]
+    resampling: ResamplingPlan = field(default_factory=ResamplingPlan)
+    data_identifier: str = ""
+    previous_stage: str | None = None
+    next_stage: str | None = None
+    batch_dice: bool = False
+    estimated_memory_gib: float = 0.0
+
+
+@dataclass(frozen=True)
+class Plans:
+    """All configurations planned for one dataset.
+
+    Attributes:
+        schema_version: Version of this file layout.
+        dataset_name: ``DatasetNNN_Name``.
+        planner: Planner preset used (``default``, ``resenc_m``, ``resenc_l``, ``resenc_xl``).
+        gpu_memory_gib: Memory budget the patch and batch sizes were chosen for.
+        axis_order: Permutation applied to array axes before anything else (out-of-plane axis first);
+            predictions are permuted back. Identity for most data.
+        original_median_spacing: Median spacing of the raw data, raw axis order.
+        original_median_shape: Median shape after cropping, raw axis order.
+        configurations: Named configurations.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    schema_version: int
+    dataset_name: str
+    planner: str
+    gpu_memory_gib: float
+    axis_order: tuple[int, ...]
+    original_median_spacing: tuple[float, ...]
+    original_median_shape: tuple[int, ...]
+    configurations: dict[str, ConfigurationPlan]
+
+    def configuration(self, name: str) -> ConfigurationPlan:
+        """The configuration called ``name``.
+
+        Raises:
+            ConfigError: No such configuration; the message lists the planned ones.
+        """
+        if name not in self.configurations:
+            raise ConfigError(f"no configuration '{name}' in the plans; planned: {', '.join(self.configurations)}")
+        return self.configurations[name]
+
+
+def data_identifier(configuration: ConfigurationPlan, axis_order: tuple[int, ...]) -> str:
+    """Hash of the fields preprocessing depends on (spacing, axis order, normalisation, resampling, ndim)."""
+    relevant = {
+        "ndim": configuration.ndim,
+        "spacing": [round(s, 6) for s in configuration.spacing],
+        "axis_order": list(axis_order),
+        "normalization": to_dict(configuration.normalization),
+        "resampling": to_dict(configuration.resampling),
+    }
+    digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{configuration.ndim}d_{digest}"
+
+
+def save_plans(path: str | os.PathLike, plans: Plans) -> None:
+    """Write plans as indented JSON; cascade stages are written compactly with ``inherits_from``."""
+    data = to_dict(plans)
+    for name, config in plans.configurations.items():
+        parent = _inheritance_parent(plans, config)
+        if parent is not None:
+            parent_data = data["configurations"][parent]
+            compact = {k: v for k, v in data["configurations"][name].items() if parent_data.get(k) != v}
+            data["configurations"][name] = {"inherits_from": parent, **compact}
+    write_json(path, data)
+
+
+def load_plans(path: str | os.PathLike) -> Plans:
+    """Read and validate a plans file, resolving ``inherits_from``.
+
+    Raises:
+        ConfigError: Malformed file, unknown/missing field, inheritance cycle or unknown parent.
+    """
+    path = Path(path)
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("configurations"), dict):
+        raise ConfigError("not a plans file (no 'configurations' object)", path)
+    raw_configs: dict[str, Any] = data["configurations"]
+    resolved = {name: _resolve(name, raw_configs, path, ()) for name in raw_configs}
+    return from_dict(Plans, {**data, "configurations": resolved}, source=path)
+
+
+def _resolve(name: str, raw: dict[str, Any], path: Path, seen: tuple[str, ...]) -> dict[str, Any]:
+    if name in seen:
+        raise ConfigError(f"configurations inherit in a cycle: {' -> '.join((*seen, name))}", path)
+    config = raw[name]
+    if not isinstance(config, dict):
+        raise ConfigError(f"configuration '{name}' must be an object", path)
+    parent = config.get("inherits_from")
+    if parent is None:
+        return {**config, "name": config.get("name", name)}
+    if parent not in raw:
+        raise ConfigError(f"configuration '{name}' inherits from unknown '{parent}'", path)
+    merged = copy.deepcopy(_resolve(parent, raw, path, (*seen, name)))
+    merged.update({k: v for k, v in config.items() if k != "inherits_from"})
+    merged["name"] = name
+    return merged
+
+
+def _inheritance_parent(plans: Plans, config: ConfigurationPlan) -> str | None:
+    # A cascade's full-resolution stage is 3d_fullres plus a previous stage: store only the difference.
+    if config.previous_stage is None or "3d_fullres" not in plans.configurations:
+        return None
+    parent = plans.configurations["3d_fullres"]
+    return "3d_fullres" if replace(config, name=parent.name, previous_stage=None) == parent else None
+
+
+def describe_plans(plans: Plans) -> str:
+    """A small text table of the planned configurations."""
+    rows = [("configuration", "spacing", "median shape", "patch", "batch", "stages", "encoder", "mem GiB")]
+    for name, config in plans.configurations.items():
+        rows.append((name, "x".join(f"{s:.3g}" for s in config.spacing), "x".join(map(str, config.median_shape)),
+                     "x".join(map(str, config.patch_size)), str(config.batch_size), str(config.network.num_stages),
+                     config.network.encoder, f"{config.estimated_memory_gib:.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
