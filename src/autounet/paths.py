@@ -39,7 +39,8 @@ class Paths:
         return cls(raw=root / "raw", preprocessed=root / "preprocessed", results=root / "results")
 
 
-def resolve_paths(data_root: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Paths:
+def resolve_paths(data_root: str | os.PathLike | None = None,
+                  environ: Mapping[str, str] | None = None) -> Paths:
     """Resolve the data folders once, at start-up.
 
     Args:
@@ -52,16 +53,15 @@ def resolve_paths(data_root: str | os.PathLike | None = None, environ: Mapping[s
     env = os.environ if environ is None else environ
     if data_root is not None:
         return _absolute(Paths.under(data_root))
-    root = Path(env.get("AUTOUNET_DATA") or DEFAULT_DATA_ROOT)
-    base = Paths.under(root)
+    base = Paths.under(env.get("AUTOUNET_DATA") or DEFAULT_DATA_ROOT)
     paths = Paths(
-        raw=Path(env["nnUNet_raw"]) if env.get("nnUNet_raw") else base.raw,
-        preprocessed=Path(env["nnUNet_preprocessed"]) if env.get("nnUNet_preprocessed") else base.preprocessed,
-        results=Path(env["nnUNet_results"]) if env.get("nnUNet_results") else base.results,
+        raw=Path(env.get("nnUNet_raw") or base.raw),
+        preprocessed=Path(env.get("nnUNet_preprocessed") or base.preprocessed),
+        results=Path(env.get("nnUNet_results") or base.results),
     )
     return _absolute(paths)
 
 
 def _absolute(paths: Paths) -> Paths:
-    return Paths(raw=paths.raw.absolute(), preprocessed=paths.preprocessed.absolute(),
-                 results=paths.results.absolute())
+    # expanduser: a "~" reaches us unexpanded from quoted shell assignments and .env files.
+    return Paths(*(Path(p).expanduser().absolute() for p in (paths.raw, paths.preprocessed, paths.results)))

@@ -174,7 +174,7 @@ def _parse_labels(raw: Any, path: Path) -> dict[str, int | tuple[int, ...]]:
 
 
 def _parse_regions_order(raw: Any, labels: dict[str, int | tuple[int, ...]], path: Path) -> tuple[int, ...] | None:
-    regions = [k for k, v in labels.items() if isinstance(v, tuple) or (k not in ("background", IGNORE_LABEL_NAME))]
+    regions = [k for k in labels if k not in ("background", IGNORE_LABEL_NAME)]
     is_regions = any(isinstance(v, tuple) for v in labels.values())
     if raw is None:
         if is_regions:

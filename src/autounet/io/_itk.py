@@ -11,6 +11,8 @@ from autounet.io.geometry import ImageGeometry
 
 __all__ = ["ItkFormat"]
 
+_IMAGE_IO = {"nrrd": "NrrdImageIO", "nhdr": "NrrdImageIO", "mha": "MetaImageIO", "mhd": "MetaImageIO"}
+
 
 class ItkFormat:
     """Handler for the ITK-native formats; geometry is in ITK's LPS world frame."""
@@ -20,11 +22,15 @@ class ItkFormat:
 
     def read(self, path: Path) -> tuple[np.ndarray, ImageGeometry]:
         """Read a 2D or 3D scalar image as ``(1, *spatial)``."""
-        image = sitk.ReadImage(str(path))
+        # The ImageIO is named because ITK's automatic choice goes by the ending in lower case only.
+        reader = sitk.ImageFileReader()
+        reader.SetImageIO(_IMAGE_IO[path.name.lower().rsplit(".", 1)[-1]])
+        reader.SetFileName(str(path))
+        image = reader.Execute()
         ndim = image.GetDimension()
         if image.GetNumberOfComponentsPerPixel() != 1:
-            raise ValueError(f"vector image with {image.GetNumberOfComponentsPerPixel()} components per voxel; "
-                             "store one channel per file")
+            raise ValueError(f"vector image with {image.GetNumberOfComponentsPerPixel()} components per "
+                             "voxel; store one channel per file")
         if ndim == 4:
             raise ValueError(f"4D image of size {image.GetSize()} where a 3D image was expected; store one "
                              "channel per file (_0000, _0001, ...)")
@@ -48,6 +54,9 @@ class ItkFormat:
             array = array[0]
         if array.ndim != geometry.ndim:
             raise ValueError(f"array of shape {array.shape} does not match {geometry.ndim}D geometry")
+        # ITK world coordinates are LPS; without this a geometry read from NIfTI (RAS) would be stored
+        # mirrored in x and y, silently.
+        geometry = geometry.in_frame("LPS")
         image = sitk.GetImageFromArray(np.ascontiguousarray(array))
         image.SetSpacing(tuple(reversed(geometry.spacing)))
         image.SetOrigin(geometry.origin)

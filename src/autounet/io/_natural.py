@@ -58,12 +58,25 @@ class PillowFormat:
     def write(self, array: np.ndarray, geometry: ImageGeometry, path: Path) -> None:
         """Write grey (uint8, or uint16 for larger values) or RGB uint8."""
         data = _single_channel_2d(array)
-        if data.ndim == 2:
-            too_large = data.size and (data.min() < 0 or data.max() > 255)
-            data = data.astype(np.uint16 if too_large else np.uint8)
-        else:
-            data = data.astype(np.uint8)
-        Image.fromarray(data).save(path)
+        # Grey values above 255 need 16 bits (PNG only); colour stays 8 bits per channel.
+        high = 65535 if data.ndim == 2 else 255
+        data = _checked_integers(data, high)
+        wide = data.ndim == 2 and data.size > 0 and int(data.max()) > 255
+        Image.fromarray(data.astype(np.uint16 if wide else np.uint8)).save(path)
+
+
+def _checked_integers(data: np.ndarray, high: int) -> np.ndarray:
+    """``data`` if every value is an integer in ``0..high``; a plain cast would wrap or truncate silently."""
+    if data.dtype == bool or data.size == 0:
+        return data.astype(np.uint8)
+    if not np.issubdtype(data.dtype, np.integer):
+        if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)):
+            raise ValueError("PNG/BMP store integers only; rescale and round the values first, or write "
+                             "a format that keeps floats (.tif, .nii.gz)")
+    low, top = data.min(), data.max()
+    if low < 0 or top > high:
+        raise ValueError(f"values {low}..{top} do not fit the 0..{high} range this image can store")
+    return data
 
 
 def tiff_sidecar_path(path: Path) -> Path:
@@ -98,12 +111,15 @@ class TiffFormat:
         """Write ``(Y, X)``/``(Z, Y, X)`` (channel axis of size 1 allowed); 3D data gets a sidecar."""
         if array.ndim == geometry.ndim + 1 and array.shape[0] == 1:
             array = array[0]
+        # Photometric is explicit: left to tifffile, a grey volume with 3 or 4 columns is stored as RGB.
         if geometry.ndim == 2:
-            tifffile.imwrite(path, _single_channel_2d(array), compression="zlib")
+            data = _single_channel_2d(array)
+            photometric = "rgb" if data.ndim == 3 else "minisblack"
+            tifffile.imwrite(path, data, compression="zlib", photometric=photometric)
             return
         if array.ndim != 3:
             raise ValueError(f"3D TIFF output needs (Z, Y, X), got {array.shape}")
-        tifffile.imwrite(path, np.ascontiguousarray(array), compression="zlib")
+        tifffile.imwrite(path, np.ascontiguousarray(array), compression="zlib", photometric="minisblack")
         write_json(tiff_sidecar_path(path), {"spacing": list(geometry.spacing)})
 
 

@@ -10,6 +10,7 @@ axis order matches the ITK formats (``Z, Y, X``).
 from __future__ import annotations
 
 import base64
+import gzip
 from pathlib import Path
 
 import nibabel as nib
@@ -28,7 +29,7 @@ class NiftiFormat:
 
     def read(self, path: Path) -> tuple[np.ndarray, ImageGeometry]:
         """Read a 3D NIfTI file as ``(1, Z, Y, X)``; 2D files become one slice, 4D files are refused."""
-        image = nib.load(str(path))
+        image = _load(path)
         data = np.asanyarray(image.dataobj)
         while data.ndim > 3 and data.shape[-1] == 1:
             data = data[..., 0]
@@ -78,6 +79,19 @@ class NiftiFormat:
         nib.save(image, str(path))
 
 
+def _load(path: Path) -> nib.Nifti1Image:
+    if path.name.endswith((".nii", ".nii.gz")):
+        return nib.load(str(path))
+    # Given "x.Nii", nibabel opens "x.nii" (it rebuilds the name from the lower-case ending), so files
+    # with such endings are read from memory; they are rare.
+    block = path.read_bytes()
+    if path.name.lower().endswith(".gz"):
+        block = gzip.decompress(block)
+    sizeof_hdr = int.from_bytes(block[:4], "little")
+    is_nifti2 = 540 in (sizeof_hdr, int.from_bytes(block[:4], "big"))
+    return (nib.Nifti2Image if is_nifti2 else nib.Nifti1Image).from_bytes(block)
+
+
 def _header_from_b64(text: str) -> nib.Nifti1Header:
     block = base64.b64decode(text)
     header_class = nib.Nifti2Header if len(block) == 540 else nib.Nifti1Header
@@ -85,10 +99,9 @@ def _header_from_b64(text: str) -> nib.Nifti1Header:
 
 
 def _affine_from_geometry(geometry: ImageGeometry) -> np.ndarray:
-    if geometry.world_frame == "LPS":
-        raise ValueError("geometry read from an ITK (LPS) file cannot be written as NIfTI without conversion")
     affine = np.eye(4)
-    index_to_world = geometry.index_to_world()
+    # NIfTI world coordinates are RAS; geometry read from NRRD/MetaImage is LPS.
+    index_to_world = geometry.in_frame("RAS").index_to_world()
     # Array axis j is NIfTI voxel axis 2 - j.
     affine[:3, :3] = index_to_world[:3, :3][:, ::-1]
     affine[:3, 3] = index_to_world[:3, 3]

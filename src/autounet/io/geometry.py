@@ -4,8 +4,8 @@ Conventions (see :mod:`autounet.typing`): ``spacing`` follows the array's spatia
 ``(Y, X)``. ``direction[r][j]`` is world component ``r`` of the unit vector of array axis ``j``, so the
 world position of array index ``i`` is ``origin + direction @ (spacing * i)``. World components are in the
 format's own frame: ``"LPS"`` for ITK formats (NRRD, MetaImage), ``"RAS"`` for NIfTI, ``"pixel"`` for
-natural images and TIFF. Because geometry is only ever written back in the format it was read from, the
-frames never need converting.
+natural images and TIFF. Writers convert between RAS and LPS (:meth:`ImageGeometry.in_frame`, exact), so a
+segmentation of a NIfTI image may be stored as NRRD and vice versa.
 """
 
 from __future__ import annotations
@@ -89,6 +89,29 @@ class ImageGeometry:
         if not np.allclose(self.direction_matrix(), other.direction_matrix(), atol=atol):
             return "direction differs"
         return None
+
+    def in_frame(self, frame: WorldFrame) -> ImageGeometry:
+        """The same geometry expressed in another world frame.
+
+        RAS and LPS differ by the sign of the first two world components, so the conversion is exact.
+        Geometry in or to the ``"pixel"`` frame has no anatomical orientation and is returned unchanged.
+        The NIfTI header is dropped on conversion: a writer for the other frame cannot use it.
+
+        Args:
+            frame: The world frame wanted.
+
+        Returns:
+            This geometry if nothing changes, else a converted copy.
+        """
+        if frame == self.world_frame or "pixel" in (frame, self.world_frame):
+            return self
+        flip = np.ones(self.ndim)
+        flip[: min(2, self.ndim)] = -1.0
+        # Adding 0.0 turns a flipped zero (-0.0) back into +0.0, so headers do not show "-0".
+        origin = tuple(float(0.0 + f * v) for f, v in zip(flip, self.origin, strict=True))
+        direction = tuple(tuple(float(0.0 + f * v) for v in row)
+                          for f, row in zip(flip, self.direction, strict=True))
+        return ImageGeometry(spacing=self.spacing, origin=origin, direction=direction, world_frame=frame)
 
     def with_spacing(self, spacing: tuple[float, ...]) -> ImageGeometry:
         """A copy with another spacing and no header bytes (used for resampled data)."""

@@ -68,8 +68,23 @@ def _read_one(path: Path) -> tuple[np.ndarray, ImageGeometry]:
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure means an unusable file
-        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise ImageIOError(f"cannot read image: {reason}", path) from exc
+        raise ImageIOError(f"cannot read image: {_reason(exc)}", path) from exc
+
+
+def _reason(exc: Exception) -> str:
+    """The informative part of a library's error message, on one line.
+
+    SimpleITK puts the C++ source location on the first line and the actual problem after it
+    ("sitk::ERROR: Unable to determine ImageIO reader ..."), and NRRD errors end with the specific
+    cause, so the first line alone says nothing useful.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Exception thrown in SimpleITK")]
+    if not lines:
+        return exc.__class__.__name__
+    for prefix in ("sitk::ERROR:", "itk::ERROR:", "ITK ERROR:"):
+        lines = [line.removeprefix(prefix).strip() for line in lines]
+    return lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
 
 
 def read_image(files: Sequence[str | os.PathLike]) -> tuple[np.ndarray, ImageGeometry]:
@@ -95,8 +110,8 @@ def read_image(files: Sequence[str | os.PathLike]) -> tuple[np.ndarray, ImageGeo
         if geometry is None:
             geometry = file_geometry
         elif data.shape[1:] != arrays[0].shape[1:]:
-            raise ImageIOError(f"shape {data.shape[1:]} differs from the first channel's {arrays[0].shape[1:]}",
-                               file)
+            raise ImageIOError(f"shape {data.shape[1:]} differs from the first channel's "
+                               f"{arrays[0].shape[1:]}", file)
         elif (problem := geometry.mismatch(file_geometry)) is not None:
             raise ImageIOError(f"geometry differs from the first channel's: {problem}", file)
         data = data.astype(np.float32, copy=False)
@@ -143,8 +158,15 @@ def write_segmentation(segmentation: np.ndarray, geometry: ImageGeometry, file: 
         segmentation: Integer array ``(Z, Y, X)`` or ``(Y, X)``.
         geometry: Usually the geometry read from the source image.
         file: Destination; its ending picks the format.
+
+    Raises:
+        ImageIOError: Values that are not integers (a cast would truncate them silently), or the write
+            failed.
     """
     segmentation = np.asarray(segmentation)
+    if not (np.issubdtype(segmentation.dtype, np.integer) or segmentation.dtype == bool):
+        if not (np.all(np.isfinite(segmentation)) and np.array_equal(segmentation, np.round(segmentation))):
+            raise ImageIOError("cannot write segmentation: it holds non-integer values", Path(file))
     write_image(segmentation.astype(_smallest_label_dtype(segmentation), copy=False), geometry, file)
 
 
@@ -162,18 +184,27 @@ def write_image(array: np.ndarray, geometry: ImageGeometry, file: str | os.PathL
     path = Path(file)
     image_format = format_for(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    ending = matching_ending(path.name, image_format.endings) or ""
     # Write under the final name inside a private temporary folder, then move the files into place with
     # the main file last: detached data files (.mhd + .zraw, .nhdr + .raw.gz) and TIFF sidecars keep the
-    # names their header refers to, and a reader never sees a main file without its companions.
+    # names their header refers to, and a reader never sees a main file without its companions. The
+    # ending is staged in lower case because nibabel and ITK pick the format by it case-sensitively
+    # (ITK writes "x.MHA" as a detached "x.mhd" + "x.zraw").
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp_dir:
-        staged = Path(tmp_dir) / path.name
+        staged = Path(tmp_dir) / (path.name[: len(path.name) - len(ending)] + ending.lower())
         try:
             image_format.write(np.asarray(array), geometry, staged)
         except ImageIOError:
             raise
         except Exception as exc:
+            raise ImageIOError(f"cannot write image: {_reason(exc)}", path) from exc
+        if not staged.is_file():
+            raise ImageIOError(f"cannot write image: the {image_format.name} writer produced no {staged.name}",
+                               path)
+        try:
+            for companion in sorted(Path(tmp_dir).iterdir()):
+                if companion != staged:
+                    os.replace(companion, path.parent / companion.name)
+            os.replace(staged, path)
+        except OSError as exc:
             raise ImageIOError(f"cannot write image: {exc}", path) from exc
-        for companion in sorted(Path(tmp_dir).iterdir()):
-            if companion != staged:
-                os.replace(companion, path.parent / companion.name)
-        os.replace(staged, path)

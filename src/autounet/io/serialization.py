@@ -21,6 +21,8 @@ from autounet.io.jsonio import read_json, write_json
 __all__ = ["from_dict", "load_dataclass", "save_dataclass", "to_dict"]
 
 T = TypeVar("T")
+# A bare container annotation (``extra: dict``) means "of anything".
+_BARE_CONTAINERS: dict[type, Any] = {list: list[Any], tuple: tuple[Any, ...], dict: dict[Any, Any]}
 
 
 def to_dict(obj: Any) -> Any:
@@ -31,8 +33,9 @@ def to_dict(obj: Any) -> Any:
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
         return {str(k): to_dict(v) for k, v in obj.items()}
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return obj.item()
+    if hasattr(obj, "tolist") and callable(obj.tolist):
+        # NumPy scalars and arrays; ``item()`` would fail on arrays of more than one element.
+        return obj.tolist()
     return obj
 
 
@@ -83,8 +86,11 @@ def _convert(tp: Any, value: Any, source: Any, where: str) -> Any:
             except ConfigError as exc:
                 errors.append(exc.problem)
         raise _fail(source, where, f"does not match any allowed type ({'; '.join(errors)})")
+    if isinstance(tp, type) and tp in _BARE_CONTAINERS:
+        return _convert(_BARE_CONTAINERS[tp], value, source, where)
     if origin is Literal:
-        if value not in args:
+        # Compare types too: 1 == True == 1.0 in Python, but a JSON true is no Literal[1].
+        if not any(value == a and type(value) is type(a) for a in args):
             raise _fail(source, where, f"must be one of {list(args)}, got {value!r}")
         return value
     if origin in (tuple, list):
@@ -93,7 +99,8 @@ def _convert(tp: Any, value: Any, source: Any, where: str) -> Any:
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             if len(args) != len(value):
                 raise _fail(source, where, f"expected {len(args)} items, got {len(value)}")
-            return tuple(_convert(a, v, source, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(_convert(a, v, source, f"{where}[{i}]")
+                         for i, (a, v) in enumerate(zip(args, value, strict=True)))
         item_type = args[0] if args else Any
         items = [_convert(item_type, v, source, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -147,17 +154,21 @@ def _convert_dataclass(cls: Any, value: Any, source: Any, where: str) -> Any:
         raise _fail(source, where, f"expected an object, got {type(value).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(value) - set(fields))
-    if unknown:
-        raise _fail(source, f"{where}.{unknown[0]}", "unknown key (misspelt, or written by a newer autounet?)")
+    # The version comes first: a file from a newer autounet usually has new keys too, and "upgrade" is
+    # the useful message then, not "unknown key".
     supported = getattr(cls, "SCHEMA_VERSION", None)
     if supported is not None and "schema_version" in fields:
         version = value.get("schema_version")
-        if not isinstance(version, int):
+        if isinstance(version, bool) or not isinstance(version, int):
             raise _fail(source, f"{where}.schema_version", "missing or not an integer")
         if version > supported:
             raise _fail(source, f"{where}.schema_version",
-                        f"version {version} is newer than this autounet supports ({supported}); upgrade autounet")
+                        f"version {version} is newer than this autounet supports ({supported}); "
+                        "upgrade autounet")
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise _fail(source, f"{where}.{unknown[0]}",
+                    "unknown key (misspelt, or written by a newer autounet?)")
     kwargs = {}
     for name, field in fields.items():
         if name not in value:
