@@ -6,9 +6,12 @@ import multiprocessing
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 from tqdm import tqdm
+
+from autounet.errors import AutounetError
 
 __all__ = ["parallel_map", "progress"]
 
@@ -31,7 +34,8 @@ def parallel_map(function: Callable[[T], R], items: Sequence[T], num_processes: 
     only, and forking avoids re-importing them in every worker.
 
     Raises:
-        The first exception raised by ``function``, after cancelling the remaining work.
+        AutounetError: A worker process died (native crash, out of memory).
+        Exception: The first exception raised by ``function``, after cancelling the remaining work.
     """
     if num_processes <= 1 or len(items) <= 1:
         return [function(item) for item in progress(items, description, total=len(items), unit=unit)]
@@ -43,6 +47,10 @@ def parallel_map(function: Callable[[T], R], items: Sequence[T], num_processes: 
         try:
             for future in progress(as_completed(futures), description, total=len(items), unit=unit):
                 results[futures[future]] = future.result()
+        except BrokenProcessPool:
+            # A worker died without a Python exception: a crash inside a native reader or the OOM killer.
+            raise AutounetError(f"a worker process died while {description.lower()} (a crash in a native image "
+                                "reader, or out of memory); rerun with -np 1 to see which file") from None
         except BaseException:
             for future in futures:
                 future.cancel()

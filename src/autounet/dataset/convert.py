@@ -11,13 +11,9 @@ recorded in ``dataset.json`` as ``label_values_converted``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import re
 import shutil
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -27,6 +23,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
+from autounet.dataset._staging import staged_dataset
 from autounet.dataset.description import parse_dataset_json, save_dataset_json
 from autounet.dataset.raw import dataset_folder_name
 from autounet.errors import ConfigError, DatasetError, ImageIOError
@@ -103,7 +100,7 @@ def convert_msd(task_folder: Path, raw_root: Path, dataset_id: int | None = None
         raise DatasetError("no training cases in imagesTr/ or in the 'training' list", task_folder)
     data = _v2_json(legacy, task_folder, num_training, len(cases) - num_training)
     description = parse_dataset_json(data, task_folder / "dataset.json")
-    with _staged_dataset(final, int(dataset_id), overwrite) as staging:
+    with staged_dataset(final, int(dataset_id), overwrite) as staging:
         convert = partial(_convert_msd_case, staging=staging, num_channels=description.num_channels)
         parallel_map(convert, cases, num_processes, f"convert {task_folder.name}")
         save_dataset_json(staging / "dataset.json", description)
@@ -319,7 +316,7 @@ def convert_images(images_dir: Path, labels_dir: Path, raw_root: Path, dataset_i
     if remap:
         data["label_values_converted"] = {str(k): v for k, v in sorted(remap.items())}
     description = parse_dataset_json(data, final / "dataset.json")
-    with _staged_dataset(final, dataset_id, overwrite) as staging:
+    with staged_dataset(final, dataset_id, overwrite) as staging:
         _write_pictures(pairs, staging, file_ending, remap, f"convert {final.name}")
         save_dataset_json(staging / "dataset.json", description)
     return final
@@ -453,44 +450,3 @@ def _label_names(found: dict[Path, set[int]],
         logger.warning("label values %s are not consecutive; renumbered as %s", ordered, remap)
     names = {"background": 0} | {f"label_{v}": v for v in range(1, len(ordered))}
     return names, remap
-
-
-@contextlib.contextmanager
-def _staged_dataset(final: Path, dataset_id: int, overwrite: bool) -> Iterator[Path]:
-    """A hidden folder beside ``final`` that becomes ``final`` when the block succeeds."""
-    _check_target(final, dataset_id, overwrite)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkdtemp: its 0700 mode would survive the rename and hide the dataset from other users.
-    staging = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.partial"
-    staging.mkdir()
-    try:
-        yield staging
-        _check_target(final, dataset_id, overwrite)  # again: the conversion may have taken minutes
-        retired = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.old"
-        if final.exists():
-            os.rename(final, retired)
-        try:
-            os.rename(staging, final)
-        except BaseException:
-            if retired.exists():
-                os.rename(retired, final)
-            raise
-        shutil.rmtree(retired, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _check_target(final: Path, dataset_id: int, overwrite: bool) -> None:
-    prefix = f"Dataset{dataset_id:03d}_"
-    if final.parent.is_dir():
-        clashes = sorted(p.name for p in final.parent.iterdir()
-                         if p.is_dir() and p.name.startswith(prefix) and p.name != final.name)
-        if clashes:
-            raise DatasetError(f"dataset id {dataset_id} is already used by {', '.join(clashes)}; choose "
-                               "another id (-d ID)", final.parent)
-    if final.exists() and not final.is_dir():
-        raise DatasetError("exists and is not a folder; move it away first", final)
-    if final.exists() and not overwrite:
-        raise DatasetError("dataset already exists; pass --overwrite (overwrite=True) to replace it", final)
-

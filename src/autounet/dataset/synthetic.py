@@ -19,15 +19,13 @@ in a hidden folder beside its final place and renamed into place when complete.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
 
+from autounet.dataset._staging import staged_dataset
 from autounet.dataset._synthetic_shapes import (
     CaseRecipe,
     SyntheticCase,
@@ -199,18 +197,9 @@ def generate_example(kind: ExampleKind, raw_root: Path, options: ExampleOptions 
     info = example_info(kind, options)
     raw_root = Path(raw_root)
     final = raw_root / info.folder_name
-    _check_destination(raw_root, final, info.dataset_id, overwrite)
-    raw_root.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkdtemp: its 0700 mode would survive the rename and hide the dataset from other users.
-    staging = raw_root / f".{final.name}.{uuid.uuid4().hex[:12]}.partial"
-    staging.mkdir()
-    try:
+    with staged_dataset(final, info.dataset_id, overwrite, id_option="--dataset-id") as staging:
         _write_cases(kind, staging, info, options)
         save_dataset_json(staging / "dataset.json", _description(kind, info, options))
-        _move_into_place(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.debug("wrote example dataset %s", final)
     return final
 
@@ -248,40 +237,3 @@ def _description(kind: ExampleKind, info: ExampleInfo, options: ExampleOptions) 
     }
     return DatasetDescription(channel_names=dict(spec.channel_names), labels=dict(spec.labels),
                               num_training=options.num_cases, file_ending=spec.file_ending, extra=extra)
-
-
-def _check_destination(raw_root: Path, final: Path, dataset_id: int, overwrite: bool) -> None:
-    """Refuse to replace data without ``overwrite`` and to reuse another dataset's id."""
-    if raw_root.is_dir():
-        prefix = f"Dataset{dataset_id:03d}_"
-        clashes = sorted(p.name for p in raw_root.iterdir()
-                         if p.is_dir() and p.name.startswith(prefix) and p.name != final.name)
-        if clashes:
-            raise DatasetError(f"dataset id {dataset_id} is already used by {', '.join(clashes)}; choose "
-                               "another id with --dataset-id", raw_root)
-    if not final.exists():
-        return
-    if not final.is_dir():
-        raise DatasetError("exists and is not a folder; move it away first", final)
-    if overwrite:
-        return
-    if (final / "dataset.json").exists():
-        raise DatasetError("dataset already exists; pass --overwrite to replace it", final)
-    if any(final.iterdir()):
-        raise DatasetError("folder exists, is not empty and has no dataset.json; pass --overwrite to "
-                           "replace it", final)
-
-
-def _move_into_place(staging: Path, final: Path) -> None:
-    """Rename the complete dataset to its final name; an old one is removed only after that succeeded."""
-    if not final.exists():
-        os.rename(staging, final)
-        return
-    retired = final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.old"
-    os.rename(final, retired)
-    try:
-        os.rename(staging, final)
-    except BaseException:
-        os.rename(retired, final)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)

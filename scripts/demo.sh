@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One command on a fresh machine: install autounet into .venv and run the main job on the example data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/autounet ]; then
+    "$PYTHON" -m venv .venv
+    # torch first and pinned: the CPU wheel; an unpinned torch would pull GBs of CUDA packages.
+    .venv/bin/pip install -q torch==2.13.0
+    .venv/bin/pip install -q -e ".[test]"
+fi
+export AUTOUNET_DATA=${AUTOUNET_DATA:-$PWD/autounet_data}
+run() { echo "+ autounet $*"; .venv/bin/autounet "$@"; }
+
+run example mr ct multichannel png2d              # ids 501-504 under $AUTOUNET_DATA/raw
+run verify -d 501
+run plan-and-preprocess -d 501                   # verify, fingerprint, plan, preprocess (resumable)
+run plan-and-preprocess -d 504
+echo
+echo "Done. Look at:"
+echo "  $AUTOUNET_DATA/raw/Dataset501_ExampleMR/                 the example dataset (nnU-Net v2 layout)"
+echo "  $AUTOUNET_DATA/preprocessed/Dataset501_ExampleMR/plans.json   the planned configurations"
+echo "  $AUTOUNET_DATA/preprocessed/Dataset501_ExampleMR/fingerprint.json"
