@@ -5,7 +5,7 @@ Each module has ``register(subparsers, parent)`` which adds its parser and sets 
 
 from __future__ import annotations
 
-from autounet.cli import convert, example, verify
+from autounet.cli import convert, example, fingerprint, plan, plan_and_preprocess, preprocess, verify
 
 __all__ = ["REGISTRARS"]
 
@@ -13,4 +13,8 @@ REGISTRARS = (
     example.register,
     verify.register,
     convert.register,
+    fingerprint.register,
+    plan.register,
+    preprocess.register,
+    plan_and_preprocess.register,
 )

@@ -1,9 +1,23 @@
-"""U-Net networks built from a plan's :class:`UNetSpec`, and their activation-size estimate."""
+"""U-Net networks built from a plan's :class:`UNetSpec`, and their activation-size estimate.
+
+The torch-backed names load lazily: plans import :class:`UNetSpec`, and preprocessing workers that only
+need the spec should not pay for importing torch (about 2 s and 180 MB per process).
+"""
 
 from __future__ import annotations
 
-from autounet.networks.memory import conv_feature_map_elements
+import importlib
+from typing import Any
+
 from autounet.networks.spec import EncoderKind, UNetSpec
-from autounet.networks.unet import Decoder, Encoder, UNet, build_network
 
 __all__ = ["Decoder", "Encoder", "EncoderKind", "UNet", "UNetSpec", "build_network", "conv_feature_map_elements"]
+
+_LAZY = {"Decoder": "unet", "Encoder": "unet", "UNet": "unet", "build_network": "unet",
+         "conv_feature_map_elements": "memory"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"autounet.networks.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'autounet.networks' has no attribute {name!r}")

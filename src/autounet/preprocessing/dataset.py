@@ -1,0 +1,126 @@
+"""Preprocessing of a whole dataset: resumable, parallel, one case in memory per worker.
+
+Output goes to ``<preprocessed_dir>/<data_identifier>/``; configurations that share a data identifier are
+processed once. A case whose properties JSON exists is skipped, so an interrupted run continues where it
+stopped; half-written files of a killed run are temporaries that are removed at start, and a case without
+its JSON is simply processed again. Every random choice is seeded per case, so a resumed run produces
+byte-identical files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from autounet.dataset.raw import RawCase, RawDataset
+from autounet.io.images import read_image, read_segmentation
+from autounet.planning.plans import ConfigurationPlan, Plans, data_identifier
+from autounet.preprocessing.case import CaseOptions, preprocess_case
+from autounet.preprocessing.storage import case_finished, remove_stale_temporaries, write_case
+from autounet.progress import parallel_map
+
+__all__ = ["PreprocessReport", "default_configurations", "preprocess_dataset", "resolve_data_identifier"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreprocessReport:
+    """What a :func:`preprocess_dataset` call did.
+
+    Attributes:
+        folders: Configuration name -> its data folder (shared folders appear more than once).
+        done: Cases preprocessed now, counted once per data folder.
+        skipped: Cases found finished and left alone, counted once per data folder.
+    """
+
+    folders: dict[str, Path]
+    done: int
+    skipped: int
+
+
+@dataclass(frozen=True)
+class _CaseTask:
+    case: RawCase
+    folder: Path
+    plans: Plans
+    configuration: ConfigurationPlan
+    foreground_labels: tuple[int, ...]
+
+
+def resolve_data_identifier(plans: Plans, configuration: ConfigurationPlan) -> str:
+    """The configuration's data identifier (computed from its fields when the plans leave it empty)."""
+    return configuration.data_identifier or data_identifier(configuration, tuple(plans.axis_order))
+
+
+def default_configurations(plans: Plans) -> tuple[str, ...]:
+    """All configurations except cascade stages whose data another configuration already produces."""
+    identifiers = {name: resolve_data_identifier(plans, c) for name, c in plans.configurations.items()}
+    chosen = []
+    for name, configuration in plans.configurations.items():
+        shared = any(identifiers[other] == identifiers[name] for other in identifiers if other != name)
+        if configuration.previous_stage is not None and shared:
+            continue
+        chosen.append(name)
+    return tuple(chosen)
+
+
+def _run_task(task: _CaseTask) -> str:
+    case = task.case
+    image, geometry = read_image(case.image_files)
+    seg = read_segmentation(case.label_file)[0] if case.label_file is not None else None
+    options = CaseOptions(case_id=case.case_id, foreground_labels=task.foreground_labels)
+    data, seg_out, properties = preprocess_case(image, seg, geometry, task.plans, task.configuration, options)
+    del image, seg
+    write_case(task.folder, data, seg_out, properties)
+    return case.case_id
+
+
+def preprocess_dataset(dataset: RawDataset, plans: Plans, configuration_names: Sequence[str],
+                       preprocessed_dir: Path, num_processes: int) -> PreprocessReport:
+    """Preprocess every training case for the named configurations.
+
+    Args:
+        dataset: The raw dataset.
+        plans: Plans holding the configurations.
+        configuration_names: Configurations to preprocess (see :func:`default_configurations`).
+        preprocessed_dir: This dataset's preprocessed folder (``<preprocessed>/<DatasetName>``).
+        num_processes: Worker processes.
+
+    Returns:
+        Folders and counts.
+
+    Raises:
+        ConfigError: Unknown configuration name, or plans that do not fit the data.
+        DatasetError: An unreadable case.
+    """
+    preprocessed_dir = Path(preprocessed_dir)
+    folders: dict[str, Path] = {}
+    tasks: list[_CaseTask] = []
+    skipped = 0
+    seen: set[str] = set()
+    labels = dataset.description.foreground_labels
+    for name in configuration_names:
+        configuration = plans.configuration(name)
+        identifier = resolve_data_identifier(plans, configuration)
+        folder = preprocessed_dir / identifier
+        folders[name] = folder
+        if identifier in seen:
+            continue
+        seen.add(identifier)
+        folder.mkdir(parents=True, exist_ok=True)
+        if (removed := remove_stale_temporaries(folder)) > 0:
+            logger.info("removed %d temporary file(s) of an interrupted run from %s", removed, folder)
+        for case in dataset.cases:
+            if case_finished(folder, case.case_id):
+                skipped += 1
+            else:
+                tasks.append(_CaseTask(case, folder, plans, configuration, labels))
+    if skipped:
+        logger.info("%d case(s) already preprocessed, skipping them", skipped)
+    parallel_map(_run_task, tasks, num_processes, "Preprocess")
+    for name, folder in folders.items():
+        logger.info("%s: %s", name, folder)
+    return PreprocessReport(folders=folders, done=len(tasks), skipped=skipped)
