@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autounet.data.loader import BatchLoader
+from autounet.data.sampler import PAD_LABEL, PatchSampler, SamplerSettings
+from autounet.preprocessing import load_case
+
+
+def _sampler(preprocessed_tiny: tuple, config: str, patch: tuple[int, ...], batch: int = 3,
+             oversample: float = 0.33) -> PatchSampler:
+    plans, folder = preprocessed_tiny
+    configuration = plans.configuration(config)
+    data_folder = folder / configuration.data_identifier
+    cases = sorted(p.stem for p in data_folder.glob("*.json"))
+    return PatchSampler(data_folder, cases, SamplerSettings(patch, batch, oversample))
+
+
+def test_batch_shapes_and_dtypes_3d(preprocessed_tiny: tuple) -> None:
+    sampler = _sampler(preprocessed_tiny, "3d_fullres", (8, 16, 16))
+    image, seg = sampler.sample_batch(np.random.default_rng(0))
+    assert image.shape == (3, 1, 8, 16, 16) and image.dtype == np.float32
+    assert seg.shape == (3, 1, 8, 16, 16) and seg.dtype == np.int16
+
+
+def test_2d_patches_from_3d_data_are_single_slices(preprocessed_tiny: tuple) -> None:
+    sampler = _sampler(preprocessed_tiny, "2d", (16, 16))
+    image, seg = sampler.sample_batch(np.random.default_rng(1))
+    assert image.shape == (3, 1, 16, 16) and seg.shape == (3, 1, 16, 16)
+
+
+def test_forced_samples_contain_foreground(preprocessed_tiny: tuple) -> None:
+    sampler = _sampler(preprocessed_tiny, "3d_fullres", (4, 6, 6), batch=4, oversample=1.0)
+    for seed in range(20):
+        _, seg = sampler.sample_batch(np.random.default_rng(seed))
+        assert all((s > 0).any() for s in seg)
+
+
+def test_oversampling_rule_forces_the_last_third() -> None:
+    # nnU-Net's rule: with batch 2, one random and one forced sample; with batch 3, one forced.
+    assert [j >= round(2 * (1 - 0.33)) for j in range(2)] == [False, True]
+    assert [j >= round(3 * (1 - 0.33)) for j in range(3)] == [False, False, True]
+
+
+def test_patch_larger_than_case_is_padded(preprocessed_tiny: tuple) -> None:
+    sampler = _sampler(preprocessed_tiny, "3d_fullres", (40, 64, 64), batch=1)
+    image, seg = sampler.sample_batch(np.random.default_rng(2))
+    data, _, _ = load_case(sampler.folder, sampler.case_ids[0])
+    assert image.shape[2:] == (40, 64, 64)
+    assert (seg == PAD_LABEL).any() and (image[seg == PAD_LABEL] == 0).all()
+    assert int((seg[0, 0] != PAD_LABEL).sum()) <= int(np.prod(data.shape[1:]))
+
+
+def test_patch_content_matches_the_stored_case(preprocessed_tiny: tuple) -> None:
+    sampler = _sampler(preprocessed_tiny, "3d_fullres", (4, 8, 8), batch=1)
+    case_id = sampler.case_ids[0]
+    data, seg, _ = load_case(sampler.folder, case_id)
+    image_patch, seg_patch = sampler.sample_patch(case_id, False, np.random.default_rng(3))
+    # Find the patch in the case: exact equality at one offset.
+    found = any(np.array_equal(image_patch, data[:, z:z + 4, y:y + 8, x:x + 8])
+                and np.array_equal(seg_patch, seg[z:z + 4, y:y + 8, x:x + 8])
+                for z in range(data.shape[1] - 3) for y in range(data.shape[2] - 7) for x in range(data.shape[3] - 7))
+    assert found
+
+
+@pytest.mark.parametrize("workers", [0, 1, 3])
+def test_loader_is_deterministic_whatever_the_workers(preprocessed_tiny: tuple, workers: int) -> None:
+    sampler = _sampler(preprocessed_tiny, "3d_fullres", (4, 8, 8))
+    reference = [b[0] for b in BatchLoader(sampler, seed=7, num_workers=0).epoch(3, 5)]
+    loader = BatchLoader(sampler, seed=7, num_workers=workers, prefetch=2)
+    batches = [b[0] for b in loader.epoch(3, 5)]
+    loader.close()
+    assert all(np.array_equal(a, b) for a, b in zip(reference, batches, strict=True))
+    other_epoch = [b[0] for b in BatchLoader(sampler, seed=7, num_workers=0).epoch(4, 5)]
+    assert not np.array_equal(reference[0], other_epoch[0])
