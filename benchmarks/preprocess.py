@@ -45,9 +45,9 @@ def main() -> int:
     np_ = str(args.num_processes)
 
     results = {}
+    for folder in (data / "preprocessed", root / "nnunet_preprocessed", root / "nnunet_results"):
+        shutil.rmtree(folder, ignore_errors=True)  # both start from scratch
     for tool in ("autounet", "nnunetv2"):
-        for folder in (data / "preprocessed", root / "nnunet_preprocessed", root / "nnunet_results"):
-            shutil.rmtree(folder, ignore_errors=True)
         log = root / f"{tool}.log"
         if tool == "autounet":
             command = [sys.executable, "-m", "autounet", "plan-and-preprocess", "-d", str(dataset_id), "-np", np_,

@@ -5,7 +5,7 @@ Each module has ``register(subparsers, parent)`` which adds its parser and sets 
 
 from __future__ import annotations
 
-from autounet.cli import convert, example, fingerprint, plan, plan_and_preprocess, preprocess, verify
+from autounet.cli import convert, example, fingerprint, plan, plan_and_preprocess, preprocess, train, verify
 
 __all__ = ["REGISTRARS"]
 
@@ -17,4 +17,5 @@ REGISTRARS = (
     plan.register,
     preprocess.register,
     plan_and_preprocess.register,
+    train.register,
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import IO, Any
 
 from autounet.errors import ConfigError
 
-__all__ = ["atomic_write", "read_json", "write_json"]
+__all__ = ["atomic_write", "nan_to_none", "read_json", "write_json"]
 
 
 @contextlib.contextmanager
@@ -57,6 +58,17 @@ def _create_temporary(path: Path) -> tuple[int, str]:
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def nan_to_none(value: Any) -> Any:
+    """Replace NaN floats (recursively) by ``None``: JSON has no NaN, and a NaN metric means "undefined"."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, dict):
+        return {k: nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [nan_to_none(v) for v in value]
+    return value
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

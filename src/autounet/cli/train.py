@@ -1,0 +1,70 @@
+"""``autounet train``: train one fold of one configuration."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from autounet.cli._common import add_dataset_argument
+from autounet.dataset.raw import find_raw_dataset
+from autounet.errors import ConfigError
+from autounet.paths import Paths
+from autounet.training.recipe import RunOptions, TrainingRecipe
+from autounet.training.run import FoldJob, train_fold
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    """Add the ``train`` subcommand."""
+    defaults = TrainingRecipe()
+    parser = subparsers.add_parser(
+        "train", parents=[parent], help="train one fold of a configuration",
+        description="Train a fold (results/<Dataset>/<configuration>/fold_<f>/): checkpoints, training.log, "
+                    "metrics.json, progress.png, then a full sliding-window validation with summary.json. "
+                    "Interrupted runs continue exactly with --continue.")
+    add_dataset_argument(parser)
+    parser.add_argument("-c", "--configuration", required=True, help="2d, 3d_fullres, 3d_lowres, ...")
+    parser.add_argument("-f", "--fold", required=True, help="fold index (0-4) or 'all'")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--iterations-per-epoch", type=int, default=defaults.iterations_per_epoch)
+    parser.add_argument("--validation-iterations", type=int, default=None,
+                        help="pseudo-Dice batches per epoch (default: 50, or a fifth of the training "
+                             "iterations when fewer than 250)")
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, metavar="EPOCHS")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--no-augmentation", action="store_true", help="train without data augmentation")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
+    parser.add_argument("--num-workers", type=int, default=2, help="background loader threads")
+    parser.add_argument("--continue", action="store_true", dest="resume", help="resume from checkpoint_latest.pt")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--save-probabilities", action="store_true", help="keep validation probabilities (.npz)")
+    parser.add_argument("--no-validation", action="store_true", help="skip the final sliding-window validation")
+    parser.add_argument("--plans", default="plans", help="plans file name in preprocessed/<Dataset>/")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, paths: Paths) -> int:
+    """Train the requested fold."""
+    fold = args.fold if args.fold == "all" else _fold_index(args.fold)
+    validation = args.validation_iterations
+    if validation is None:
+        validation = 50 if args.iterations_per_epoch >= 250 else max(1, math.ceil(args.iterations_per_epoch / 5))
+    recipe = TrainingRecipe(epochs=args.epochs, iterations_per_epoch=args.iterations_per_epoch,
+                            validation_iterations=validation, checkpoint_every=args.checkpoint_every,
+                            seed=args.seed, augmentation=not args.no_augmentation)
+    options = RunOptions(device=args.device, num_workers=args.num_workers, resume=args.resume, compile=args.compile,
+                         save_probabilities=args.save_probabilities, validate=not args.no_validation,
+                         show_progress=not getattr(args, "quiet", False))
+    raw = find_raw_dataset(paths.raw, args.dataset)
+    job = FoldJob(raw_dataset=raw, preprocessed=paths.preprocessed / raw.name, results=paths.results / raw.name,
+                  configuration=args.configuration, fold=fold, plans_name=args.plans)
+    output = train_fold(job, recipe, options)
+    print(f"trained: {output}")
+    return 0
+
+
+def _fold_index(text: str) -> int:
+    if not text.isdigit():
+        raise ConfigError(f"fold must be an index (0, 1, ...) or 'all', got '{text}'")
+    return int(text)

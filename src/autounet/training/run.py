@@ -1,0 +1,182 @@
+"""Training one fold: assemble the parts from plans, data and recipe, run the loop, validate."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from autounet.data.augmentation import BatchAugmenter, default_augmentation
+from autounet.data.loader import BatchLoader
+from autounet.data.sampler import PatchSampler, SamplerSettings
+from autounet.dataset.raw import RawDataset, load_raw_dataset
+from autounet.errors import CheckpointError, ConfigError
+from autounet.io.serialization import load_dataclass, save_dataclass, to_dict
+from autounet.networks.unet import build_network
+from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, save_plans
+from autounet.preprocessing.storage import case_finished
+from autounet.training.callbacks import MetricsFile, ProgressPlot
+from autounet.training.checkpoint import load_checkpoint
+from autounet.training.labels import LabelScheme
+from autounet.training.losses import build_loss
+from autounet.training.optim import build_optimizer
+from autounet.training.recipe import RunOptions, TrainingRecipe
+from autounet.training.splits import fold_cases, load_or_create_splits
+from autounet.training.trainer import Trainer, TrainingParts
+from autounet.training.validation import ValidationJob, run_final_validation
+
+__all__ = ["FoldJob", "train_fold"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FoldJob:
+    """Which fold of which configuration to train, and where things are.
+
+    Attributes:
+        raw_dataset: The raw dataset folder.
+        preprocessed: ``preprocessed/<DatasetName>`` (plans, splits, data folders).
+        results: ``results/<DatasetName>``; the fold goes to ``<configuration>/fold_<fold>/``.
+        configuration: Configuration name.
+        fold: Fold index, or ``"all"`` to train on every case.
+        plans_name: Plans file name without ``.json``.
+    """
+
+    raw_dataset: Path
+    preprocessed: Path
+    results: Path
+    configuration: str
+    fold: int | Literal["all"]
+    plans_name: str = "plans"
+
+    @property
+    def fold_folder(self) -> Path:
+        """``results/<Dataset>/<configuration>/fold_<fold>``."""
+        return self.results / self.configuration / f"fold_{self.fold}"
+
+
+def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions) -> Path:
+    """Train (or resume) one fold and run its final validation.
+
+    Returns:
+        The fold folder holding checkpoints, logs, ``progress.png`` and ``validation/summary.json``.
+
+    Raises:
+        ConfigError: Missing plans or preprocessed data, a fold the split file lacks, or a resume with a
+            different recipe.
+        CheckpointError: ``--continue`` without a checkpoint, or a finished/started run without it.
+    """
+    plans = _load_plans(job)
+    configuration = plans.configuration(job.configuration)
+    dataset = load_raw_dataset(job.raw_dataset)
+    labels = LabelScheme.from_description(dataset.description)
+    data_folder = job.preprocessed / configuration.data_identifier
+    case_ids = [c.case_id for c in dataset.cases]
+    missing = [c for c in case_ids if not case_finished(data_folder, c)]
+    if missing:
+        raise ConfigError(f"{len(missing)} case(s) not preprocessed for '{job.configuration}' (e.g. {missing[0]}); "
+                          f"run 'autounet preprocess -d {dataset.name} -c {job.configuration}'", data_folder)
+    splits_path = job.preprocessed / "splits.json"
+    fold = fold_cases(load_or_create_splits(splits_path, case_ids), job.fold, case_ids, source=splits_path)
+    output = job.fold_folder
+    _prepare_output(job, recipe, options, plans, dataset)
+    _attach_log_file(output / "training.log")
+    device = torch.device(options.device)
+    torch.manual_seed(recipe.seed)
+    parts, augmentation_axes = _build_parts(configuration, labels, data_folder, fold.train, fold.val, recipe,
+                                            options, device, output)
+    trainer = Trainer(parts)
+    if options.resume:
+        state = load_checkpoint(output / "checkpoint_latest.pt", map_location=device)
+        trainer.restore(state)
+        logger.info("resuming %s at epoch %d", output, trainer.state.epoch)
+    logger.info("training %s fold %s: %d training / %d validation cases, %d epochs x %d iterations, device %s",
+                job.configuration, job.fold, len(fold.train), len(fold.val), recipe.epochs,
+                recipe.iterations_per_epoch, device)
+    try:
+        trainer.fit()
+    finally:
+        parts.train_loader.close()
+        parts.val_loader.close()
+    if options.validate:
+        network = getattr(parts.network, "_orig_mod", parts.network)
+        validation = ValidationJob(plans, configuration, labels, dataset, data_folder, fold.val,
+                                   output / "validation", augmentation_axes, options.save_probabilities,
+                                   options.show_progress)
+        run_final_validation(network, validation, device)
+    return output
+
+
+def _load_plans(job: FoldJob) -> Plans:
+    path = job.preprocessed / f"{job.plans_name}.json"
+    if not path.is_file():
+        raise ConfigError(f"no plans; run 'autounet plan-and-preprocess -d {job.preprocessed.name}' first", path)
+    return load_plans(path)
+
+
+def _prepare_output(job: FoldJob, recipe: TrainingRecipe, options: RunOptions, plans: Plans,
+                    dataset: RawDataset) -> None:
+    output = job.fold_folder
+    recipe_file = output / "recipe.json"
+    if options.resume:
+        if not (output / "checkpoint_latest.pt").is_file():
+            raise CheckpointError("nothing to continue: no checkpoint_latest.pt; start without --continue", output)
+        saved = load_dataclass(TrainingRecipe, recipe_file)
+        if saved.fingerprint() != recipe.fingerprint():
+            raise ConfigError("--continue with a different recipe than the run was started with; use the same "
+                              "options (see recipe.json)", recipe_file)
+        return
+    if (output / "checkpoint_latest.pt").is_file() or (output / "checkpoint_final.pt").is_file():
+        raise CheckpointError("this fold was already trained or started; pass --continue to resume, or delete "
+                              "the folder to start over", output)
+    output.mkdir(parents=True, exist_ok=True)
+    save_dataclass(recipe_file, recipe)
+    # The model folder describes itself: plans and dataset.json beside the folds.
+    model_folder = output.parent
+    save_plans(model_folder / "plans.json", plans)
+    shutil.copyfile(dataset.root / "dataset.json", model_folder / "dataset.json")
+
+
+def _attach_log_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger("autounet")
+    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.absolute()
+               for h in root.handlers):
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(min(root.level or logging.INFO, logging.INFO))
+
+
+def _build_parts(configuration: ConfigurationPlan, labels: LabelScheme, data_folder: Path, train_cases: tuple,
+                 val_cases: tuple, recipe: TrainingRecipe, options: RunOptions, device: torch.device,
+                 output: Path) -> tuple[TrainingParts, tuple[int, ...]]:
+    patch = tuple(configuration.patch_size)
+    augmentation = default_augmentation(patch, configuration.ndim)
+    sampling_patch = tuple(augmentation.sampling_patch_size) if recipe.augmentation else patch
+    train_sampler = PatchSampler(data_folder, train_cases, SamplerSettings(
+        sampling_patch, configuration.batch_size, recipe.oversample_foreground))
+    val_sampler = PatchSampler(data_folder, val_cases, SamplerSettings(
+        patch, configuration.batch_size, recipe.oversample_foreground))
+    network = build_network(configuration.network, train_sampler.num_channels, labels.num_outputs,
+                            deep_supervision=recipe.deep_supervision).to(device)
+    trained: torch.nn.Module = torch.compile(network) if options.compile else network  # type: ignore[assignment]
+    levels = configuration.network.num_stages - 1 if recipe.deep_supervision else None
+    augmenter = BatchAugmenter(augmentation, device) if recipe.augmentation else None
+    parts = TrainingParts(
+        network=trained, loss=build_loss(labels, configuration.batch_dice, levels).to(device),
+        optimizer=build_optimizer(network, recipe),
+        train_loader=BatchLoader(train_sampler, recipe.seed, options.num_workers, stream=0),
+        val_loader=BatchLoader(val_sampler, recipe.seed, options.num_workers, stream=1),
+        augment=augmenter, labels=labels, recipe=recipe, device=device, output=output, amp=options.use_amp(),
+        callbacks=(MetricsFile(output / "metrics.json"), ProgressPlot(output / "progress.png")),
+        show_progress=options.show_progress,
+        run_metadata={"configuration": configuration.name, "recipe": to_dict(recipe),
+                      "mirror_axes": list(augmentation.mirror_axes)})
+    return parts, tuple(augmentation.mirror_axes)
+

@@ -1,0 +1,187 @@
+"""The training loop, and only the loop: every part it uses is built elsewhere and passed in."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autounet.data.loader import BatchLoader
+from autounet.progress import progress
+from autounet.training.callbacks import EpochCallback
+from autounet.training.checkpoint import save_checkpoint
+from autounet.training.labels import LabelScheme
+from autounet.training.metrics import PseudoDiceTracker, tp_fp_fn
+from autounet.training.optim import poly_lr, set_learning_rate
+from autounet.training.recipe import TrainingRecipe
+
+__all__ = ["Augment", "Trainer", "TrainingParts", "TrainingState"]
+
+logger = logging.getLogger(__name__)
+
+# (image (B,C,*sampling patch), seg (B,1,*sampling patch), generator) -> (image, seg) at the final patch size.
+Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+METRICS = ("train_loss", "val_loss", "pseudo_dice", "pseudo_dice_ema", "pseudo_dice_per_class", "learning_rate",
+           "epoch_seconds")
+
+
+@dataclass
+class TrainingParts:
+    """Everything the loop needs, built by :func:`autounet.training.run.train_fold` (or a test)."""
+
+    network: nn.Module
+    loss: nn.Module
+    optimizer: torch.optim.Optimizer
+    train_loader: BatchLoader
+    val_loader: BatchLoader
+    augment: Augment | None
+    labels: LabelScheme
+    recipe: TrainingRecipe
+    device: torch.device
+    output: Path
+    amp: bool = False
+    callbacks: Sequence[EpochCallback] = ()
+    show_progress: bool = True
+    run_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingState:
+    """What changes from epoch to epoch and must survive a restart."""
+
+    epoch: int = 0
+    history: dict[str, list[Any]] = field(default_factory=lambda: {key: [] for key in METRICS})
+    tracker: PseudoDiceTracker = field(default_factory=PseudoDiceTracker)
+    best_ema: float = -math.inf
+
+
+class Trainer:
+    """Epochs of SGD steps with poly learning rate, gradient clipping, optional AMP, per-epoch validation
+    (pseudo-Dice and its moving average), checkpoints and callbacks."""
+
+    def __init__(self, parts: TrainingParts, state: TrainingState | None = None) -> None:
+        self.parts = parts
+        self.state = state or TrainingState()
+        self.scaler = torch.amp.GradScaler(parts.device.type, enabled=parts.amp and parts.device.type == "cuda")
+
+    def fit(self) -> TrainingState:
+        """Train from ``state.epoch`` to the recipe's last epoch, then write ``checkpoint_final.pt``."""
+        recipe = self.parts.recipe
+        while self.state.epoch < recipe.epochs:
+            epoch = self.state.epoch
+            start = time.perf_counter()
+            lr = poly_lr(epoch, recipe)
+            set_learning_rate(self.parts.optimizer, lr)
+            train_loss = self._train_epoch(epoch)
+            val_loss = self._validate_epoch(epoch)
+            self._record(epoch, train_loss, val_loss, lr, time.perf_counter() - start)
+            self.state.epoch = epoch + 1
+            last = self.state.epoch == recipe.epochs
+            if last or self.state.epoch % recipe.checkpoint_every == 0:
+                self.save(self.parts.output / "checkpoint_latest.pt")
+            for callback in self.parts.callbacks:
+                callback.on_epoch_end(epoch, self.state.history)
+        self.save(self.parts.output / "checkpoint_final.pt", weights_only_state=True)
+        return self.state
+
+    def _batch_to_device(self, image: np.ndarray, seg: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.parts.device
+        non_blocking = device.type == "cuda"
+        return (torch.from_numpy(image).to(device, non_blocking=non_blocking),
+                torch.from_numpy(seg).to(device, non_blocking=non_blocking))
+
+    def _train_epoch(self, epoch: int) -> float:
+        parts, recipe = self.parts, self.parts.recipe
+        parts.network.train()
+        losses = []
+        batches = parts.train_loader.epoch(epoch, recipe.iterations_per_epoch)
+        if parts.show_progress:
+            batches = progress(batches, f"epoch {epoch}", total=recipe.iterations_per_epoch, unit="it")
+        for iteration, (image_np, seg_np) in enumerate(batches):
+            image, seg = self._batch_to_device(image_np, seg_np)
+            if parts.augment is not None:
+                generator = torch.Generator().manual_seed(_step_seed(recipe.seed, epoch, iteration))
+                image, seg = parts.augment(image, seg, generator)
+            seg = seg.long().clamp_(min=0)  # padding (-1) counts as background, as in nnU-Net
+            losses.append(self._step(image, seg))
+        return float(np.mean(losses))
+
+    def _step(self, image: torch.Tensor, seg: torch.Tensor) -> float:
+        parts = self.parts
+        parts.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(parts.device.type, enabled=parts.amp):
+            loss = parts.loss(parts.network(image), seg)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(parts.optimizer)
+        torch.nn.utils.clip_grad_norm_(parts.network.parameters(), parts.recipe.grad_clip_norm)
+        self.scaler.step(parts.optimizer)
+        self.scaler.update()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def _validate_epoch(self, epoch: int) -> float:
+        parts = self.parts
+        parts.network.eval()
+        self.state.tracker.reset()
+        losses = []
+        for image_np, seg_np in parts.val_loader.epoch(epoch, parts.recipe.validation_iterations):
+            image, seg = self._batch_to_device(image_np, seg_np)
+            seg = seg.long().clamp_(min=0)
+            with torch.autocast(parts.device.type, enabled=parts.amp):
+                outputs = parts.network(image)
+                losses.append(float(parts.loss(outputs, seg)))
+            full_resolution = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+            self.state.tracker.update(*tp_fp_fn(full_resolution.float(), seg, parts.labels))
+        return float(np.mean(losses)) if losses else math.nan
+
+    def _record(self, epoch: int, train_loss: float, val_loss: float, lr: float, seconds: float) -> None:
+        tracker, history = self.state.tracker, self.state.history
+        dice = tracker.mean_dice()
+        ema = tracker.update_ema(dice)
+        for key, value in (("train_loss", train_loss), ("val_loss", val_loss), ("pseudo_dice", dice),
+                           ("pseudo_dice_ema", ema), ("pseudo_dice_per_class", tracker.dice_per_class()),
+                           ("learning_rate", lr), ("epoch_seconds", seconds)):
+            history[key].append(value)
+        logger.info("epoch %d: train loss %.4f, val loss %.4f, pseudo Dice %s (EMA %.4f), lr %.5f, %.1f s", epoch,
+                    train_loss, val_loss, [round(d, 4) for d in tracker.dice_per_class()], ema or 0.0, lr, seconds)
+        if ema is not None and ema > self.state.best_ema:
+            self.state.best_ema = ema
+            self.save(self.parts.output / "checkpoint_best.pt", weights_only_state=True)
+            logger.info("new best pseudo-Dice EMA %.4f", ema)
+
+    def save(self, path: Path, weights_only_state: bool = False) -> None:
+        """Write a checkpoint; ``weights_only_state`` keeps only what inference needs."""
+        network = getattr(self.parts.network, "module", self.parts.network)  # unwrap DDP / compile
+        network = getattr(network, "_orig_mod", network)
+        state: dict[str, Any] = {"network": network.state_dict(), "epoch": self.state.epoch,
+                                 "metadata": self.parts.run_metadata}
+        if not weights_only_state:
+            state.update(optimizer=self.parts.optimizer.state_dict(), grad_scaler=self.scaler.state_dict(),
+                         history=self.state.history, tracker=self.state.tracker.state_dict(),
+                         best_ema=self.state.best_ema)
+        save_checkpoint(path, state)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a ``checkpoint_latest.pt`` state: weights, optimizer, scaler, history, epoch."""
+        network = getattr(self.parts.network, "module", self.parts.network)
+        getattr(network, "_orig_mod", network).load_state_dict(state["network"])
+        self.parts.optimizer.load_state_dict(state["optimizer"])
+        if state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
+        self.state.epoch = int(state["epoch"])
+        self.state.history = {key: list(state["history"].get(key, [])) for key in METRICS}
+        self.state.tracker.load_state_dict(state["tracker"])
+        self.state.best_ema = float(state["best_ema"])
+
+
+def _step_seed(seed: int, epoch: int, iteration: int) -> int:
+    # Independent of how many steps ran before: a resumed run draws exactly the same augmentations.
+    return int(np.random.default_rng([seed, 2, epoch, iteration]).integers(2**62))
