@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -157,7 +157,9 @@ def _build_parts(configuration: ConfigurationPlan, labels: LabelScheme, data_fol
                  val_cases: tuple, recipe: TrainingRecipe, options: RunOptions, device: torch.device,
                  output: Path) -> tuple[TrainingParts, tuple[int, ...]]:
     patch = tuple(configuration.patch_size)
-    augmentation = default_augmentation(patch, configuration.ndim)
+    # Channels normalised inside the non-zero mask stay zero outside it after augmentation (nnU-Net).
+    masked = tuple(i for i, n in enumerate(configuration.normalization) if n.use_nonzero_mask)
+    augmentation = replace(default_augmentation(patch, configuration.ndim), masked_channels=masked)
     sampling_patch = tuple(augmentation.sampling_patch_size) if recipe.augmentation else patch
     train_sampler = PatchSampler(data_folder, train_cases, SamplerSettings(
         sampling_patch, configuration.batch_size, recipe.oversample_foreground))
