@@ -16,8 +16,14 @@ run example mr ct multichannel png2d              # ids 501-504 under $AUTOUNET_
 run verify -d 501
 run plan-and-preprocess -d 501                   # verify, fingerprint, plan, preprocess (resumable)
 run plan-and-preprocess -d 504
+# A deliberately tiny training budget, to show the whole loop on a CPU in about a minute.
+if [ ! -f "$AUTOUNET_DATA/results/Dataset504_ExamplePNG/2d/fold_0/checkpoint_final.pt" ]; then
+    run train -d 504 -c 2d -f 0 --epochs 2 --iterations-per-epoch 5
+fi
 echo
 echo "Done. Look at:"
 echo "  $AUTOUNET_DATA/raw/Dataset501_ExampleMR/                 the example dataset (nnU-Net v2 layout)"
 echo "  $AUTOUNET_DATA/preprocessed/Dataset501_ExampleMR/plans.json   the planned configurations"
 echo "  $AUTOUNET_DATA/preprocessed/Dataset501_ExampleMR/fingerprint.json"
+echo "  $AUTOUNET_DATA/results/Dataset504_ExamplePNG/2d/fold_0/progress.png   training curves"
+echo "  $AUTOUNET_DATA/results/Dataset504_ExamplePNG/2d/fold_0/validation/summary.json   Dice per class"
