@@ -9,6 +9,7 @@ from autounet.cli._common import add_dataset_argument
 from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import ConfigError
 from autounet.paths import Paths
+from autounet.training.distributed import distributed_session
 from autounet.training.recipe import RunOptions, TrainingRecipe
 from autounet.training.run import FoldJob, train_fold
 
@@ -22,7 +23,10 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
         "train", parents=[parent], help="train one fold of a configuration",
         description="Train a fold (results/<Dataset>/<configuration>/fold_<f>/): checkpoints, training.log, "
                     "metrics.json, progress.png, then a full sliding-window validation with summary.json. "
-                    "Interrupted runs continue exactly with --continue.")
+                    "Interrupted runs continue exactly with --continue. Data-parallel training on several GPUs or "
+                    "nodes: 'torchrun --nproc_per_node N -m autounet train ... --device cuda' (gloo on --device "
+                    "cpu); the plan's batch is split across the N processes, rank 0 writes every file and runs "
+                    "the final validation, and --continue loads checkpoint_latest.pt on every rank.")
     add_dataset_argument(parser)
     parser.add_argument("-c", "--configuration", required=True, help="2d, 3d_fullres, 3d_lowres, ...")
     parser.add_argument("-f", "--fold", required=True, help="fold index (0-4) or 'all'")
@@ -59,8 +63,10 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     raw = find_raw_dataset(paths.raw, args.dataset)
     job = FoldJob(raw_dataset=raw, preprocessed=paths.preprocessed / raw.name, results=paths.results / raw.name,
                   configuration=args.configuration, fold=fold, plans_name=args.plans)
-    output = train_fold(job, recipe, options)
-    print(f"trained: {output}")
+    with distributed_session(options.device) as context:
+        output = train_fold(job, recipe, options, context)
+    if context.is_main:
+        print(f"trained: {output}")
     return 0
 
 

@@ -21,6 +21,7 @@ from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, save_p
 from autounet.preprocessing.storage import case_finished
 from autounet.training.callbacks import MetricsFile, ProgressPlot
 from autounet.training.checkpoint import load_checkpoint
+from autounet.training.distributed import DistributedContext, save_test_weights, split_batch, unwrap, wrap_network
 from autounet.training.labels import LabelScheme
 from autounet.training.losses import build_loss
 from autounet.training.optim import build_optimizer
@@ -60,8 +61,12 @@ class FoldJob:
         return self.results / self.configuration / f"fold_{self.fold}"
 
 
-def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions) -> Path:
+def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
+               distributed: DistributedContext | None = None) -> Path:
     """Train (or resume) one fold and run its final validation.
+
+    Under data-parallel training (``distributed`` from :func:`~autounet.training.distributed.distributed_session`)
+    every rank calls this; rank 0 alone writes files and runs the final validation while the others wait.
 
     Returns:
         The fold folder holding checkpoints, logs, ``progress.png`` and ``validation/summary.json``.
@@ -84,17 +89,20 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions) -> Pat
     splits_path = job.preprocessed / "splits.json"
     fold = fold_cases(load_or_create_splits(splits_path, case_ids), job.fold, case_ids, source=splits_path)
     output = job.fold_folder
-    _prepare_output(job, recipe, options, plans, dataset)
-    _attach_log_file(output / "training.log")
-    device = torch.device(options.device)
+    context = distributed or DistributedContext(device=torch.device(options.device))
+    _prepare_output(job, recipe, options, plans, dataset, write=context.is_main)
+    context.barrier()  # the fold folder exists before any rank goes on
+    _setup_logging(output / "training.log", context)
+    device = context.device
     torch.manual_seed(recipe.seed)
     parts, augmentation_axes = _build_parts(configuration, labels, data_folder, fold.train, fold.val, recipe,
-                                            options, device, output)
+                                            options, context, output)
     trainer = Trainer(parts)
-    if options.resume:
+    if options.resume:  # every rank loads the same checkpoint, so all continue from identical states
         state = load_checkpoint(output / "checkpoint_latest.pt", map_location=device)
         trainer.restore(state)
         logger.info("resuming %s at epoch %d", output, trainer.state.epoch)
+    save_test_weights(parts.network, context, "initial")
     logger.info("training %s fold %s: %d training / %d validation cases, %d epochs x %d iterations, device %s",
                 job.configuration, job.fold, len(fold.train), len(fold.val), recipe.epochs,
                 recipe.iterations_per_epoch, device)
@@ -103,12 +111,14 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions) -> Pat
     finally:
         parts.train_loader.close()
         parts.val_loader.close()
-    if options.validate:
-        network = getattr(parts.network, "_orig_mod", parts.network)
+    save_test_weights(parts.network, context, "final")
+    if options.validate and context.is_main:
+        network = unwrap(parts.network)
         validation = ValidationJob(plans, configuration, labels, dataset, data_folder, fold.val,
                                    output / "validation", augmentation_axes, options.save_probabilities,
                                    options.show_progress)
         run_final_validation(network, validation, device)
+    context.wait_for_main()
     return output
 
 
@@ -120,7 +130,8 @@ def _load_plans(job: FoldJob) -> Plans:
 
 
 def _prepare_output(job: FoldJob, recipe: TrainingRecipe, options: RunOptions, plans: Plans,
-                    dataset: RawDataset) -> None:
+                    dataset: RawDataset, write: bool = True) -> None:
+    # Every rank checks (so all fail alike); only ``write`` (rank 0) creates files.
     output = job.fold_folder
     recipe_file = output / "recipe.json"
     if options.resume:
@@ -134,12 +145,21 @@ def _prepare_output(job: FoldJob, recipe: TrainingRecipe, options: RunOptions, p
     if (output / "checkpoint_latest.pt").is_file() or (output / "checkpoint_final.pt").is_file():
         raise CheckpointError("this fold was already trained or started; pass --continue to resume, or delete "
                               "the folder to start over", output)
+    if not write:
+        return
     output.mkdir(parents=True, exist_ok=True)
     save_dataclass(recipe_file, recipe)
     # The model folder describes itself: plans and dataset.json beside the folds.
     model_folder = output.parent
     save_plans(model_folder / "plans.json", plans)
     shutil.copyfile(dataset.root / "dataset.json", model_folder / "dataset.json")
+
+
+def _setup_logging(path: Path, context: DistributedContext) -> None:
+    if context.is_main:
+        _attach_log_file(path)
+    else:  # one log, from rank 0; other ranks report only problems
+        logging.getLogger("autounet").setLevel(logging.WARNING)
 
 
 def _attach_log_file(path: Path) -> None:
@@ -154,30 +174,34 @@ def _attach_log_file(path: Path) -> None:
 
 
 def _build_parts(configuration: ConfigurationPlan, labels: LabelScheme, data_folder: Path, train_cases: tuple,
-                 val_cases: tuple, recipe: TrainingRecipe, options: RunOptions, device: torch.device,
+                 val_cases: tuple, recipe: TrainingRecipe, options: RunOptions, context: DistributedContext,
                  output: Path) -> tuple[TrainingParts, tuple[int, ...]]:
+    device = context.device
+    # Data-parallel ranks share the plan's batch (nnU-Net), so the global batch is what was planned.
+    batch_size, oversample = split_batch(configuration.batch_size, recipe.oversample_foreground, context)
     patch = tuple(configuration.patch_size)
     # Channels normalised inside the non-zero mask stay zero outside it after augmentation (nnU-Net).
     masked = tuple(i for i, n in enumerate(configuration.normalization) if n.use_nonzero_mask)
     augmentation = replace(default_augmentation(patch, configuration.ndim), masked_channels=masked)
     sampling_patch = tuple(augmentation.sampling_patch_size) if recipe.augmentation else patch
     train_sampler = PatchSampler(data_folder, train_cases, SamplerSettings(
-        sampling_patch, configuration.batch_size, recipe.oversample_foreground))
-    val_sampler = PatchSampler(data_folder, val_cases, SamplerSettings(
-        patch, configuration.batch_size, recipe.oversample_foreground))
+        sampling_patch, batch_size, oversample))
+    val_sampler = PatchSampler(data_folder, val_cases, SamplerSettings(patch, batch_size, oversample))
     network = build_network(configuration.network, train_sampler.num_channels, labels.num_outputs,
                             deep_supervision=recipe.deep_supervision).to(device)
     trained: torch.nn.Module = torch.compile(network) if options.compile else network  # type: ignore[assignment]
+    trained = wrap_network(trained, context)
+    seed = context.rank_seed(recipe.seed)  # batch i of epoch e differs between ranks
     levels = configuration.network.num_stages - 1 if recipe.deep_supervision else None
     augmenter = BatchAugmenter(augmentation, device) if recipe.augmentation else None
     parts = TrainingParts(
         network=trained, loss=build_loss(labels, configuration.batch_dice, levels).to(device),
         optimizer=build_optimizer(network, recipe),
-        train_loader=BatchLoader(train_sampler, recipe.seed, options.num_workers, stream=0),
-        val_loader=BatchLoader(val_sampler, recipe.seed, options.num_workers, stream=1),
+        train_loader=BatchLoader(train_sampler, seed, options.num_workers, stream=0),
+        val_loader=BatchLoader(val_sampler, seed, options.num_workers, stream=1),
         augment=augmenter, labels=labels, recipe=recipe, device=device, output=output, amp=options.use_amp(),
         callbacks=(MetricsFile(output / "metrics.json"), ProgressPlot(output / "progress.png")),
-        show_progress=options.show_progress,
+        show_progress=options.show_progress and context.is_main, distributed=context,
         run_metadata={"configuration": configuration.name, "recipe": to_dict(recipe),
                       "mirror_axes": list(augmentation.mirror_axes)})
     return parts, tuple(augmentation.mirror_axes)

@@ -18,6 +18,7 @@ from autounet.data.loader import BatchLoader
 from autounet.progress import progress
 from autounet.training.callbacks import EpochCallback
 from autounet.training.checkpoint import save_checkpoint
+from autounet.training.distributed import DistributedContext, unwrap
 from autounet.training.labels import LabelScheme
 from autounet.training.metrics import PseudoDiceTracker, tp_fp_fn
 from autounet.training.optim import poly_lr, set_learning_rate
@@ -51,6 +52,7 @@ class TrainingParts:
     callbacks: Sequence[EpochCallback] = ()
     show_progress: bool = True
     run_metadata: dict[str, Any] = field(default_factory=dict)
+    distributed: DistributedContext = field(default_factory=DistributedContext)
 
 
 @dataclass
@@ -87,7 +89,7 @@ class Trainer:
             last = self.state.epoch == recipe.epochs
             if last or self.state.epoch % recipe.checkpoint_every == 0:
                 self.save(self.parts.output / "checkpoint_latest.pt")
-            for callback in self.parts.callbacks:
+            for callback in self.parts.callbacks if self.parts.distributed.is_main else ():
                 callback.on_epoch_end(epoch, self.state.history)
         self.save(self.parts.output / "checkpoint_final.pt", weights_only_state=True)
         return self.state
@@ -108,11 +110,12 @@ class Trainer:
         for iteration, (image_np, seg_np) in enumerate(batches):
             image, seg = self._batch_to_device(image_np, seg_np)
             if parts.augment is not None:
-                generator = torch.Generator().manual_seed(_step_seed(recipe.seed, epoch, iteration))
+                seed = parts.distributed.rank_seed(recipe.seed)  # each rank augments differently
+                generator = torch.Generator().manual_seed(_step_seed(seed, epoch, iteration))
                 image, seg = parts.augment(image, seg, generator)
             seg = seg.long().clamp_(min=0)  # padding (-1) counts as background, as in nnU-Net
             losses.append(self._step(image, seg))
-        return float(np.mean(losses))
+        return parts.distributed.mean(float(np.mean(losses)))
 
     def _step(self, image: torch.Tensor, seg: torch.Tensor) -> float:
         parts = self.parts
@@ -140,7 +143,17 @@ class Trainer:
                 losses.append(float(parts.loss(outputs, seg)))
             full_resolution = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
             self.state.tracker.update(*tp_fp_fn(full_resolution.float(), seg, parts.labels))
-        return float(np.mean(losses)) if losses else math.nan
+        self._sum_counts_over_ranks()
+        return parts.distributed.mean(float(np.mean(losses)) if losses else math.nan)
+
+    def _sum_counts_over_ranks(self) -> None:
+        # Pseudo-Dice from the TP/FP/FN of every rank's batches, not a mean of per-rank Dice values.
+        context, tracker = self.parts.distributed, self.state.tracker
+        if not context.is_distributed or not tracker.tp:
+            return
+        classes = len(tracker.tp)
+        counts = context.sum([*tracker.tp, *tracker.fp, *tracker.fn])
+        tracker.tp, tracker.fp, tracker.fn = (counts[i * classes:(i + 1) * classes] for i in range(3))
 
     def _record(self, epoch: int, train_loss: float, val_loss: float, lr: float, seconds: float) -> None:
         tracker, history = self.state.tracker, self.state.history
@@ -158,9 +171,13 @@ class Trainer:
             logger.info("new best pseudo-Dice EMA %.4f", ema)
 
     def save(self, path: Path, weights_only_state: bool = False) -> None:
-        """Write a checkpoint; ``weights_only_state`` keeps only what inference needs."""
-        network = getattr(self.parts.network, "module", self.parts.network)  # unwrap DDP / compile
-        network = getattr(network, "_orig_mod", network)
+        """Write a checkpoint; ``weights_only_state`` keeps only what inference needs.
+
+        Only rank 0 writes: under data-parallel training every rank holds the same weights and state.
+        """
+        if not self.parts.distributed.is_main:
+            return
+        network = unwrap(self.parts.network)
         state: dict[str, Any] = {"network": network.state_dict(), "epoch": self.state.epoch,
                                  "metadata": self.parts.run_metadata}
         if not weights_only_state:
@@ -171,8 +188,7 @@ class Trainer:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a ``checkpoint_latest.pt`` state: weights, optimizer, scaler, history, epoch."""
-        network = getattr(self.parts.network, "module", self.parts.network)
-        getattr(network, "_orig_mod", network).load_state_dict(state["network"])
+        unwrap(self.parts.network).load_state_dict(state["network"])
         self.parts.optimizer.load_state_dict(state["optimizer"])
         if state.get("grad_scaler"):
             self.scaler.load_state_dict(state["grad_scaler"])
