@@ -7,10 +7,10 @@ import logging
 
 from autounet.cli._common import add_dataset_argument
 from autounet.cli.plan import add_planning_arguments
+from autounet.cli.preprocess import add_configurations_argument, preprocess_configurations
 from autounet.dataset.raw import find_raw_dataset, load_raw_dataset
 from autounet.paths import Paths
 from autounet.planning.api import plan_dataset
-from autounet.preprocessing.dataset import default_configurations, preprocess_dataset
 
 __all__ = ["register", "run"]
 
@@ -25,8 +25,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "plans, and preprocessed data for every planned configuration. Finished cases are "
                     "skipped, so rerunning after an interruption resumes.")
     add_dataset_argument(parser)
-    parser.add_argument("-c", "--configurations", nargs="+", default=None, metavar="NAME",
-                        help="configurations to preprocess (default: all planned ones)")
+    add_configurations_argument(parser)
     add_planning_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -36,12 +35,7 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     root = find_raw_dataset(paths.raw, args.dataset)
     plans, plans_path = plan_dataset(root, paths.preprocessed, args.preset, args.gpu_memory, args.num_processes,
                                      verify=not args.no_verify, overwrite_fingerprint=args.overwrite_fingerprint)
-    names = tuple(args.configurations) if args.configurations else default_configurations(plans)
-    for name in names:
-        plans.configuration(name)  # fail on a misspelt name before any work
-    dataset = load_raw_dataset(root)
-    report = preprocess_dataset(dataset, plans, names, plans_path.parent, args.num_processes)
-    logger.info("%d case(s) preprocessed, %d already done: %s", report.done, report.skipped,
-                ", ".join(f"{name} -> {folder.name}" for name, folder in report.folders.items()))
+    preprocess_configurations(load_raw_dataset(root), plans, args.configurations, plans_path.parent,
+                              args.num_processes)
     print(f"plans: {plans_path}")
     return 0
