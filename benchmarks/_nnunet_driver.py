@@ -1,0 +1,96 @@
+"""Times parts of nnU-Net v2's own trainer; runs ONLY in the reference venv (``benchmarks/_work/nnunet_venv``).
+
+Never imported by autounet, its tests or the other benchmark scripts: they start it as a subprocess with
+nnU-Net's interpreter and the ``nnUNet_*`` environment variables set. The last line of stdout is
+``RESULT <json>``.
+
+Usage::
+
+    nnunet_venv/bin/python benchmarks/_nnunet_driver.py loader DATASET_ID CONFIGURATION --batches 30 --warmup 8
+    nnunet_venv/bin/python benchmarks/_nnunet_driver.py step DATASET_ID CONFIGURATION --iterations 5 --warmup 2
+
+``loader``: batches/s of ``nnUNetTrainer.get_dataloaders()`` (nnUNetDataLoader + training transforms in a
+NonDetMultiThreadedAugmenter with ``nnUNet_n_proc_DA`` processes). ``step``: seconds of
+``nnUNetTrainer.train_step`` on one fixed batch from that loader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+from nnunetv2.run.run_training import get_trainer_from_args
+
+
+def _trainer(dataset_id: str, configuration: str, threads: int):  # noqa: ANN202 - nnU-Net type
+    torch.set_num_threads(threads)
+    trainer = get_trainer_from_args(dataset_id, configuration, 0, "nnUNetTrainer", "nnUNetPlans",
+                                    device=torch.device("cpu"))
+    trainer.initialize()
+    return trainer
+
+
+def _loader(args: argparse.Namespace) -> dict:
+    trainer = _trainer(args.dataset_id, args.configuration, args.threads)
+    train, val = trainer.get_dataloaders()  # starts the worker processes and draws one batch of each
+    try:
+        for _ in range(args.warmup):
+            batch = next(train)
+        start = time.perf_counter()
+        for _ in range(args.batches):
+            batch = next(train)
+        seconds = time.perf_counter() - start
+    finally:
+        for augmenter in (train, val):
+            if hasattr(augmenter, "_finish"):
+                augmenter._finish()
+    return {"batches_per_second": args.batches / seconds, "data_shape": list(batch["data"].shape),
+            "processes": int(os.environ.get("nnUNet_n_proc_DA", "-1")),
+            "compiled": trainer._do_i_compile()}
+
+
+def _step(args: argparse.Namespace) -> dict:
+    trainer = _trainer(args.dataset_id, args.configuration, args.threads)
+    train, val = trainer.get_dataloaders()
+    batch = next(train)
+    for augmenter in (train, val):
+        if hasattr(augmenter, "_finish"):
+            augmenter._finish()
+    trainer.network.train()
+    times = []
+    for _ in range(args.warmup + args.iterations):
+        start = time.perf_counter()
+        trainer.train_step(batch)
+        times.append(time.perf_counter() - start)
+    plan = trainer.configuration_manager
+    return {"seconds": statistics.median(times[args.warmup:]), "all_seconds": times,
+            "patch_size": list(plan.patch_size), "batch_size": trainer.batch_size,
+            "data_shape": list(batch["data"].shape), "compiled": trainer._do_i_compile(),
+            "grad_scaler": trainer.grad_scaler is not None,
+            "parameters": sum(p.numel() for p in trainer.network.parameters())}
+
+
+def main() -> int:
+    """Parse arguments, run one measurement, print ``RESULT <json>``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=("loader", "step"))
+    parser.add_argument("dataset_id")
+    parser.add_argument("configuration")
+    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    result = _loader(args) if args.mode == "loader" else _step(args)
+    sys.stdout.flush()
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

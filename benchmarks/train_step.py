@@ -1,0 +1,110 @@
+"""Benchmark: seconds per training iteration on the CPU, autounet vs nnU-Net v2, same plan, same batch shape.
+
+Usage (from the repository root, autounet installed)::
+
+    python benchmarks/train_step.py [--kind mr] [--num-cases 20] [--shape 32 160 160] [--threads 2]
+                                    [-c 3d_fullres 2d] [--iterations 5] [--warmup 2]
+
+Writes the example dataset and plans + preprocesses it with both tools (as ``benchmarks/dataloader.py``), then
+times, per configuration (fold 0), ``--iterations`` training steps after ``--warmup`` on one fixed augmented
+batch and reports the median:
+
+* autounet: network, loss, optimizer and augmentation built by ``training/run.py`` (``_build_parts``), then
+  ``Trainer._step`` (forward, deep-supervision loss, backward, gradient clipping, SGD step);
+* nnU-Net: ``nnUNetTrainer(device=cpu).initialize()`` and its ``train_step`` on a batch from its own training
+  loader (run by ``benchmarks/_nnunet_driver.py`` inside nnU-Net's venv).
+
+Both with ``torch.set_num_threads(--threads)``, fp32 (neither uses AMP or torch.compile on the CPU). If the
+default example is too slow, ``--shape`` makes smaller cases (and so a smaller planned patch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+from _harness import WORK, print_table
+from dataloader import IDS, Prepared, fold0_cases, prepare, run_driver
+
+
+def autounet_step(prepared: Prepared, configuration: str, threads: int, iterations: int,
+                  warmup: int) -> dict:
+    """Median seconds of ``Trainer._step`` with the parts ``train_fold`` builds."""
+    import torch
+
+    from autounet.dataset.raw import load_raw_dataset
+    from autounet.planning.plans import load_plans
+    from autounet.training.labels import LabelScheme
+    from autounet.training.recipe import RunOptions, TrainingRecipe
+    from autounet.training.run import _build_parts
+    from autounet.training.trainer import Trainer
+
+    torch.set_num_threads(threads)
+    plan = load_plans(prepared.autounet_preprocessed / "plans.json").configuration(configuration)
+    recipe = TrainingRecipe()
+    labels = LabelScheme.from_description(load_raw_dataset(prepared.raw).description)
+    train_cases, val_cases = fold0_cases(prepared)
+    torch.manual_seed(recipe.seed)
+    output = WORK / "train_step" / "autounet_run"
+    try:  # single-process context of a distributed-capable run.py; a bare device before that existed
+        from autounet.training.distributed import DistributedContext
+        context: object = DistributedContext(device=torch.device("cpu"))
+    except ImportError:
+        context = torch.device("cpu")
+    parts, _ = _build_parts(plan, labels, prepared.autounet_preprocessed / plan.data_identifier, train_cases,
+                            val_cases, recipe, RunOptions(device="cpu", num_workers=0, show_progress=False),
+                            context, output)
+    trainer = Trainer(parts)
+    image_np, seg_np = next(iter(parts.train_loader.epoch(0, 1)))
+    image, seg = torch.from_numpy(image_np), torch.from_numpy(seg_np)
+    image, seg = parts.augment(image, seg, torch.Generator().manual_seed(0))
+    seg = seg.long().clamp_(min=0)
+    parts.network.train()
+    times = []
+    for _ in range(warmup + iterations):
+        start = time.perf_counter()
+        trainer._step(image, seg)
+        times.append(time.perf_counter() - start)
+    return {"seconds": statistics.median(times[warmup:]), "all_seconds": times, "patch_size": list(plan.patch_size),
+            "batch_size": plan.batch_size, "data_shape": list(image.shape),
+            "parameters": sum(p.numel() for p in parts.network.parameters())}
+
+
+def main() -> int:
+    """Run the benchmark and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kind", default="mr", choices=sorted(IDS))
+    parser.add_argument("--num-cases", type=int, default=20)
+    parser.add_argument("--shape", type=int, nargs="+", default=None,
+                        help="case shape (default: the kind's); smaller cases plan a smaller patch")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads of both tools")
+    parser.add_argument("-np", "--num-processes", type=int, default=2, dest="num_processes",
+                        help="preprocessing processes")
+    parser.add_argument("-c", "--configurations", nargs="+", default=["3d_fullres", "2d"],
+                        choices=["3d_fullres", "2d"])
+    parser.add_argument("--iterations", type=int, default=5, help="timed iterations (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    args = parser.parse_args()
+
+    prepared = prepare("train_step", args.kind, args.num_cases, args.shape, args.num_processes)
+    rows = [("tool", "configuration", "patch", "batch", "parameters", "s/iteration", "ratio")]
+    for configuration in args.configurations:
+        ref = run_driver(prepared, "step", configuration,
+                         ["--iterations", str(args.iterations), "--warmup", str(args.warmup), "--threads",
+                          str(args.threads)], {"nnUNet_n_proc_DA": "0"})
+        ours = autounet_step(prepared, configuration, args.threads, args.iterations, args.warmup)
+        for tool, result in (("autounet", ours), ("nnunetv2", ref)):
+            ratio = ours["seconds"] / ref["seconds"] if tool == "autounet" else 1.0
+            rows.append((tool, configuration, "x".join(map(str, result["patch_size"])), str(result["batch_size"]),
+                         f"{result['parameters']:,}", f"{result['seconds']:.3f}", f"{ratio:.2f}x"))
+    print(f"\nDataset: example '{args.kind}', {args.num_cases} cases, shape {args.shape or 'default'}, fold 0; "
+          f"{args.threads} torch threads; median of {args.iterations} iterations after {args.warmup}\n")
+    print_table(rows)
+    print("\nratio: autounet s/iteration / nnU-Net s/iteration (target <= 0.8x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
