@@ -219,7 +219,7 @@ CORPUS: list[tuple[str, dict, Breaker, Expected]] = [
     ("unknown-file", {}, write_text("imagesTr/notes.txt", "hello"),
      (("imagesTr/notes.txt", f"not a '{NII}' file"),)),
     ("no-channel-suffix", {}, copy(f"imagesTr/case_001_0000{NII}", f"imagesTr/case_001{NII}"),
-     ((f"imagesTr/case_001{NII}", "name does not follow {case}_{XXXX}"),)),
+     ((f"imagesTr/case_001{NII}", "name does not follow {case}_{NNNN}"),)),
     ("truncated-image", {}, truncate(f"imagesTr/case_001_0000{NII}"),
      ((f"imagesTr/case_001_0000{NII}", "cannot read image"),)),
     ("random-bytes-label", {}, random_bytes(f"labelsTr/case_002{NII}"),

@@ -141,7 +141,7 @@ def scan_layout(root: Path, description: DatasetDescription) -> Layout:
     layout = Layout()
     ending = description.file_ending
     images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
-    for folder, what in ((images_dir, f"training images ({{case}}_{{XXXX}}{ending})"),
+    for folder, what in ((images_dir, f"training images ({{case}}_{{NNNN}}{ending})"),
                          (labels_dir, f"training labels ({{case}}{ending})")):
         if not folder.is_dir():
             layout.problems.append(Problem(folder, f"missing folder {folder.name}/; it must hold the {what}"))
@@ -215,7 +215,7 @@ def _scan_image_folder(folder: Path, ending: str, layout: Layout) -> dict[str, d
         match = _CHANNEL_FILE.match(stem)
         if match is None:
             layout.problems.append(Problem(path, (
-                f"name does not follow {{case}}_{{XXXX}}{ending}: image files need a 4-digit channel suffix, "
+                f"name does not follow {{case}}_{{NNNN}}{ending}: image files need a 4-digit channel suffix, "
                 f"e.g. {stem}_0000{ending}")))
             continue
         cases[match.group("case")][int(match.group("channel"))] = path

@@ -6,7 +6,7 @@ collects problems (which make the dataset unusable) and warnings (worth a look, 
 - ``dataset.json`` missing or malformed (invalid JSON, missing keys, bad labels, nnU-Net v1 format):
   reported alone, since nothing else can be checked without it;
 - ``imagesTr/`` or ``labelsTr/`` missing; no training cases at all; ``numTraining`` not matching;
-- file names: endings other than ``file_ending``, image files without the ``_XXXX`` channel suffix,
+- file names: endings other than ``file_ending``, image files without the ``_NNNN`` channel suffix,
   duplicate case ids (ids in one folder that are equal ignoring letter case), missing or undeclared
   channel files, images without labels and labels without images;
 - file contents, one case at a time in worker processes: unreadable or truncated files, 4D data, NaN or
