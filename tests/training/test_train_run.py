@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from autounet.cli.main import main
-from autounet.training.checkpoint import load_checkpoint
+from autounet.io.checkpoints import load_checkpoint
 from tests.conftest import write_tiny_dataset
 
 TRAIN = ["train", "-d", "999", "-c", "3d_fullres", "-f", "0", "--iterations-per-epoch", "2",

@@ -15,12 +15,12 @@ from autounet.data.loader import BatchLoader
 from autounet.data.sampler import PatchSampler, SamplerSettings
 from autounet.dataset.raw import RawDataset, load_raw_dataset
 from autounet.errors import CheckpointError, ConfigError
+from autounet.io.checkpoints import load_checkpoint
 from autounet.io.serialization import load_dataclass, save_dataclass, to_dict
 from autounet.networks.unet import build_network
 from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, save_plans
 from autounet.preprocessing.storage import case_finished
 from autounet.training.callbacks import MetricsFile, ProgressPlot
-from autounet.training.checkpoint import load_checkpoint
 from autounet.training.distributed import DistributedContext, save_test_weights, split_batch, unwrap, wrap_network
 from autounet.training.labels import LabelScheme
 from autounet.training.losses import build_loss

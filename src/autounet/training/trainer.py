@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from autounet.data.loader import BatchLoader
+from autounet.io.checkpoints import save_checkpoint
 from autounet.progress import progress
 from autounet.training.callbacks import EpochCallback
-from autounet.training.checkpoint import save_checkpoint
 from autounet.training.distributed import DistributedContext, unwrap
 from autounet.training.labels import LabelScheme
 from autounet.training.metrics import PseudoDiceTracker, tp_fp_fn

@@ -1,4 +1,7 @@
-"""Checkpoints: state dicts and plain metadata only, written atomically, loaded with ``weights_only=True``."""
+"""Checkpoints: state dicts and plain metadata only, written atomically, loaded with ``weights_only=True``.
+
+In ``io`` because training writes them and inference reads them, and inference must not import training.
+"""
 
 from __future__ import annotations
 
