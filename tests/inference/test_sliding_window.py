@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import itertools
+import platform
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from autounet.inference import (
     logits_to_probabilities,
     logits_to_segmentation,
     predict_sliding_window,
+    tune_cpu_allocator,
     window_starts,
 )
 from autounet.networks import UNetSpec, build_network
@@ -252,3 +255,10 @@ def test_2d_patch_on_3d_image_equals_predicting_each_slice() -> None:
     volume = predict_sliding_window(positional, image, 3, settings)
     slices = torch.stack([predict_sliding_window(positional, image[:, z], 3, settings) for z in range(5)], dim=1)
     torch.testing.assert_close(volume, slices)
+
+
+def test_tune_cpu_allocator_applies_on_glibc_and_is_idempotent() -> None:
+    expected = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert tune_cpu_allocator() is expected
+    assert tune_cpu_allocator() is expected
+    torch.testing.assert_close(torch.ones(2**22).sum(), torch.tensor(float(2**22)))  # allocation still works

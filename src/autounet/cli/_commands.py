@@ -5,7 +5,7 @@ Each module has ``register(subparsers, parent)`` which adds its parser and sets 
 
 from __future__ import annotations
 
-from autounet.cli import convert, example, fingerprint, plan, plan_and_preprocess, preprocess, train, verify
+from autounet.cli import convert, example, fingerprint, plan, plan_and_preprocess, predict, preprocess, train, verify
 
 __all__ = ["REGISTRARS"]
 
@@ -18,4 +18,5 @@ REGISTRARS = (
     preprocess.register,
     plan_and_preprocess.register,
     train.register,
+    predict.register,
 )

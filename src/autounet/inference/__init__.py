@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from autounet.inference.cpu_memory import tune_cpu_allocator
 from autounet.inference.gaussian import gaussian_importance_map
 from autounet.inference.logits import logits_to_probabilities, logits_to_segmentation
+from autounet.inference.predictor import LoadedModel, PredictionSettings, Predictor, head_only_state_dict
 from autounet.inference.sliding_window import (
     PatchModel,
     SlidingWindowSettings,
@@ -13,13 +15,18 @@ from autounet.inference.sliding_window import (
 from autounet.inference.tta import mirror_dim_combinations, predict_mirrored
 
 __all__ = [
+    "LoadedModel",
     "PatchModel",
+    "PredictionSettings",
+    "Predictor",
     "SlidingWindowSettings",
     "gaussian_importance_map",
+    "head_only_state_dict",
     "logits_to_probabilities",
     "logits_to_segmentation",
     "mirror_dim_combinations",
     "predict_mirrored",
     "predict_sliding_window",
+    "tune_cpu_allocator",
     "window_starts",
 ]

@@ -1,0 +1,351 @@
+"""Prediction with a trained model folder: load once, then segment arrays, files or whole folders.
+
+A model folder is ``results/<Dataset>/<configuration>/`` with ``plans.json`` and ``dataset.json`` beside
+``fold_<f>/checkpoint_final.pt``. Several folds form an ensemble whose logits are averaged before the
+nonlinearity, as nnU-Net does.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autounet.dataset.description import DatasetDescription, load_dataset_json
+from autounet.dataset.raw import group_channel_files
+from autounet.errors import CheckpointError, ConfigError, DatasetError, ImageIOError
+from autounet.inference.export import export_prediction
+from autounet.inference.sliding_window import SlidingWindowSettings, predict_sliding_window
+from autounet.io.checkpoints import load_checkpoint
+from autounet.io.geometry import ImageGeometry
+from autounet.io.images import read_image, split_ending, write_segmentation
+from autounet.io.jsonio import atomic_write
+from autounet.networks.unet import build_network
+from autounet.planning.plans import ConfigurationPlan, Plans, load_plans
+from autounet.preprocessing.case import preprocess_case
+from autounet.progress import progress
+
+__all__ = ["LoadedModel", "PredictionSettings", "Predictor", "head_only_state_dict"]
+
+logger = logging.getLogger(__name__)
+
+_HEAD_KEY = re.compile(r"^decoder\.heads\.(\d+)\.(.+)$")
+
+
+@dataclass(frozen=True)
+class PredictionSettings:
+    """How a :class:`Predictor` runs the sliding window and what it writes.
+
+    Attributes:
+        step_size: Distance between window starts as a fraction of the patch size, in ``(0, 1]``.
+        use_mirroring: Average over mirrored inputs (test-time augmentation) along the axes the model was
+            trained to be mirror-invariant on (checkpoint metadata ``mirror_axes``).
+        use_gaussian: Weight window logits with a Gaussian (else a plain average).
+        save_probabilities: Also write ``<case>.npz`` holding ``probabilities`` ``(K, *spatial)`` float32 in
+            the raw axis order of the input.
+        batch_size: Windows per network call.
+        show_progress: Show a progress bar over the cases of :meth:`Predictor.predict_folder`.
+    """
+
+    step_size: float = 0.5
+    use_mirroring: bool = True
+    use_gaussian: bool = True
+    save_probabilities: bool = False
+    batch_size: int = 1
+    show_progress: bool = True
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """Everything a :class:`Predictor` needs, loaded from a model folder.
+
+    Attributes:
+        plans: The dataset's plans (axis order, configurations).
+        configuration: The configuration the networks were trained with.
+        description: The dataset's ``dataset.json`` (channels, labels, file ending).
+        networks: One network per fold, in eval mode, on the prediction device; each maps
+            ``(B, C, *patch)`` to logits ``(B, num_outputs, *patch)``.
+        num_outputs: Output channels (classes incl. background, or regions).
+        mirror_axes: Patch axes the models were trained with mirroring on.
+    """
+
+    plans: Plans
+    configuration: ConfigurationPlan
+    description: DatasetDescription
+    networks: tuple[nn.Module, ...]
+    num_outputs: int
+    mirror_axes: tuple[int, ...] = ()
+
+
+def head_only_state_dict(state: dict[str, torch.Tensor], source: Path | None = None) -> dict[str, torch.Tensor]:
+    """Map a U-Net state dict to the layout of a network built with ``deep_supervision=False``.
+
+    A deep-supervision network holds one head per decoder level (``decoder.heads.0`` .. ``decoder.heads.N``,
+    the last at full resolution); without deep supervision only the full-resolution head exists, as
+    ``decoder.heads.0``. The lower-resolution heads are dropped.
+
+    Args:
+        state: ``network`` entry of a checkpoint.
+        source: The checkpoint file, for error messages.
+
+    Returns:
+        A new dict with only the full-resolution head, renamed to ``decoder.heads.0``.
+
+    Raises:
+        CheckpointError: The state dict has no ``decoder.heads`` entries.
+    """
+    indices = {int(m.group(1)) for key in state if (m := _HEAD_KEY.match(key))}
+    if not indices:
+        raise CheckpointError("the network weights hold no segmentation head (decoder.heads.*)", source)
+    last = max(indices)
+    mapped = {}
+    for key, value in state.items():
+        match = _HEAD_KEY.match(key)
+        if match is None:
+            mapped[key] = value
+        elif int(match.group(1)) == last:
+            mapped[f"decoder.heads.0.{match.group(2)}"] = value
+    return mapped
+
+
+class Predictor:
+    """Segments images with the networks of one or more folds of a trained configuration.
+
+    Build it with :meth:`from_model_folder`; networks are built and loaded once and reused for every case.
+
+    Args:
+        model: Plans, dataset description and loaded networks.
+        device: Where the networks run (they must already be there).
+        settings: Sliding-window and output options; defaults when ``None``.
+    """
+
+    def __init__(self, model: LoadedModel, device: str | torch.device = "cpu",
+                 settings: PredictionSettings | None = None) -> None:
+        if not model.networks:
+            raise CheckpointError("no network to predict with: give at least one fold")
+        _reject_cascade(model.configuration)
+        self.model = model
+        self.device = torch.device(device)
+        self.settings = settings or PredictionSettings()
+        mirror = model.mirror_axes if self.settings.use_mirroring else ()
+        self.window_settings = SlidingWindowSettings(
+            patch_size=tuple(model.configuration.patch_size), step_size=self.settings.step_size,
+            use_gaussian=self.settings.use_gaussian, mirror_axes=tuple(mirror),
+            batch_size=self.settings.batch_size, show_progress=False)
+
+    @classmethod
+    def from_model_folder(cls, model_folder: Path, folds: Sequence[int | str] = (0,),
+                          checkpoint: str = "checkpoint_final.pt", device: str = "cpu",
+                          settings: PredictionSettings | None = None) -> Predictor:
+        """Load ``plans.json``, ``dataset.json`` and one checkpoint per fold from a model folder.
+
+        Args:
+            model_folder: ``results/<Dataset>/<configuration>``.
+            folds: Fold indices or ``"all"``; ``fold_<f>/<checkpoint>`` is loaded for each. Repeating a fold
+                loads it twice (an ensemble of identical members).
+            checkpoint: Checkpoint file name inside each fold folder.
+            device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+            settings: Prediction options; defaults when ``None``.
+
+        Raises:
+            CheckpointError: Missing folder, plans, checkpoint, or weights that do not fit the plans.
+            ConfigError: A cascade configuration, or folds trained with different configurations.
+        """
+        model_folder = Path(model_folder)
+        if not model_folder.is_dir():
+            raise CheckpointError("model folder not found; train a configuration first", model_folder)
+        for name in ("plans.json", "dataset.json"):
+            if not (model_folder / name).is_file():
+                raise CheckpointError(f"the model folder lacks {name}; it is not a complete trained model",
+                                      model_folder)
+        if not folds:
+            raise CheckpointError("no fold given", model_folder)
+        plans = load_plans(model_folder / "plans.json")
+        description = load_dataset_json(model_folder / "dataset.json")
+        torch_device = torch.device(device)
+        states = [(path, load_checkpoint(path, map_location="cpu"))
+                  for path in (model_folder / f"fold_{fold}" / checkpoint for fold in folds)]
+        configuration = plans.configuration(_configuration_name(states, model_folder))
+        _reject_cascade(configuration, model_folder)
+        networks, num_outputs = [], 0
+        for path, state in states:
+            network, num_outputs = _load_network(state, configuration, description.num_channels, path)
+            networks.append(network.to(torch_device).eval())
+        mirror_axes = tuple(int(a) for a in states[0][1].get("metadata", {}).get("mirror_axes", ()))
+        model = LoadedModel(plans=plans, configuration=configuration, description=description,
+                            networks=tuple(networks), num_outputs=num_outputs, mirror_axes=mirror_axes)
+        _check_outputs(model, model_folder)
+        return cls(model, torch_device, settings)
+
+    @property
+    def region_class_order(self) -> tuple[int, ...] | None:
+        """For region-based models, the label painted for each output channel; else ``None``."""
+        description = self.model.description
+        return description.regions_class_order if description.is_region_based else None
+
+    def predict_logits(self, data: torch.Tensor) -> torch.Tensor:
+        """Sliding-window logits of a preprocessed case, averaged over the folds.
+
+        Args:
+            data: Preprocessed image ``(C, *spatial)`` float32, plan axis order and spacing.
+
+        Returns:
+            Logits ``(num_outputs, *spatial)`` float32 on the CPU.
+        """
+        total: torch.Tensor | None = None
+        for network in self.model.networks:
+            logits = predict_sliding_window(network, data, self.model.num_outputs, self.window_settings, self.device)
+            total = logits if total is None else total.add_(logits)
+        assert total is not None  # the constructor rejects an empty ensemble
+        # Averaging logits (not probabilities) across folds follows nnU-Net's predictor.
+        return total.div_(len(self.model.networks)) if len(self.model.networks) > 1 else total
+
+    def predict_array(self, image: np.ndarray, geometry: ImageGeometry) -> tuple[np.ndarray, np.ndarray | None]:
+        """Segment one image given as an array.
+
+        Args:
+            image: Raw intensities ``(C, *spatial)``, raw axis order ``(C, Z, Y, X)`` or ``(C, Y, X)`` as
+                :func:`autounet.io.read_image` returns them.
+            geometry: The image's geometry (spacing picks the resampling).
+
+        Returns:
+            The label map ``(*spatial)`` (integer, same shape and axis order as ``image`` without ``C``) and,
+            with ``save_probabilities``, float32 probabilities ``(K, *spatial)``, else ``None``.
+
+        Raises:
+            DatasetError: The channel count differs from the model's.
+        """
+        expected = self.model.description.num_channels
+        if image.ndim != geometry.ndim + 1 or image.shape[0] != expected:
+            raise DatasetError(f"image of shape {tuple(image.shape)} is not (C, *spatial) with the model's "
+                               f"{expected} channel(s)")
+        data, _, properties = preprocess_case(image, None, geometry, self.model.plans, self.model.configuration)
+        logits = self.predict_logits(torch.from_numpy(data))
+        return export_prediction(logits, properties, self.model.plans, self.model.configuration,
+                                 self.region_class_order, return_probabilities=self.settings.save_probabilities)
+
+    def predict_files(self, files: Sequence[Path], output_file: Path) -> None:
+        """Segment one case from its channel files and write the label map with the input's geometry.
+
+        Args:
+            files: One file per channel, in channel order (``case_0000``, ``case_0001``, ...).
+            output_file: Destination label map; its ending picks the format. With ``save_probabilities``,
+                ``<stem>.npz`` is written beside it first, so an existing label map marks a finished case.
+
+        Raises:
+            ImageIOError: Unreadable input, a channel count the model does not expect (naming the file), or
+                an unsupported output ending.
+        """
+        output_file = Path(output_file)
+        parts = split_ending(output_file.name)
+        if parts is None:
+            raise ImageIOError("unsupported output file ending", output_file)
+        image, geometry = read_image(files)
+        expected = self.model.description.num_channels
+        if image.shape[0] != expected:
+            raise ImageIOError(f"the case has {image.shape[0]} channel(s) but the model expects {expected} "
+                               "(dataset.json channel_names)", Path(files[0]))
+        seg, probabilities = self.predict_array(image, geometry)
+        if probabilities is not None:
+            with atomic_write(output_file.with_name(f"{parts[0]}.npz"), "wb") as handle:
+                np.savez_compressed(handle, probabilities=probabilities)
+        write_segmentation(seg, geometry, output_file)
+
+    def predict_folder(self, input_dir: Path, output_dir: Path) -> list[Path]:
+        """Segment every ``{case}_{NNNN}{ending}`` case of a folder; cases with an output are skipped.
+
+        Args:
+            input_dir: Folder of channel files named as in ``imagesTs`` (``ending`` from ``dataset.json``).
+            output_dir: Receives ``{case}{ending}`` (and ``{case}.npz`` with ``save_probabilities``).
+
+        Returns:
+            The output file of every case, predicted now or earlier, sorted by case id.
+
+        Raises:
+            DatasetError: No case found, or a case whose channel files are not ``0000`` .. the model's count.
+        """
+        input_dir, output_dir = Path(input_dir), Path(output_dir)
+        ending = self.model.description.file_ending
+        groups, strays = group_channel_files(input_dir, ending)
+        if not groups:
+            raise DatasetError(f"no case found: expected files named <case>_0000{ending}", input_dir)
+        for stray in strays:
+            logger.warning("ignored (not <case>_NNNN%s): %s", ending, stray)
+        cases = {case: self._channel_files(channels) for case, channels in sorted(groups.items())}
+        outputs = {case: output_dir / f"{case}{ending}" for case in cases}
+        todo = [case for case in cases if not outputs[case].exists()]
+        if len(todo) < len(cases):
+            logger.info("skipping %d case(s) already predicted in %s", len(cases) - len(todo), output_dir)
+        items = progress(todo, "Predicting", total=len(todo)) if self.settings.show_progress and todo else todo
+        for case in items:
+            self.predict_files(cases[case], outputs[case])
+        return list(outputs.values())
+
+    def _channel_files(self, channels: dict[int, Path]) -> list[Path]:
+        """Channel files in order; raise naming a file when channels are missing or extra."""
+        expected = self.model.description.num_channels
+        if sorted(channels) != list(range(expected)):
+            found = ", ".join(f"{c:04d}" for c in sorted(channels))
+            raise ImageIOError(f"case has channel files {found} but the model expects {expected} channel(s), "
+                               f"0000 to {expected - 1:04d}", channels[min(channels)])
+        return [channels[c] for c in range(expected)]
+
+
+def _reject_cascade(configuration: ConfigurationPlan, path: Path | None = None) -> None:
+    if configuration.previous_stage is not None:
+        raise ConfigError(f"configuration '{configuration.name}' is a cascade stage (previous stage "
+                          f"'{configuration.previous_stage}'); cascade prediction is not supported yet", path)
+
+
+def _configuration_name(states: list[tuple[Path, dict[str, Any]]], model_folder: Path) -> str:
+    """The configuration recorded in the checkpoints (the folder name when they do not say)."""
+    names = {str(state.get("metadata", {}).get("configuration", model_folder.name)) for _, state in states}
+    if len(names) > 1:
+        raise ConfigError(f"the folds were trained with different configurations: {', '.join(sorted(names))}",
+                          model_folder)
+    return names.pop()
+
+
+def _load_network(state: dict[str, Any], configuration: ConfigurationPlan, in_channels: int,
+                  path: Path) -> tuple[nn.Module, int]:
+    """Build the non-deep-supervision U-Net of ``configuration`` and load a checkpoint's weights into it.
+
+    Returns:
+        The network (CPU, train mode) and its number of outputs, read from the head's weight shape.
+    """
+    weights = state.get("network")
+    if not isinstance(weights, dict):
+        raise CheckpointError("the checkpoint holds no 'network' weights", path)
+    mapped = head_only_state_dict(weights, path)
+    num_outputs = int(mapped["decoder.heads.0.weight"].shape[0])
+    network = build_network(configuration.network, in_channels, num_outputs, deep_supervision=False)
+    try:
+        network.load_state_dict(mapped, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise CheckpointError(f"the weights do not fit configuration '{configuration.name}' with {in_channels} "
+                              f"input channel(s): {first}", path) from None
+    return network, num_outputs
+
+
+def _check_outputs(model: LoadedModel, model_folder: Path) -> None:
+    """Reject weights whose output count disagrees with the labels of ``dataset.json``."""
+    description = model.description
+    if description.is_region_based:
+        order = description.regions_class_order or ()
+        if len(order) != model.num_outputs:
+            raise CheckpointError(f"the network has {model.num_outputs} outputs but dataset.json's "
+                                  f"regions_class_order has {len(order)} entries", model_folder)
+        return
+    ignore = description.ignore_label
+    labels = [v for v in description.allowed_label_values if v != ignore]
+    if len(labels) != model.num_outputs:
+        raise CheckpointError(f"the network has {model.num_outputs} outputs but dataset.json declares "
+                              f"{len(labels)} labels including background", model_folder)
