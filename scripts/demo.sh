@@ -20,6 +20,9 @@ run plan-and-preprocess -d 504
 if [ ! -f "$AUTOUNET_DATA/results/Dataset504_ExamplePNG/2d/fold_0/checkpoint_final.pt" ]; then
     run train -d 504 -c 2d -f 0 --epochs 2 --iterations-per-epoch 5
 fi
+PREDICTIONS="$AUTOUNET_DATA/predictions/Dataset504_ExamplePNG"
+run predict -i "$AUTOUNET_DATA/raw/Dataset504_ExamplePNG/imagesTs" -o "$PREDICTIONS" -d 504 -c 2d -f 0
+run evaluate "$AUTOUNET_DATA/raw/Dataset504_ExamplePNG/labelsTs" "$PREDICTIONS"   # writes summary.json, metrics.csv
 echo
 echo "Done. Look at:"
 echo "  $AUTOUNET_DATA/raw/Dataset501_ExampleMR/                 the example dataset (nnU-Net v2 layout)"
@@ -27,3 +30,5 @@ echo "  $AUTOUNET_DATA/preprocessed/Dataset501_ExampleMR/plans.json   the planne
 echo "  $AUTOUNET_DATA/preprocessed/Dataset501_ExampleMR/fingerprint.json"
 echo "  $AUTOUNET_DATA/results/Dataset504_ExamplePNG/2d/fold_0/progress.png   training curves"
 echo "  $AUTOUNET_DATA/results/Dataset504_ExamplePNG/2d/fold_0/validation/summary.json   Dice per class"
+echo "  $PREDICTIONS/   predictions for the test images, in the input's format and geometry"
+echo "  $PREDICTIONS/summary.json, metrics.csv   Dice, IoU, precision, recall, HD95, surface Dice per case and label"

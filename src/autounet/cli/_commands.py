@@ -5,7 +5,18 @@ Each module has ``register(subparsers, parent)`` which adds its parser and sets 
 
 from __future__ import annotations
 
-from autounet.cli import convert, example, fingerprint, plan, plan_and_preprocess, predict, preprocess, train, verify
+from autounet.cli import (
+    convert,
+    evaluate,
+    example,
+    fingerprint,
+    plan,
+    plan_and_preprocess,
+    predict,
+    preprocess,
+    train,
+    verify,
+)
 
 __all__ = ["REGISTRARS"]
 
@@ -19,4 +30,5 @@ REGISTRARS = (
     plan_and_preprocess.register,
     train.register,
     predict.register,
+    evaluate.register,
 )

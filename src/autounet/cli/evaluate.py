@@ -1,0 +1,100 @@
+"""``autounet evaluate``: score a folder of predictions against a folder of references."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from autounet.cli._common import add_processes_argument
+from autounet.dataset.description import load_dataset_json
+from autounet.errors import ConfigError
+from autounet.evaluation.metrics import Label
+from autounet.evaluation.summary import EvaluationSummary, evaluate_folders, labels_from_description
+from autounet.paths import Paths
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    """Add the ``evaluate`` subcommand.
+
+    Args:
+        subparsers: The ``autounet`` subcommand collection.
+        parent: Parser with the common options, accepted after the subcommand too.
+    """
+    parser = subparsers.add_parser(
+        "evaluate", parents=[parent], help="score predictions against reference segmentations",
+        description="Score every label map in PRED_DIR against the file of the same name in REF_DIR: Dice, IoU, "
+                    "precision, recall, HD95 (mm) and normalised surface Dice per case and label. Writes "
+                    "summary.json and metrics.csv. Cases found in only one folder are listed as warnings.")
+    parser.add_argument("reference_dir", type=Path, metavar="REF_DIR", help="folder of reference label maps")
+    parser.add_argument("prediction_dir", type=Path, metavar="PRED_DIR", help="folder of predicted label maps")
+    parser.add_argument("-j", "--dataset-json", type=Path, default=None, metavar="FILE",
+                        help="dataset.json naming the labels (and the ignore label) to score; default: every "
+                             "non-zero value found in the references")
+    parser.add_argument("--regions", action="store_true",
+                        help="score the labels that dataset.json gives as value lists as regions (their unions)")
+    parser.add_argument("--tolerance", type=float, default=1.0, metavar="MM",
+                        help="tolerance of the normalised surface Dice in mm (default: %(default)s)")
+    parser.add_argument("-o", "--output-dir", type=Path, default=None, metavar="DIR",
+                        help="where summary.json and metrics.csv go (default: PRED_DIR)")
+    add_processes_argument(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, paths: Paths | None = None) -> int:
+    """Evaluate ``args.prediction_dir`` against ``args.reference_dir`` and print the mean scores per label.
+
+    Args:
+        args: Parsed arguments of :func:`register`.
+        paths: The resolved data folders (unused: both folders are given explicitly).
+
+    Returns:
+        0 on success.
+
+    Raises:
+        ConfigError: ``--regions`` without ``-j``, an unreadable dataset.json or a negative tolerance.
+        DatasetError: A folder is missing, no file names match, shapes differ or a file is unreadable.
+    """
+    labels: dict[str, Label] | None = None
+    ignore_label = None
+    if args.dataset_json is not None:
+        description = load_dataset_json(args.dataset_json)
+        labels = labels_from_description(description, regions=args.regions)
+        ignore_label = description.ignore_label
+    elif args.regions:
+        raise ConfigError("--regions needs the regions from a dataset.json; give it with -j/--dataset-json")
+    summary = evaluate_folders(args.reference_dir, args.prediction_dir, output_dir=args.output_dir, labels=labels,
+                               ignore_label=ignore_label, tolerance_mm=args.tolerance,
+                               num_processes=args.num_processes)
+    print(format_table(summary))
+    return 0
+
+
+def format_table(summary: EvaluationSummary) -> str:
+    """Mean Dice, HD95 and NSD per label, the foreground mean, and where the files went.
+
+    Args:
+        summary: The result of :func:`~autounet.evaluation.summary.evaluate_folders`.
+
+    Returns:
+        Lines of text, without a trailing newline.
+    """
+    width = max(10, *(len(name) for name in summary.labels))
+    nsd_title = f"NSD@{summary.tolerance_mm:g}mm"
+    lines = [f"{'label':<{width}}  {'Dice':>7}  {'HD95 mm':>9}  {nsd_title:>11}"]
+    rows = [*summary.mean.items(), ("foreground", summary.foreground_mean)]
+    for name, means in rows:
+        lines.append(f"{name:<{width}}  {_number(means['dice'], 4):>7}  {_number(means['hd95_mm'], 2):>9}  "
+                     f"{_number(means['nsd'], 4):>11}")
+    unmatched = len(summary.missing_predictions) + len(summary.missing_references)
+    lines.append(f"{len(summary.cases)} case(s) scored" + (f", {unmatched} unmatched (see warnings)" if unmatched
+                                                            else ""))
+    lines.append(f"summary:  {summary.summary_file}")
+    lines.append(f"per case: {summary.csv_file}")
+    return "\n".join(lines)
+
+
+def _number(value: float, digits: int) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
