@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,14 +67,8 @@ def label_overlaps(reference: np.ndarray, prediction: np.ndarray, labels: Sequen
     Raises:
         ValueError: Shapes differ.
     """
-    if reference.shape != prediction.shape:
-        raise ValueError(f"reference shape {reference.shape} differs from prediction shape {prediction.shape}")
-    valid = reference != ignore_label if ignore_label is not None else None
-    results = []
-    for label in labels:
-        ref_mask, pred_mask = _masks(reference, prediction, label, valid)
-        results.append(_overlap(ref_mask, pred_mask))
-    return results
+    return [_overlap(ref_mask, pred_mask)
+            for ref_mask, pred_mask in _label_masks(reference, prediction, labels, ignore_label)]
 
 
 def label_mask(label_map: np.ndarray, label: int | Sequence[int]) -> np.ndarray:
@@ -160,12 +154,18 @@ def case_metrics(reference: np.ndarray, prediction: np.ndarray, labels: Sequence
     Raises:
         ValueError: Shapes or spacing do not fit, or the tolerance is negative.
     """
-    if reference.shape != prediction.shape:
-        raise ValueError(f"reference shape {reference.shape} differs from prediction shape {prediction.shape}")
-    valid = reference != ignore_label if ignore_label is not None else None
     results = []
-    for label in labels:
-        ref_mask, pred_mask = _masks(reference, prediction, label, valid)
+    for ref_mask, pred_mask in _label_masks(reference, prediction, labels, ignore_label):
         hd, nsd = surface_metrics(ref_mask, pred_mask, spacing_mm, tolerance_mm)
         results.append(LabelMetrics(overlap=_overlap(ref_mask, pred_mask), hd95_mm=hd, nsd=nsd))
     return results
+
+
+def _label_masks(reference: np.ndarray, prediction: np.ndarray, labels: Sequence[int | Sequence[int]],
+                 ignore_label: int | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Reference and prediction masks of each label, ignore-label voxels removed from both."""
+    if reference.shape != prediction.shape:
+        raise ValueError(f"reference shape {reference.shape} differs from prediction shape {prediction.shape}")
+    valid = reference != ignore_label if ignore_label is not None else None
+    for label in labels:
+        yield _masks(reference, prediction, label, valid)
