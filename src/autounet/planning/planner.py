@@ -21,6 +21,7 @@ from autounet.networks.memory import conv_feature_map_elements
 from autounet.networks.spec import UNetSpec
 from autounet.planning.plans import ChannelNormalization, ConfigurationPlan, Plans, ResamplingPlan, data_identifier
 from autounet.planning.presets import PlannerPreset, get_preset
+from autounet.planning.shapes import compute_new_shape
 from autounet.planning.topology import plan_topology
 
 __all__ = ["compute_new_shape", "fullres_target_spacing", "plan_experiment"]
@@ -35,12 +36,6 @@ LOWRES_SPACING_STEP = 1.03
 NONZERO_MASK_THRESHOLD = 0.75  # normalise inside the non-zero mask when cropping kept < 3/4 of the voxels
 _CHANNEL_SCHEMES = {"ct": "ct", "nonorm": "none", "none": "none", "zscore": "zscore",
                     "rescale_to_0_1": "rescale_0_1", "rescale_0_1": "rescale_0_1", "rgb_to_0_1": "rgb_to_0_1"}
-
-
-def compute_new_shape(shape: Sequence[float], spacing: Sequence[float],
-                      target_spacing: Sequence[float]) -> tuple[int, ...]:
-    """Shape of an image of ``shape`` at ``spacing`` after resampling to ``target_spacing``."""
-    return tuple(int(round(s * sp / t)) for s, sp, t in zip(shape, spacing, target_spacing, strict=True))
 
 
 def fullres_target_spacing(fingerprint: Fingerprint, threshold: float = ANISOTROPY_THRESHOLD) -> tuple[float, ...]:

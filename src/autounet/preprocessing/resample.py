@@ -23,24 +23,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from autounet.planning.plans import ResamplingPlan
+from autounet.planning.shapes import compute_new_shape
 from autounet.preprocessing._taps import resample_axis
 
 __all__ = ["anisotropic_axis", "compute_new_shape", "resample_data", "resample_segmentation", "resample_to_shape"]
 
 # Scores are in [0, 1]; a few float32 roundings apart counts as a tie.
 _TIE_TOLERANCE = 1e-5
-
-
-def compute_new_shape(shape: Sequence[int], spacing: Sequence[float],
-                      target_spacing: Sequence[float]) -> tuple[int, ...]:
-    """Shape after resampling: ``round(shape * spacing / target_spacing)`` per axis (nnU-Net's rule).
-
-    At least 1 per axis: nnU-Net would produce an empty axis for a very thin one and fail later.
-    """
-    if not len(shape) == len(spacing) == len(target_spacing):
-        raise ValueError(f"shape {tuple(shape)}, spacing {tuple(spacing)} and target {tuple(target_spacing)} "
-                         "need the same number of axes")
-    return tuple(max(1, int(round(s / t * n))) for n, s, t in zip(shape, spacing, target_spacing, strict=True))
 
 
 def _largest_axes(spacing: Sequence[float]) -> list[int]:
