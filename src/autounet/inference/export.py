@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from autounet.inference.logits import logits_to_probabilities, logits_to_segmentation
+from autounet.io.jsonio import atomic_write
 from autounet.planning.plans import ConfigurationPlan, Plans
 from autounet.preprocessing.properties import CaseProperties
 from autounet.preprocessing.resample import resample_to_shape
 
-__all__ = ["export_prediction"]
+__all__ = ["export_prediction", "save_probabilities"]
 
 
 def export_prediction(logits: torch.Tensor, properties: CaseProperties, plans: Plans,
@@ -60,3 +62,10 @@ def export_prediction(logits: torch.Tensor, properties: CaseProperties, plans: P
 
 def _transposed(values: Sequence[float], axis_order: Sequence[int]) -> tuple[float, ...]:
     return tuple(float(values[a]) for a in axis_order)
+
+
+def save_probabilities(path: Path, probabilities: np.ndarray) -> None:
+    """Write ``probabilities`` ``(K, *spatial)`` float32 as ``<path>`` (``.npz``, key ``probabilities``),
+    atomically. The one format that ensembling and postprocessing decisions read back."""
+    with atomic_write(path, "wb") as handle:
+        np.savez_compressed(handle, probabilities=probabilities)

@@ -21,12 +21,11 @@ from torch import nn
 from autounet.dataset.description import DatasetDescription, load_dataset_json
 from autounet.dataset.raw import group_channel_files
 from autounet.errors import CheckpointError, ConfigError, DatasetError, ImageIOError
-from autounet.inference.export import export_prediction
+from autounet.inference.export import export_prediction, save_probabilities
 from autounet.inference.sliding_window import SlidingWindowSettings, predict_sliding_window
 from autounet.io.checkpoints import load_checkpoint
 from autounet.io.geometry import ImageGeometry
 from autounet.io.images import read_image, split_ending, write_segmentation
-from autounet.io.jsonio import atomic_write
 from autounet.networks.unet import build_network
 from autounet.planning.plans import ConfigurationPlan, Plans, load_plans
 from autounet.preprocessing.case import preprocess_case
@@ -254,8 +253,7 @@ class Predictor:
                                "(dataset.json channel_names)", Path(files[0]))
         seg, probabilities = self.predict_array(image, geometry)
         if probabilities is not None:
-            with atomic_write(output_file.with_name(f"{parts[0]}.npz"), "wb") as handle:
-                np.savez_compressed(handle, probabilities=probabilities)
+            save_probabilities(output_file.with_name(f"{parts[0]}.npz"), probabilities)
         write_segmentation(seg, geometry, output_file)
 
     def predict_folder(self, input_dir: Path, output_dir: Path) -> list[Path]:

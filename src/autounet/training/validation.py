@@ -16,10 +16,10 @@ from torch import nn
 
 from autounet.dataset.raw import RawDataset
 from autounet.evaluation.metrics import label_overlaps
-from autounet.inference.export import export_prediction
+from autounet.inference.export import export_prediction, save_probabilities
 from autounet.inference.sliding_window import SlidingWindowSettings, predict_sliding_window
 from autounet.io.images import read_segmentation, write_segmentation
-from autounet.io.jsonio import atomic_write, nan_to_none, write_json
+from autounet.io.jsonio import nan_to_none, write_json
 from autounet.planning.plans import ConfigurationPlan, Plans
 from autounet.preprocessing.storage import load_case
 from autounet.progress import progress
@@ -63,10 +63,9 @@ def run_final_validation(network: nn.Module, job: ValidationJob, device: torch.d
         logits = predict_sliding_window(network, torch.from_numpy(data), job.labels.num_outputs, settings, device)
         seg, probabilities = export_prediction(logits, properties, job.plans, job.configuration, regions,
                                                return_probabilities=job.save_probabilities)
+        if probabilities is not None:  # first, so an existing label map marks a finished case
+            save_probabilities(job.output / f"{case_id}.npz", probabilities)
         write_segmentation(seg, properties.original_geometry, job.output / f"{case_id}{ending}")
-        if probabilities is not None:
-            with atomic_write(job.output / f"{case_id}.npz", "wb") as handle:
-                np.savez_compressed(handle, probabilities=probabilities)
         reference, _ = read_segmentation(job.dataset.case(case_id).label_file)  # type: ignore[arg-type]
         overlaps = label_overlaps(reference, seg, scored, job.labels.ignore_label)
         rows.append({"case": case_id, "metrics": {_name(label): {"dice": o.dice, "iou": o.iou, "tp": o.tp,
