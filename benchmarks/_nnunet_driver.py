@@ -8,10 +8,14 @@ Usage::
 
     nnunet_venv/bin/python benchmarks/_nnunet_driver.py loader DATASET_ID CONFIGURATION --batches 30 --warmup 8
     nnunet_venv/bin/python benchmarks/_nnunet_driver.py step DATASET_ID CONFIGURATION --iterations 5 --warmup 2
+    nnunet_venv/bin/python benchmarks/_nnunet_driver.py train DATASET_ID CONFIGURATION --epochs 4 --iterations 25 \
+        --val-iterations 5
 
 ``loader``: batches/s of ``nnUNetTrainer.get_dataloaders()`` (nnUNetDataLoader + training transforms in a
 NonDetMultiThreadedAugmenter with ``nnUNet_n_proc_DA`` processes). ``step``: seconds of
-``nnUNetTrainer.train_step`` on one fixed batch from that loader.
+``nnUNetTrainer.train_step`` on one fixed batch from that loader. ``train``: fold 0 of the default
+``nnUNetTrainer`` with a reduced budget (epochs, iterations per epoch and validation iterations set on the trainer
+before it starts), then its own final validation (``perform_actual_validation``); reports its ``summary.json``.
 """
 
 from __future__ import annotations
@@ -75,18 +79,39 @@ def _step(args: argparse.Namespace) -> dict:
             "parameters": sum(p.numel() for p in trainer.network.parameters())}
 
 
+def _train(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    trainer = get_trainer_from_args(args.dataset_id, args.configuration, 0, "nnUNetTrainer", "nnUNetPlans",
+                                    device=torch.device("cpu"))
+    # The budget is plain attributes read when training starts (nnU-Net's own _Xepochs variants do the same).
+    trainer.num_epochs = args.epochs
+    trainer.num_iterations_per_epoch = args.iterations
+    trainer.num_val_iterations_per_epoch = args.val_iterations
+    start = time.perf_counter()
+    trainer.run_training()
+    train_seconds = time.perf_counter() - start
+    trainer.perform_actual_validation(False)
+    with open(os.path.join(trainer.output_folder, "validation", "summary.json"), encoding="utf-8") as handle:
+        summary = json.load(handle)
+    return {"dice": {label: values["Dice"] for label, values in summary["mean"].items()},
+            "foreground_mean_dice": summary["foreground_mean"]["Dice"], "train_seconds": train_seconds,
+            "seconds": time.perf_counter() - start, "output_folder": trainer.output_folder}
+
+
 def main() -> int:
     """Parse arguments, run one measurement, print ``RESULT <json>``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("loader", "step"))
+    parser.add_argument("mode", choices=("loader", "step", "train"))
     parser.add_argument("dataset_id")
     parser.add_argument("configuration")
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--val-iterations", type=int, default=5)
     args = parser.parse_args()
-    result = _loader(args) if args.mode == "loader" else _step(args)
+    result = {"loader": _loader, "step": _step, "train": _train}[args.mode](args)
     sys.stdout.flush()
     print("RESULT " + json.dumps(result), flush=True)
     return 0

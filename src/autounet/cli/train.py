@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--num-workers", type=int, default=2, help="background loader threads")
     parser.add_argument("--continue", action="store_true", dest="resume", help="resume from checkpoint_latest.pt")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="mixed precision (default: float16 on CUDA; bfloat16 on CPUs with native bf16, "
+                             "e.g. AVX512-BF16/AMX; float32 elsewhere)")
     parser.add_argument("--save-probabilities", action="store_true", help="keep validation probabilities (.npz)")
     parser.add_argument("--no-validation", action="store_true", help="skip the final sliding-window validation")
     parser.add_argument("--plans", default="plans", help="plans file name in preprocessed/<Dataset>/")
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
                             validation_iterations=validation, checkpoint_every=args.checkpoint_every,
                             seed=args.seed, augmentation=not args.no_augmentation)
     options = RunOptions(device=args.device, num_workers=args.num_workers, resume=args.resume, compile=args.compile,
-                         save_probabilities=args.save_probabilities, validate=not args.no_validation,
+                         save_probabilities=args.save_probabilities, validate=not args.no_validation, amp=args.amp,
                          show_progress=not getattr(args, "quiet", False))
     raw = find_raw_dataset(paths.raw, args.dataset)
     job = FoldJob(raw_dataset=raw, preprocessed=paths.preprocessed / raw.name, results=paths.results / raw.name,

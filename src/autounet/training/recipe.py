@@ -7,6 +7,9 @@ import json
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
+
+from autounet.devices import cpu_has_native_bf16
 from autounet.io.serialization import to_dict
 
 __all__ = ["RunOptions", "TrainingRecipe"]
@@ -68,7 +71,8 @@ class RunOptions:
         compile: Wrap the network in ``torch.compile``.
         save_probabilities: Keep softmax outputs of the final validation (for ensembling).
         validate: Run the final sliding-window validation.
-        amp: Mixed precision; ``None`` means on for CUDA, off elsewhere.
+        amp: Mixed precision; ``None`` means automatic: float16 on CUDA, bfloat16 on CPUs that compute it
+            natively (AVX512-BF16/AMX, about twice as fast as float32 there), float32 otherwise.
         show_progress: Progress bars.
     """
 
@@ -83,5 +87,15 @@ class RunOptions:
 
     def use_amp(self) -> bool:
         """Whether mixed precision is on."""
-        return self.device.startswith("cuda") if self.amp is None else self.amp
+        return self.amp_dtype() is not None
+
+    def amp_dtype(self) -> torch.dtype | None:
+        """The autocast dtype (``None``: float32 throughout)."""
+        if self.amp is False:
+            return None
+        if self.device.startswith("cuda"):
+            return torch.float16
+        if self.device == "cpu" and (self.amp or cpu_has_native_bf16()):
+            return torch.bfloat16
+        return None
 

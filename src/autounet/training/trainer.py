@@ -48,7 +48,7 @@ class TrainingParts:
     recipe: TrainingRecipe
     device: torch.device
     output: Path
-    amp: bool = False
+    amp_dtype: torch.dtype | None = None
     callbacks: Sequence[EpochCallback] = ()
     show_progress: bool = True
     run_metadata: dict[str, Any] = field(default_factory=dict)
@@ -72,7 +72,8 @@ class Trainer:
     def __init__(self, parts: TrainingParts, state: TrainingState | None = None) -> None:
         self.parts = parts
         self.state = state or TrainingState()
-        self.scaler = torch.amp.GradScaler(parts.device.type, enabled=parts.amp and parts.device.type == "cuda")
+        # Loss scaling guards float16 gradients against underflow; bfloat16 has float32's range and needs none.
+        self.scaler = torch.amp.GradScaler(parts.device.type, enabled=parts.amp_dtype == torch.float16)
 
     def fit(self) -> TrainingState:
         """Train from ``state.epoch`` to the recipe's last epoch, then write ``checkpoint_final.pt``."""
@@ -120,8 +121,9 @@ class Trainer:
     def _step(self, image: torch.Tensor, seg: torch.Tensor) -> float:
         parts = self.parts
         parts.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(parts.device.type, enabled=parts.amp):
-            loss = parts.loss(parts.network(image), seg)
+        with self._autocast():
+            outputs = parts.network(image)
+        loss = parts.loss(_as_float(outputs), seg)  # softmax, Dice and CE in float32
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(parts.optimizer)
         torch.nn.utils.clip_grad_norm_(parts.network.parameters(), parts.recipe.grad_clip_norm)
@@ -138,13 +140,17 @@ class Trainer:
         for image_np, seg_np in parts.val_loader.epoch(epoch, parts.recipe.validation_iterations):
             image, seg = self._batch_to_device(image_np, seg_np)
             seg = seg.long().clamp_(min=0)
-            with torch.autocast(parts.device.type, enabled=parts.amp):
-                outputs = parts.network(image)
-                losses.append(float(parts.loss(outputs, seg)))
+            with self._autocast():
+                outputs = _as_float(parts.network(image))
+            losses.append(float(parts.loss(outputs, seg)))
             full_resolution = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
             self.state.tracker.update(*tp_fp_fn(full_resolution.float(), seg, parts.labels))
         self._sum_counts_over_ranks()
         return parts.distributed.mean(float(np.mean(losses)) if losses else math.nan)
+
+    def _autocast(self) -> torch.autocast:
+        dtype = self.parts.amp_dtype
+        return torch.autocast(self.parts.device.type, dtype=dtype, enabled=dtype is not None)
 
     def _sum_counts_over_ranks(self) -> None:
         # Pseudo-Dice from the TP/FP/FN of every rank's batches, not a mean of per-rank Dice values.
@@ -196,6 +202,12 @@ class Trainer:
         self.state.history = {key: list(state["history"].get(key, [])) for key in METRICS}
         self.state.tracker.load_state_dict(state["tracker"])
         self.state.best_ema = float(state["best_ema"])
+
+
+def _as_float(outputs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+    if isinstance(outputs, torch.Tensor):
+        return outputs.float()
+    return [output.float() for output in outputs]
 
 
 def _step_seed(seed: int, epoch: int, iteration: int) -> int:
