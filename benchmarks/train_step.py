@@ -14,8 +14,10 @@ batch and reports the median:
 * nnU-Net: ``nnUNetTrainer(device=cpu).initialize()`` and its ``train_step`` on a batch from its own training
   loader (run by ``benchmarks/_nnunet_driver.py`` inside nnU-Net's venv).
 
-Both with ``torch.set_num_threads(--threads)``, fp32 (neither uses AMP or torch.compile on the CPU). If the
-default example is too slow, ``--shape`` makes smaller cases (and so a smaller planned patch).
+Both with ``torch.set_num_threads(--threads)``, no torch.compile. nnU-Net trains in float32 on the CPU; autounet
+uses bfloat16 autocast where the CPU computes bf16 natively (AVX512-BF16/AMX; ``autounet train --no-amp`` turns
+it off) and float32 elsewhere. ``--autounet-precision both`` adds a float32 autounet row. If the default example
+is too slow, ``--shape`` makes smaller cases (and so a smaller planned patch).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataloader import IDS, Prepared, fold0_cases, prepare, run_driver
 
 
 def autounet_step(prepared: Prepared, configuration: str, threads: int, iterations: int,
-                  warmup: int) -> dict:
+                  warmup: int, amp: bool | None = None) -> dict:
     """Median seconds of ``Trainer._step`` with the parts ``train_fold`` builds."""
     import torch
 
@@ -54,7 +56,7 @@ def autounet_step(prepared: Prepared, configuration: str, threads: int, iteratio
     except ImportError:
         context = torch.device("cpu")
     parts, _ = _build_parts(plan, labels, prepared.autounet_preprocessed / plan.data_identifier, train_cases,
-                            val_cases, recipe, RunOptions(device="cpu", num_workers=0, show_progress=False),
+                            val_cases, recipe, RunOptions(device="cpu", num_workers=0, show_progress=False, amp=amp),
                             context, output)
     trainer = Trainer(parts)
     image_np, seg_np = next(iter(parts.train_loader.epoch(0, 1)))
@@ -69,7 +71,8 @@ def autounet_step(prepared: Prepared, configuration: str, threads: int, iteratio
         times.append(time.perf_counter() - start)
     return {"seconds": statistics.median(times[warmup:]), "all_seconds": times, "patch_size": list(plan.patch_size),
             "batch_size": plan.batch_size, "data_shape": list(image.shape),
-            "parameters": sum(p.numel() for p in parts.network.parameters())}
+            "parameters": sum(p.numel() for p in parts.network.parameters()),
+            "precision": str(parts.amp_dtype or torch.float32).removeprefix("torch.")}
 
 
 def main() -> int:
@@ -86,19 +89,25 @@ def main() -> int:
                         choices=["3d_fullres", "2d"])
     parser.add_argument("--iterations", type=int, default=5, help="timed iterations (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    parser.add_argument("--autounet-precision", choices=["auto", "both"], default="both",
+                        help="auto: autounet's default only; both: also a float32 autounet row")
     args = parser.parse_args()
 
     prepared = prepare("train_step", args.kind, args.num_cases, args.shape, args.num_processes)
-    rows = [("tool", "configuration", "patch", "batch", "parameters", "s/iteration", "ratio")]
+    rows = [("tool", "configuration", "precision", "patch", "batch", "parameters", "s/iteration", "ratio")]
     for configuration in args.configurations:
         ref = run_driver(prepared, "step", configuration,
                          ["--iterations", str(args.iterations), "--warmup", str(args.warmup), "--threads",
                           str(args.threads)], {"nnUNet_n_proc_DA": "0"})
-        ours = autounet_step(prepared, configuration, args.threads, args.iterations, args.warmup)
-        for tool, result in (("autounet", ours), ("nnunetv2", ref)):
-            ratio = ours["seconds"] / ref["seconds"] if tool == "autounet" else 1.0
-            rows.append((tool, configuration, "x".join(map(str, result["patch_size"])), str(result["batch_size"]),
-                         f"{result['parameters']:,}", f"{result['seconds']:.3f}", f"{ratio:.2f}x"))
+        ref["precision"] = "float32"
+        measured = [("autounet", autounet_step(prepared, configuration, args.threads, args.iterations, args.warmup))]
+        if args.autounet_precision == "both" and measured[0][1]["precision"] != "float32":
+            measured.append(("autounet", autounet_step(prepared, configuration, args.threads, args.iterations,
+                                                       args.warmup, amp=False)))
+        for tool, result in (*measured, ("nnunetv2", ref)):
+            rows.append((tool, configuration, result["precision"], "x".join(map(str, result["patch_size"])),
+                         str(result["batch_size"]), f"{result['parameters']:,}", f"{result['seconds']:.3f}",
+                         f"{result['seconds'] / ref['seconds']:.2f}x"))
     print(f"\nDataset: example '{args.kind}', {args.num_cases} cases, shape {args.shape or 'default'}, fold 0; "
           f"{args.threads} torch threads; median of {args.iterations} iterations after {args.warmup}\n")
     print_table(rows)
