@@ -1,0 +1,277 @@
+"""Choose the best trained configuration, or pairwise ensemble, from cross-validation results.
+
+Every configuration folder under ``results/<Dataset>`` whose requested folds all finished their final
+validation (``fold_N/validation/summary.json``) is a candidate. Its score is the mean foreground Dice (mean
+over labels/regions of the mean over cases) of its validation label maps against the raw ``labelsTr``.
+Each pair of candidates with ``<case>.npz`` probabilities for every case is ensembled (mean probabilities)
+and scored too. The winner's postprocessing is decided on its cross-validation predictions.
+
+Written to ``results/<Dataset>/find_best/``: ``summary.json`` (every candidate), ``choice.json``
+(:class:`FindBestChoice`), ``postprocessing.json``, ``ensembles/<a>+<b>/`` (ensembled cross-validation
+predictions) and ``predict_commands.txt``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from autounet.dataset.description import DatasetDescription, load_dataset_json
+from autounet.ensembling.average import EnsembleCase, ensemble_case, region_class_order_of
+from autounet.errors import DatasetError
+from autounet.io.jsonio import atomic_write, nan_to_none, write_json
+from autounet.io.serialization import save_dataclass
+from autounet.postprocessing import (
+    POSTPROCESSING_FILE,
+    CasePair,
+    PostprocessingPlan,
+    determine_postprocessing,
+    mean_dice,
+    save_postprocessing,
+    scored_labels,
+)
+from autounet.progress import progress
+
+__all__ = ["FIND_BEST_FOLDER", "Candidate", "FindBestChoice", "FindBestResult", "find_best"]
+
+logger = logging.getLogger(__name__)
+
+FIND_BEST_FOLDER = "find_best"
+
+
+@dataclass(frozen=True)
+class FindBestChoice:
+    """The chosen configuration(s), saved as ``find_best/choice.json``.
+
+    Attributes:
+        schema_version: Version of this file's layout.
+        dataset: The dataset folder name.
+        configurations: One configuration, or the two members of the chosen ensemble.
+        folds: The folds whose models were compared (and that the predict commands use).
+        ensemble: Whether the choice is an ensemble of ``configurations``.
+        postprocessing_file: Absolute path of the chosen ``postprocessing.json``.
+        cv_dice: Cross-validation mean foreground Dice without postprocessing.
+        cv_dice_postprocessed: The same with the postprocessing applied.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    dataset: str
+    configurations: tuple[str, ...]
+    folds: tuple[int, ...]
+    ensemble: bool
+    postprocessing_file: str
+    cv_dice: float | None
+    cv_dice_postprocessed: float | None
+    schema_version: int = 1
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A configuration or pairwise ensemble and its cross-validation scores.
+
+    Attributes:
+        name: The configuration, or ``"a+b"`` for an ensemble.
+        configurations: Its member configurations.
+        mean_dice: Label/region name -> mean Dice over cases (empty when skipped).
+        skipped: Why it was not scored, or ``None``.
+        pairs: (reference, prediction) files it was scored on.
+    """
+
+    name: str
+    configurations: tuple[str, ...]
+    mean_dice: dict[str, float]
+    skipped: str | None = None
+    pairs: tuple[CasePair, ...] = ()
+
+    @property
+    def foreground_dice(self) -> float:
+        """Mean over labels of the mean Dice; NaN when skipped or undefined."""
+        defined = [v for v in self.mean_dice.values() if not math.isnan(v)]
+        return sum(defined) / len(defined) if defined else math.nan
+
+
+@dataclass(frozen=True)
+class FindBestResult:
+    """What :func:`find_best` found and wrote.
+
+    Attributes:
+        candidates: Every configuration and ensemble, scored or skipped.
+        choice: The winner.
+        postprocessing: The winner's postprocessing plan.
+        commands: The predict (and ensemble) commands for new images.
+        output_dir: The ``find_best`` folder.
+    """
+
+    candidates: tuple[Candidate, ...]
+    choice: FindBestChoice
+    postprocessing: PostprocessingPlan
+    commands: tuple[str, ...]
+    output_dir: Path
+
+
+def _validation_files(config_dir: Path, folds: Sequence[int], ending: str) -> dict[str, Path] | str:
+    """Case -> predicted label map over the folds, or why the configuration is no candidate."""
+    files: dict[str, Path] = {}
+    for fold in folds:
+        validation = config_dir / f"fold_{fold}" / "validation"
+        if not (validation / "summary.json").is_file():
+            return f"fold {fold} has no finished validation ({validation / 'summary.json'} missing)"
+        for path in sorted(validation.glob(f"*{ending}")):
+            if not path.name.startswith("."):
+                files[path.name[: -len(ending)]] = path
+    return files
+
+
+def _reference_pairs(files: dict[str, Path], labels_dir: Path) -> tuple[CasePair, ...]:
+    pairs = []
+    for case_id, prediction in sorted(files.items()):
+        reference = labels_dir / prediction.name
+        if not reference.is_file():
+            raise DatasetError(f"no reference label map for the cross-validation case '{case_id}'", reference)
+        pairs.append((reference, prediction))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class _Context:
+    results_dir: Path
+    labels_dir: Path
+    description: DatasetDescription
+    folds: tuple[int, ...]
+    output_dir: Path
+    num_processes: int
+
+
+def _score(ctx: _Context, name: str, configurations: tuple[str, ...], pairs: tuple[CasePair, ...]) -> Candidate:
+    labels = scored_labels(ctx.description)
+    scores = mean_dice(pairs, labels, ctx.description.ignore_label, ctx.num_processes)
+    candidate = Candidate(name, configurations, scores, pairs=pairs)
+    logger.info("%s: mean foreground Dice %.5f over %d case(s)", name, candidate.foreground_dice, len(pairs))
+    return candidate
+
+
+def _ensemble_pair(ctx: _Context, first: str, second: str, files: dict[str, dict[str, Path]]) -> Candidate:
+    name = f"{first}+{second}"
+    if set(files[first]) != set(files[second]):
+        return Candidate(name, (first, second), {}, f"{first} and {second} validated different cases")
+    missing = [(config, case) for config in (first, second) for case, path in sorted(files[config].items())
+               if not path.with_name(f"{case}.npz").is_file()]
+    if missing:
+        config, case = missing[0]
+        return Candidate(name, (first, second), {},
+                         f"no probabilities for case '{case}' of {config} ({len(missing)} missing); train with "
+                         "--save-probabilities (or rerun its validation) to compare the ensemble")
+    folder = ctx.output_dir / "ensembles" / name
+    order = region_class_order_of(ctx.description)
+    for case, path in progress(sorted(files[first].items()), f"Ensembling {name}", total=len(files[first])):
+        members = (path.with_name(f"{case}.npz"), files[second][case].with_name(f"{case}.npz"))
+        # Recomputed every run: cached files would go stale when a member is retrained.
+        ensemble_case(EnsembleCase(case, members, path, folder / path.name), order)
+    outputs = {case: folder / path.name for case, path in files[first].items()}
+    return _score(ctx, name, (first, second), _reference_pairs(outputs, ctx.labels_dir))
+
+
+def _candidates(ctx: _Context) -> list[Candidate]:
+    ending = ctx.description.file_ending
+    configs = sorted(p.name for p in ctx.results_dir.iterdir()
+                     if p.is_dir() and p.name != FIND_BEST_FOLDER and any(p.glob("fold_*")))
+    candidates: list[Candidate] = []
+    files: dict[str, dict[str, Path]] = {}
+    for config in configs:
+        found = _validation_files(ctx.results_dir / config, ctx.folds, ending)
+        if isinstance(found, str):
+            candidates.append(Candidate(config, (config,), {}, found))
+        elif not found:
+            candidates.append(Candidate(config, (config,), {}, f"no {ending} predictions in its validation folders"))
+        else:
+            files[config] = found
+            candidates.append(_score(ctx, config, (config,), _reference_pairs(found, ctx.labels_dir)))
+    for first, second in itertools.combinations(sorted(files), 2):
+        candidates.append(_ensemble_pair(ctx, first, second, files))
+    return candidates
+
+
+def _predict_commands(choice: FindBestChoice, results_dir: Path, prefix: str) -> tuple[str, ...]:
+    folds = " ".join(str(f) for f in choice.folds)
+    pp = shlex.quote(choice.postprocessing_file)
+    if not choice.ensemble:
+        return (f"{prefix} predict -i INPUT -o OUTPUT -d {choice.dataset} -c {choice.configurations[0]} -f {folds} "
+                f"--postprocessing {pp}",)
+    commands = [f"{prefix} predict -i INPUT -o OUTPUT/{config} -d {choice.dataset} -c {config} -f {folds} "
+                "--save-probabilities" for config in choice.configurations]
+    inputs = " ".join(f"OUTPUT/{config}" for config in choice.configurations)
+    dataset_json = shlex.quote(str(results_dir / choice.configurations[0] / "dataset.json"))
+    commands.append(f"{prefix} ensemble -i {inputs} -o OUTPUT/ensemble -j {dataset_json} --postprocessing {pp}")
+    return tuple(commands)
+
+
+def _summary_json(candidates: Sequence[Candidate], choice: FindBestChoice) -> dict:
+    return nan_to_none({
+        "dataset": choice.dataset,
+        "folds": list(choice.folds),
+        "score": "mean over labels/regions of the mean Dice over all cross-validation cases (no postprocessing)",
+        "candidates": [{"name": c.name, "configurations": list(c.configurations), "ensemble": len(c.configurations) > 1,
+                        "foreground_dice": c.foreground_dice, "mean_dice": c.mean_dice, "num_cases": len(c.pairs),
+                        "skipped": c.skipped} for c in candidates],
+        "chosen": "+".join(choice.configurations),
+    })
+
+
+def find_best(results_dir: Path, raw_dataset_dir: Path, folds: Sequence[int] = (0, 1, 2, 3, 4),
+              num_processes: int = 1, command_prefix: str = "autounet") -> FindBestResult:
+    """Compare every trained configuration and pairwise ensemble; decide postprocessing; write the choice.
+
+    Args:
+        results_dir: ``results/<DatasetName>``.
+        raw_dataset_dir: ``raw/<DatasetName>`` with ``dataset.json`` and ``labelsTr``.
+        folds: Folds that must all be finished for a configuration to count.
+        num_processes: Worker processes for scoring.
+        command_prefix: How the printed commands start (``autounet``, plus ``--data-root DIR`` if needed).
+
+    Returns:
+        Every candidate, the choice, its postprocessing and the commands; files go to ``find_best/``.
+
+    Raises:
+        DatasetError: No raw dataset or labels, no finished configuration, a reference is missing.
+    """
+    results_dir, raw_dataset_dir = Path(results_dir), Path(raw_dataset_dir)
+    if not results_dir.is_dir():
+        raise DatasetError("no trained configuration for this dataset; train one first", results_dir)
+    description = load_dataset_json(raw_dataset_dir / "dataset.json")
+    ctx = _Context(results_dir, raw_dataset_dir / "labelsTr", description, tuple(folds),
+                   results_dir / FIND_BEST_FOLDER, num_processes)
+    candidates = _candidates(ctx)
+    for candidate in candidates:
+        if candidate.skipped:
+            logger.info("%s: skipped: %s", candidate.name, candidate.skipped)
+    scored = [c for c in candidates if c.skipped is None]
+    if not scored:
+        reasons = "; ".join(f"{c.name}: {c.skipped}" for c in candidates) or "no configuration folder"
+        raise DatasetError(f"no configuration has finished folds {', '.join(map(str, folds))} ({reasons})",
+                           results_dir)
+    # Ties go to the first: single configurations come before ensembles (cheaper to run), then by name.
+    best = max(scored, key=lambda c: -math.inf if math.isnan(c.foreground_dice) else c.foreground_dice)
+    plan = determine_postprocessing(best.pairs, scored_labels(description), description.is_region_based,
+                                    description.ignore_label, num_processes)
+    pp_file = ctx.output_dir / POSTPROCESSING_FILE
+    save_postprocessing(pp_file, plan)
+    after = mean_dice(best.pairs, scored_labels(description), description.ignore_label, num_processes, plan)
+    after_fg = [v for v in after.values() if not math.isnan(v)]
+    choice = FindBestChoice(
+        dataset=results_dir.name, configurations=best.configurations, folds=tuple(folds),
+        ensemble=len(best.configurations) > 1, postprocessing_file=str(pp_file.absolute()),
+        cv_dice=None if math.isnan(best.foreground_dice) else best.foreground_dice,
+        cv_dice_postprocessed=sum(after_fg) / len(after_fg) if after_fg else None)
+    save_dataclass(ctx.output_dir / "choice.json", choice)
+    write_json(ctx.output_dir / "summary.json", _summary_json(candidates, choice))
+    commands = _predict_commands(choice, results_dir.absolute(), command_prefix)
+    with atomic_write(ctx.output_dir / "predict_commands.txt") as handle:
+        handle.write("\n".join(commands) + "\n")
+    return FindBestResult(tuple(candidates), choice, plan, commands, ctx.output_dir)
