@@ -29,6 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": {"io", "dataset"},
     "postprocessing": {"io", "dataset", "evaluation"},
     "ensembling": {"io", "dataset", "postprocessing", "inference"},
+    "sharing": {"io", "dataset", "planning"},
     "cli": None,  # type: ignore[dict-item]  # the CLI is the top: it may import every stage
     "__main__": {"cli"},
 }

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from autounet.cli import (
     convert,
+    ensemble,
     evaluate,
     example,
+    export_model,
+    find_best,
     fingerprint,
+    install_model,
     plan,
     plan_and_preprocess,
     predict,
@@ -31,4 +35,8 @@ REGISTRARS = (
     train.register,
     predict.register,
     evaluate.register,
+    ensemble.register,
+    find_best.register,
+    export_model.register,
+    install_model.register,
 )
