@@ -13,8 +13,10 @@ production is timed):
 * nnU-Net: ``nnUNetTrainer(device=cpu).get_dataloaders()``, i.e. nnUNetDataLoader + its training transforms in a
   NonDetMultiThreadedAugmenter with ``nnUNet_n_proc_DA = workers`` processes (run by
   ``benchmarks/_nnunet_driver.py`` inside nnU-Net's venv);
-* autounet: ``BatchLoader(num_workers=workers)`` threads + ``BatchAugmenter`` on the CPU in the main process (as
-  autounet trains), with ``torch.set_num_threads(workers)``.
+* autounet: ``BatchLoader(num_workers=workers, augment=BatchAugmenter(cpu))``, i.e. sampling and augmentation in
+  ``workers`` threads (each running torch on one thread, as nnU-Net's worker processes are single-threaded), as
+  autounet trains on the CPU, with ``torch.set_num_threads(workers)`` in the main process like nnU-Net's side;
+  the main thread only does what the trainer does with a finished batch (``torch.from_numpy``, labels to int64).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def fold0_cases(prepared: Prepared) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def autounet_loader(prepared: Prepared, configuration: str, workers: int, batches: int,
                     warmup: int) -> tuple[float, tuple[int, ...]]:
-    """Batches/s of autounet's training input pipeline built as ``training/run.py`` builds it."""
+    """Batches/s of autounet's training input pipeline built as ``training/run.py`` builds it on the CPU."""
     import torch
 
     from autounet.data.augmentation import BatchAugmenter, default_augmentation
@@ -119,16 +121,15 @@ def autounet_loader(prepared: Prepared, configuration: str, workers: int, batche
     train_cases, _ = fold0_cases(prepared)
     sampler = PatchSampler(prepared.autounet_preprocessed / plan.data_identifier, train_cases, SamplerSettings(
         tuple(augmentation.sampling_patch_size), plan.batch_size, recipe.oversample_foreground))
-    loader = BatchLoader(sampler, recipe.seed, num_workers=workers)
     augmenter = BatchAugmenter(augmentation, torch.device("cpu"))
+    loader = BatchLoader(sampler, recipe.seed, num_workers=workers, augment=augmenter)
     start = 0.0
     try:
         for iteration, (image_np, seg_np) in enumerate(loader.epoch(0, warmup + batches)):
             if iteration == warmup:
                 start = time.perf_counter()
-            generator = torch.Generator().manual_seed(iteration)
-            image, seg = augmenter(torch.from_numpy(image_np), torch.from_numpy(seg_np), generator)
-            seg = seg.long().clamp_(min=0)
+            image = torch.from_numpy(image_np)
+            torch.from_numpy(seg_np).long().clamp_(min=0)  # the trainer's label conversion
         seconds = time.perf_counter() - start
     finally:
         loader.close()

@@ -61,7 +61,8 @@ def autounet_step(prepared: Prepared, configuration: str, threads: int, iteratio
     trainer = Trainer(parts)
     image_np, seg_np = next(iter(parts.train_loader.epoch(0, 1)))
     image, seg = torch.from_numpy(image_np), torch.from_numpy(seg_np)
-    image, seg = parts.augment(image, seg, torch.Generator().manual_seed(0))
+    if parts.augment is not None:  # on the CPU the loader has augmented already
+        image, seg = parts.augment(image, seg, torch.Generator().manual_seed(0))
     seg = seg.long().clamp_(min=0)
     parts.network.train()
     times = []

@@ -19,10 +19,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def progress(items: Iterable[T], description: str, total: int | None = None, unit: str = "case") -> Iterator[T]:
-    """Wrap ``items`` in a tqdm progress bar on stderr."""
+def progress(items: Iterable[T], description: str, total: int | None = None, unit: str = "case",
+             leave: bool = True) -> Iterator[T]:
+    """Wrap ``items`` in a tqdm progress bar on stderr (``leave=False``: erase it when done, for inner bars)."""
     yield from tqdm(items, desc=description, total=total, unit=unit, file=sys.stderr, mininterval=0.5,
-                    dynamic_ncols=True, leave=True)
+                    dynamic_ncols=True, leave=leave)
 
 
 def parallel_map(function: Callable[[T], R], items: Sequence[T], num_processes: int, description: str,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from autounet.data.loader import BatchLoader
-from autounet.data.sampler import PAD_LABEL, PatchSampler, SamplerSettings
+from autounet.data.sampler import PAD_LABEL, PatchSampler, SamplerSettings, _patch_start
 from autounet.preprocessing import load_case
 
 
@@ -74,3 +74,20 @@ def test_loader_is_deterministic_whatever_the_workers(preprocessed_tiny: tuple, 
     assert all(np.array_equal(a, b) for a, b in zip(reference, batches, strict=True))
     other_epoch = [b[0] for b in BatchLoader(sampler, seed=7, num_workers=0).epoch(4, 5)]
     assert not np.array_equal(reference[0], other_epoch[0])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_partly_padded_patch_equals_a_crop_of_the_padded_case(preprocessed_tiny: tuple, seed: int) -> None:
+    # larger than the case along the first and last axis, smaller along the middle one
+    sampler = _sampler(preprocessed_tiny, "3d_fullres", (14, 8, 30), batch=1)
+    case_id = sampler.case_ids[0]
+    data, seg, _ = load_case(sampler.folder, case_id)
+    image_patch, seg_patch = sampler.sample_patch(case_id, False, np.random.default_rng(seed))
+    starts = _patch_start(data.shape[1:], (14, 8, 30), None, np.random.default_rng(seed))  # the same draws
+    margin = 30
+    padded_image = np.pad(data, [(0, 0)] + [(margin, margin)] * 3, constant_values=0)
+    padded_seg = np.pad(seg, [(margin, margin)] * 3, constant_values=PAD_LABEL)
+    box = tuple(slice(s + margin, s + margin + p) for s, p in zip(starts, (14, 8, 30), strict=True))
+    assert np.array_equal(image_patch, padded_image[(slice(None), *box)])
+    assert np.array_equal(seg_patch, padded_seg[box])
+    assert (seg_patch == PAD_LABEL).any()

@@ -262,3 +262,18 @@ def test_tune_cpu_allocator_applies_on_glibc_and_is_idempotent() -> None:
     assert tune_cpu_allocator() is expected
     assert tune_cpu_allocator() is expected
     torch.testing.assert_close(torch.ones(2**22).sum(), torch.tensor(float(2**22)))  # allocation still works
+
+
+def test_slab_normalisation_equals_whole_volume_weight_sum() -> None:
+    from autounet.inference.sliding_window import _normalise_in_slabs, _weight_sum, _windows
+
+    shape, patch = (13, 9, 10), (4, 5, 6)
+    windows = _windows(window_starts(shape, patch, 0.5), patch)
+    weights = gaussian_importance_map(patch)
+    logits = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    expected = logits / _weight_sum(shape, windows, weights, torch.device("cpu"))
+    for rows, scale in ((1, weights), (3, weights), (patch[0], weights), (100, weights), (3, None)):
+        result = logits.clone()
+        _normalise_in_slabs(result, windows, scale, rows)
+        reference = expected if scale is not None else logits / _weight_sum(shape, windows, None, torch.device("cpu"))
+        assert torch.equal(result, reference)

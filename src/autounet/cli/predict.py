@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import CheckpointError, ConfigError, DatasetError
+from autounet.inference.cpu_memory import tune_cpu_allocator
+from autounet.inference.nnunet_model import is_nnunet_model_folder, nnunet_checkpoint_name
 from autounet.inference.predictor import PredictionSettings, Predictor
 from autounet.paths import Paths
+from autounet.postprocessing import POSTPROCESSING_FILE, PostprocessingPlan, load_postprocessing
 
-__all__ = ["available_folds", "model_folder_for", "register", "run"]
+__all__ = ["available_folds", "model_folder_for", "postprocessing_for", "register", "run"]
+
+logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -19,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
         "predict", parents=[parent], help="segment a folder of images with a trained model",
         description="Segment every <case>_NNNN<ending> case of a folder with the folds of a trained configuration "
                     "(logits averaged over folds). Outputs keep the input geometry exactly; cases whose output "
-                    "exists are skipped, so an interrupted run resumes when started again.")
+                    "exists are skipped, so an interrupted run resumes when started again. A cascade "
+                    "configuration (3d_cascade_fullres) runs its low-resolution stage first, from the sibling "
+                    "model folder. The model's dataset.json and plans.json are written beside the outputs.")
     parser.add_argument("-i", "--input", required=True, type=Path, metavar="DIR", help="folder of input images")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="folder for segmentations")
     parser.add_argument("-d", "--dataset", metavar="ID", help="dataset id, folder name or short name (with -c)")
@@ -34,17 +42,28 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pt", metavar="NAME",
                         help="checkpoint file in each fold folder (default: %(default)s)")
+    post = parser.add_mutually_exclusive_group()
+    post.add_argument("--postprocessing", type=Path, metavar="FILE",
+                      help=f"apply this {POSTPROCESSING_FILE} to every label map (default: the model folder's "
+                           f"{POSTPROCESSING_FILE} when it has one)")
+    post.add_argument("--no-postprocessing", action="store_true",
+                      help=f"do not apply the model folder's {POSTPROCESSING_FILE}")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, paths: Paths) -> int:
     """Predict every case of ``args.input`` into ``args.output``."""
     model_folder = model_folder_for(args, paths)
-    folds = _parse_folds(args.folds) if args.folds else available_folds(model_folder, args.checkpoint)
+    # An nnU-Net v2 model folder names its checkpoints .pth (checkpoint_final.pth).
+    checkpoint = nnunet_checkpoint_name(args.checkpoint) if is_nnunet_model_folder(model_folder) else args.checkpoint
+    folds = _parse_folds(args.folds) if args.folds else available_folds(model_folder, checkpoint)
     settings = PredictionSettings(step_size=args.step_size, use_mirroring=not args.disable_tta,
                                   save_probabilities=args.save_probabilities,
-                                  show_progress=not getattr(args, "quiet", False))
-    predictor = Predictor.from_model_folder(model_folder, folds, args.checkpoint, args.device, settings)
+                                  show_progress=not getattr(args, "quiet", False),
+                                  postprocessing=postprocessing_for(args, model_folder))
+    if str(args.device) == "cpu":
+        tune_cpu_allocator()
+    predictor = Predictor.from_model_folder(model_folder, folds, checkpoint, args.device, settings)
     outputs = predictor.predict_folder(args.input, args.output)
     print(f"predicted: {len(outputs)} case(s) in {args.output}")
     return 0
@@ -74,6 +93,25 @@ def model_folder_for(args: argparse.Namespace, paths: Paths) -> Path:
     if not folder.is_dir():
         raise CheckpointError("model folder not found; train this configuration first", folder)
     return folder
+
+
+def postprocessing_for(args: argparse.Namespace, model_folder: Path) -> PostprocessingPlan | None:
+    """``--postprocessing FILE``; else the model folder's ``postprocessing.json`` (an exported or installed
+    model) unless ``--no-postprocessing``; else ``None``.
+
+    Raises:
+        ConfigError: The file is missing or invalid.
+    """
+    if getattr(args, "postprocessing", None) is not None:
+        path = Path(args.postprocessing)
+        if not path.is_file():
+            raise ConfigError("postprocessing file not found", path)
+        return load_postprocessing(path)
+    default = model_folder / POSTPROCESSING_FILE
+    if getattr(args, "no_postprocessing", False) or not default.is_file():
+        return None
+    logger.info("applying %s", default)
+    return load_postprocessing(default)
 
 
 def available_folds(model_folder: Path, checkpoint: str) -> list[int | str]:

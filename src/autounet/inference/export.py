@@ -1,8 +1,18 @@
 """From network output in preprocessed space back to the original image: resample to the cropped shape,
-turn into labels, un-crop, undo the axis permutation."""
+turn into labels, un-crop, undo the axis permutation.
+
+Memory: the original grid can be far larger than the preprocessed one (a 512x512x800 CT holds 210 M voxels,
+840 MB per float32 channel). Probabilities are therefore resampled one class at a time and folded into a
+running argmax (:class:`~autounet.inference.logits.SegmentationBuilder`), so without ``return_probabilities``
+the original-size float data alive at once is one resampled channel plus the running maximum, whatever the
+number of classes. The softmax is taken in slabs, in place when the caller hands over its logits. Every
+channel is resampled by the same call as before, so labels and probabilities are identical to resampling
+all classes together.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -10,18 +20,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from autounet.inference.logits import logits_to_probabilities, logits_to_segmentation
+from autounet.inference.logits import SegmentationBuilder, logits_to_probabilities
 from autounet.io.jsonio import atomic_write
 from autounet.planning.plans import ConfigurationPlan, Plans
 from autounet.preprocessing.properties import CaseProperties
 from autounet.preprocessing.resample import resample_to_shape
 
-__all__ = ["export_prediction", "save_probabilities"]
+__all__ = ["DEFAULT_CHUNK_VOXELS", "export_prediction", "probabilities_in_slabs", "save_probabilities"]
+
+DEFAULT_CHUNK_VOXELS = 2**24
+"""Voxels per slab of the softmax (times K float32 values of scratch memory)."""
 
 
 def export_prediction(logits: torch.Tensor, properties: CaseProperties, plans: Plans,
                       configuration: ConfigurationPlan, region_class_order: Sequence[int] | None = None,
-                      return_probabilities: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                      return_probabilities: bool = False, overwrite_logits: bool = False,
+                      chunk_voxels: int = DEFAULT_CHUNK_VOXELS) -> tuple[np.ndarray, np.ndarray | None]:
     """Segmentation (and probabilities) of a case in its original voxel grid.
 
     Args:
@@ -31,33 +45,71 @@ def export_prediction(logits: torch.Tensor, properties: CaseProperties, plans: P
         configuration: Supplies the resampling settings.
         region_class_order: For region-based models, the label painted for each region.
         return_probabilities: Also return probabilities in the original grid.
+        overwrite_logits: The caller no longer needs ``logits`` (float32, CPU): turn them into probabilities
+            in place instead of allocating a second ``(K, *spatial)`` array.
+        chunk_voxels: Voxels per slab of the softmax (memory knob; the result does not depend on it).
 
     Returns:
         ``seg`` integer ``(*original spatial)`` in raw axis order, and float32 probabilities
-        ``(K, *original spatial)`` (background outside the crop box) or ``None``.
+        ``(K, *original spatial)`` (background outside the crop box) or ``None``. The probabilities are a
+        transposed view (not C-contiguous) when the plan permutes axes, to avoid a copy of the largest array.
     """
     region_based = region_class_order is not None
-    probabilities = logits_to_probabilities(logits.float(), region_based).cpu().numpy()
+    probabilities = probabilities_in_slabs(logits, region_based, overwrite_logits, chunk_voxels)
+    num_channels = probabilities.shape[0]
     original_spacing = _transposed(properties.original_geometry.spacing, plans.axis_order)
     # Probabilities are smooth: linear interpolation in-plane, nearest across thick slices (nnU-Net).
     plan = replace(configuration.resampling, image_order=1)
-    probabilities = resample_to_shape(probabilities, properties.shape_after_crop, properties.spacing_after_resampling,
-                                      original_spacing, plan)
-    # Argmax of probabilities equals argmax of logits; a sigmoid region is on where p > 0.5, i.e. p - 0.5 > 0.
-    scores = torch.from_numpy(np.ascontiguousarray(probabilities))
-    cropped_seg = logits_to_segmentation(scores - 0.5 if region_based else scores, region_class_order).numpy()
     box = tuple(slice(start, stop) for start, stop in properties.bbox_used_for_cropping)
+    full = None
+    if return_probabilities:
+        full = np.zeros((num_channels, *properties.shape_before_crop), dtype=np.float32)
+        if not region_based:
+            full[0] = 1.0  # outside the crop box is background with certainty
+    # Argmax of probabilities equals argmax of logits; a sigmoid region is on where p > 0.5.
+    builder = SegmentationBuilder(num_channels, region_class_order, region_threshold=0.5)
+    for channel in range(num_channels):
+        resampled = resample_to_shape(probabilities[channel:channel + 1].numpy(), properties.shape_after_crop,
+                                      properties.spacing_after_resampling, original_spacing, plan)[0]
+        if full is not None:
+            full[(channel, *box)] = resampled  # before the builder may reuse `resampled` as its maximum
+        # `resampled` is new, or (shape unchanged) a view of `probabilities`, which this function owns.
+        builder.add(torch.from_numpy(resampled))
+        del resampled
+    del probabilities
+    cropped_seg = builder.result().numpy()
     seg = np.zeros(properties.shape_before_crop, dtype=cropped_seg.dtype)
     seg[box] = cropped_seg
+    del cropped_seg
     inverse = tuple(int(i) for i in np.argsort(plans.axis_order))
     seg = np.ascontiguousarray(seg.transpose(inverse))
-    if not return_probabilities:
+    if full is None:
         return seg, None
-    full = np.zeros((probabilities.shape[0], *properties.shape_before_crop), dtype=np.float32)
-    if not region_based:
-        full[0] = 1.0  # outside the crop box is background with certainty
-    full[(slice(None), *box)] = probabilities
-    return seg, np.ascontiguousarray(full.transpose((0, *(i + 1 for i in inverse))))
+    return seg, full.transpose((0, *(i + 1 for i in inverse)))
+
+
+def probabilities_in_slabs(logits: torch.Tensor, region_based: bool, overwrite: bool = False,
+                           chunk_voxels: int = DEFAULT_CHUNK_VOXELS) -> torch.Tensor:
+    """Softmax (or sigmoid) of ``(K, *spatial)`` logits, computed in slabs along the first spatial axis.
+
+    Args:
+        logits: ``(K, *spatial)`` logits, any floating dtype and device.
+        region_based: Sigmoid per channel instead of a softmax over channels.
+        overwrite: Write the result into ``logits`` (only when they are float32 on the CPU; else a new tensor).
+        chunk_voxels: Spatial voxels per slab; the scratch memory is about ``K * chunk_voxels`` float32.
+
+    Returns:
+        Float32 probabilities ``(K, *spatial)`` on the CPU (``logits`` itself when overwritten).
+    """
+    if logits.ndim < 2:
+        raise ValueError(f"logits must be (K, *spatial), got shape {tuple(logits.shape)}")
+    in_place = overwrite and logits.dtype == torch.float32 and logits.device.type == "cpu"
+    out = logits if in_place else torch.empty(logits.shape, dtype=torch.float32)
+    rows = max(1, chunk_voxels // max(1, math.prod(logits.shape[2:])))
+    for start in range(0, logits.shape[1], rows):
+        # Each voxel's softmax involves only its own K values, so slabs give the same numbers as one call.
+        out[:, start:start + rows] = logits_to_probabilities(logits[:, start:start + rows], region_based).cpu()
+    return out
 
 
 def _transposed(values: Sequence[float], axis_order: Sequence[int]) -> tuple[float, ...]:
@@ -66,6 +118,7 @@ def _transposed(values: Sequence[float], axis_order: Sequence[int]) -> tuple[flo
 
 def save_probabilities(path: Path, probabilities: np.ndarray) -> None:
     """Write ``probabilities`` ``(K, *spatial)`` float32 as ``<path>`` (``.npz``, key ``probabilities``),
-    atomically. The one format that ensembling and postprocessing decisions read back."""
+    atomically. The one format that ensembling and postprocessing decisions read back. A non-contiguous view
+    is written in C order without a full copy."""
     with atomic_write(path, "wb") as handle:
         np.savez_compressed(handle, probabilities=probabilities)

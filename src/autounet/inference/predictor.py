@@ -2,15 +2,20 @@
 
 A model folder is ``results/<Dataset>/<configuration>/`` with ``plans.json`` and ``dataset.json`` beside
 ``fold_<f>/checkpoint_final.pt``. Several folds form an ensemble whose logits are averaged before the
-nonlinearity, as nnU-Net does.
+nonlinearity, as nnU-Net does. A cascade stage (``3d_cascade_fullres``) brings the model of its previous stage
+(the sibling folder ``../3d_lowres``), whose prediction becomes extra one-hot input channels.
+
+Folders are predicted as a pipeline (:mod:`autounet.inference._pipeline`): the next case is read and
+preprocessed in a background thread while the network runs, and export (resampling back, un-cropping,
+postprocessing, writing) runs in another, each at most one case ahead or behind to bound memory.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +23,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from autounet.dataset.description import DatasetDescription, load_dataset_json
+from autounet.dataset.description import DatasetDescription, load_dataset_json, save_dataset_json
 from autounet.dataset.raw import group_channel_files
 from autounet.errors import CheckpointError, ConfigError, DatasetError, ImageIOError
+from autounet.inference._pipeline import run_pipelined
+from autounet.inference.cascade import previous_stage_one_hot, segmentation_for_next_stage
 from autounet.inference.export import export_prediction, save_probabilities
 from autounet.inference.sliding_window import SlidingWindowSettings, predict_sliding_window
 from autounet.io.checkpoints import load_checkpoint
 from autounet.io.geometry import ImageGeometry
 from autounet.io.images import read_image, split_ending, write_segmentation
 from autounet.networks.unet import build_network
-from autounet.planning.plans import ConfigurationPlan, Plans, load_plans
+from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, save_plans
+from autounet.postprocessing import PostprocessingPlan, apply_postprocessing
 from autounet.preprocessing.case import preprocess_case
+from autounet.preprocessing.properties import CaseProperties
 from autounet.progress import progress
 
 __all__ = ["LoadedModel", "PredictionSettings", "Predictor", "head_only_state_dict"]
@@ -50,7 +59,10 @@ class PredictionSettings:
         save_probabilities: Also write ``<case>.npz`` holding ``probabilities`` ``(K, *spatial)`` float32 in
             the raw axis order of the input.
         batch_size: Windows per network call.
-        show_progress: Show a progress bar over the cases of :meth:`Predictor.predict_folder`.
+        show_progress: Show a progress bar over the cases of :meth:`Predictor.predict_folder`, and a transient
+            one over the windows of large cases.
+        postprocessing: Applied to every label map before it is returned or written (never to the
+            probabilities); ``None``: none. The CLI loads the model folder's ``postprocessing.json`` here.
     """
 
     step_size: float = 0.5
@@ -59,6 +71,7 @@ class PredictionSettings:
     save_probabilities: bool = False
     batch_size: int = 1
     show_progress: bool = True
+    postprocessing: PostprocessingPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,8 @@ class LoadedModel:
             ``(B, C, *patch)`` to logits ``(B, num_outputs, *patch)``.
         num_outputs: Output channels (classes incl. background, or regions).
         mirror_axes: Patch axes the models were trained with mirroring on.
+        previous_stage: For a cascade stage, the loaded model of its previous stage (same folds), whose
+            networks take the image channels plus one one-hot channel per foreground label; else ``None``.
     """
 
     plans: Plans
@@ -81,6 +96,24 @@ class LoadedModel:
     networks: tuple[nn.Module, ...]
     num_outputs: int
     mirror_axes: tuple[int, ...] = ()
+    previous_stage: LoadedModel | None = None
+
+
+@dataclass(frozen=True)
+class _PreparedCase:
+    """A case read and preprocessed, waiting for the network.
+
+    Attributes:
+        data: Preprocessed image ``(C, *spatial)`` float32 for this configuration.
+        properties: Its preprocessing record.
+        previous_data: For a cascade, the same image preprocessed for the previous stage; else ``None``.
+        output_file: Where the label map goes (folder prediction only).
+    """
+
+    data: np.ndarray
+    properties: CaseProperties
+    previous_data: np.ndarray | None = None
+    output_file: Path | None = None
 
 
 def head_only_state_dict(state: dict[str, torch.Tensor], source: Path | None = None) -> dict[str, torch.Tensor]:
@@ -129,7 +162,10 @@ class Predictor:
                  settings: PredictionSettings | None = None) -> None:
         if not model.networks:
             raise CheckpointError("no network to predict with: give at least one fold")
-        _reject_cascade(model.configuration)
+        if model.configuration.previous_stage is not None and model.previous_stage is None:
+            raise ConfigError(f"configuration '{model.configuration.name}' is a cascade stage: load the model of "
+                              f"its previous stage '{model.configuration.previous_stage}' too (from_model_folder "
+                              "does)")
         self.model = model
         self.device = torch.device(device)
         self.settings = settings or PredictionSettings()
@@ -137,7 +173,10 @@ class Predictor:
         self.window_settings = SlidingWindowSettings(
             patch_size=tuple(model.configuration.patch_size), step_size=self.settings.step_size,
             use_gaussian=self.settings.use_gaussian, mirror_axes=tuple(mirror),
-            batch_size=self.settings.batch_size, show_progress=False)
+            batch_size=self.settings.batch_size, show_progress=self.settings.show_progress)
+        self.previous: Predictor | None = None
+        if model.previous_stage is not None:
+            self.previous = Predictor(model.previous_stage, self.device, self.settings)
 
     @classmethod
     def from_model_folder(cls, model_folder: Path, folds: Sequence[int | str] = (0,),
@@ -154,10 +193,15 @@ class Predictor:
             settings: Prediction options; defaults when ``None``.
 
         Raises:
-            CheckpointError: Missing folder, plans, checkpoint, or weights that do not fit the plans.
-            ConfigError: A cascade configuration, or folds trained with different configurations.
+            CheckpointError: Missing folder, plans, checkpoint, or weights that do not fit the plans; for a
+                cascade stage, a missing previous-stage folder (``../<previous_stage>``) or fold.
+            ConfigError: Folds trained with different configurations.
         """
         model_folder = Path(model_folder)
+        # Imported here: nnunet_model builds a LoadedModel, so importing it at the top would be circular.
+        from autounet.inference.nnunet_model import is_nnunet_model_folder, load_nnunet_model
+        if is_nnunet_model_folder(model_folder):
+            return cls(load_nnunet_model(model_folder, folds, checkpoint, device), device, settings)
         if not model_folder.is_dir():
             raise CheckpointError("model folder not found; train a configuration first", model_folder)
         for name in ("plans.json", "dataset.json"):
@@ -172,14 +216,19 @@ class Predictor:
         states = [(path, load_checkpoint(path, map_location="cpu"))
                   for path in (model_folder / f"fold_{fold}" / checkpoint for fold in folds)]
         configuration = plans.configuration(_configuration_name(states, model_folder))
-        _reject_cascade(configuration, model_folder)
+        previous = None
+        in_channels = description.num_channels
+        if configuration.previous_stage is not None:
+            previous = _load_previous_stage(cls, model_folder, configuration, folds, checkpoint, device)
+            in_channels += len(description.foreground_labels)  # one-hot of the previous stage's labels
         networks, num_outputs = [], 0
         for path, state in states:
-            network, num_outputs = _load_network(state, configuration, description.num_channels, path)
+            network, num_outputs = _load_network(state, configuration, in_channels, path)
             networks.append(network.to(torch_device).eval())
         mirror_axes = tuple(int(a) for a in states[0][1].get("metadata", {}).get("mirror_axes", ()))
         model = LoadedModel(plans=plans, configuration=configuration, description=description,
-                            networks=tuple(networks), num_outputs=num_outputs, mirror_axes=mirror_axes)
+                            networks=tuple(networks), num_outputs=num_outputs, mirror_axes=mirror_axes,
+                            previous_stage=previous)
         _check_outputs(model, model_folder)
         return cls(model, torch_device, settings)
 
@@ -193,7 +242,8 @@ class Predictor:
         """Sliding-window logits of a preprocessed case, averaged over the folds.
 
         Args:
-            data: Preprocessed image ``(C, *spatial)`` float32, plan axis order and spacing.
+            data: Preprocessed image ``(C, *spatial)`` float32, plan axis order and spacing; for a cascade
+                stage, the image channels followed by the previous stage's one-hot channels.
 
         Returns:
             Logits ``(num_outputs, *spatial)`` float32 on the CPU.
@@ -215,8 +265,9 @@ class Predictor:
             geometry: The image's geometry (spacing picks the resampling).
 
         Returns:
-            The label map ``(*spatial)`` (integer, same shape and axis order as ``image`` without ``C``) and,
-            with ``save_probabilities``, float32 probabilities ``(K, *spatial)``, else ``None``.
+            The label map ``(*spatial)`` (integer, same shape and axis order as ``image`` without ``C``,
+            postprocessed when the settings say so) and, with ``save_probabilities``, float32 probabilities
+            ``(K, *spatial)``, else ``None``.
 
         Raises:
             DatasetError: The channel count differs from the model's.
@@ -225,10 +276,9 @@ class Predictor:
         if image.ndim != geometry.ndim + 1 or image.shape[0] != expected:
             raise DatasetError(f"image of shape {tuple(image.shape)} is not (C, *spatial) with the model's "
                                f"{expected} channel(s)")
-        data, _, properties = preprocess_case(image, None, geometry, self.model.plans, self.model.configuration)
-        logits = self.predict_logits(torch.from_numpy(data))
-        return export_prediction(logits, properties, self.model.plans, self.model.configuration,
-                                 self.region_class_order, return_probabilities=self.settings.save_probabilities)
+        prepared = self._preprocess(image, geometry)
+        logits = self._case_logits(prepared)
+        return self._export(logits, prepared.properties)
 
     def predict_files(self, files: Sequence[Path], output_file: Path) -> None:
         """Segment one case from its channel files and write the label map with the input's geometry.
@@ -242,22 +292,15 @@ class Predictor:
             ImageIOError: Unreadable input, a channel count the model does not expect (naming the file), or
                 an unsupported output ending.
         """
-        output_file = Path(output_file)
-        parts = split_ending(output_file.name)
-        if parts is None:
-            raise ImageIOError("unsupported output file ending", output_file)
-        image, geometry = read_image(files)
-        expected = self.model.description.num_channels
-        if image.shape[0] != expected:
-            raise ImageIOError(f"the case has {image.shape[0]} channel(s) but the model expects {expected} "
-                               "(dataset.json channel_names)", Path(files[0]))
-        seg, probabilities = self.predict_array(image, geometry)
-        if probabilities is not None:
-            save_probabilities(output_file.with_name(f"{parts[0]}.npz"), probabilities)
-        write_segmentation(seg, geometry, output_file)
+        prepared = self._prepare_files(files, Path(output_file))
+        self._finish(prepared, self._case_logits(prepared))
 
     def predict_folder(self, input_dir: Path, output_dir: Path) -> list[Path]:
         """Segment every ``{case}_{NNNN}{ending}`` case of a folder; cases with an output are skipped.
+
+        Reading + preprocessing of the next case and export of the previous one overlap with the network
+        (see the module docstring). The model's ``dataset.json`` and ``plans.json`` are written into
+        ``output_dir`` too (ensembling reads the labels from them); no other file there is touched.
 
         Args:
             input_dir: Folder of channel files named as in ``imagesTs`` (``ending`` from ``dataset.json``).
@@ -268,6 +311,7 @@ class Predictor:
 
         Raises:
             DatasetError: No case found, or a case whose channel files are not ``0000`` .. the model's count.
+            AutounetError: The first error of any case (unreadable input, failed write), naming its file.
         """
         input_dir, output_dir = Path(input_dir), Path(output_dir)
         ending = self.model.description.file_ending
@@ -278,13 +322,81 @@ class Predictor:
             logger.warning("ignored (not <case>_NNNN%s): %s", ending, stray)
         cases = {case: self._channel_files(channels) for case, channels in sorted(groups.items())}
         outputs = {case: output_dir / f"{case}{ending}" for case in cases}
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_dataset_json(output_dir / "dataset.json", self.model.description)
+        save_plans(output_dir / "plans.json", self.model.plans)
         todo = [case for case in cases if not outputs[case].exists()]
         if len(todo) < len(cases):
             logger.info("skipping %d case(s) already predicted in %s", len(cases) - len(todo), output_dir)
-        items = progress(todo, "Predicting", total=len(todo)) if self.settings.show_progress and todo else todo
-        for case in items:
-            self.predict_files(cases[case], outputs[case])
+
+        def wrap(items: Iterable[str]) -> Iterable[str]:
+            return progress(items, "Predicting", total=len(todo)) if self.settings.show_progress else items
+
+        run_pipelined(todo, lambda case: self._prepare_files(cases[case], outputs[case]), self._compute,
+                      lambda done: self._finish(*done), wrap=wrap)
         return list(outputs.values())
+
+    def _prepare_files(self, files: Sequence[Path], output_file: Path) -> _PreparedCase:
+        """Read and preprocess one case (runs in the pipeline's reader thread)."""
+        if split_ending(output_file.name) is None:
+            raise ImageIOError("unsupported output file ending", output_file)
+        image, geometry = read_image(files)
+        expected = self.model.description.num_channels
+        if image.shape[0] != expected:
+            raise ImageIOError(f"the case has {image.shape[0]} channel(s) but the model expects {expected} "
+                               "(dataset.json channel_names)", Path(files[0]))
+        return replace(self._preprocess(image, geometry), output_file=output_file)
+
+    def _preprocess(self, image: np.ndarray, geometry: ImageGeometry) -> _PreparedCase:
+        """Preprocess an image for this configuration (and, for a cascade, for the previous stage)."""
+        data, _, properties = preprocess_case(image, None, geometry, self.model.plans, self.model.configuration)
+        previous_data = None
+        if self.previous is not None:
+            previous_data, _, _ = preprocess_case(image, None, geometry, self.model.plans,
+                                                  self.previous.model.configuration)
+        return _PreparedCase(data=data, properties=properties, previous_data=previous_data)
+
+    def _case_logits(self, prepared: _PreparedCase) -> torch.Tensor:
+        """Logits of a prepared case; a cascade stage first predicts its previous stage (recursively)."""
+        inputs = torch.from_numpy(prepared.data)
+        if self.previous is not None:
+            assert prepared.previous_data is not None  # _preprocess prepares it for a cascade
+            previous = self.previous._case_logits(_PreparedCase(prepared.previous_data, prepared.properties))
+            # The previous stage's labels, moved to this stage's preprocessed grid (same crop, other spacing).
+            seg = segmentation_for_next_stage(previous, prepared.data.shape[1:], self.previous.model.configuration,
+                                              self.previous.region_class_order)
+            del previous
+            one_hot = previous_stage_one_hot(torch.from_numpy(seg), self.model.description.foreground_labels)
+            inputs = torch.cat([inputs, one_hot])
+        return self.predict_logits(inputs)
+
+    def _compute(self, prepared: _PreparedCase) -> tuple[_PreparedCase, torch.Tensor]:
+        """Pipeline middle stage: the network; the preprocessed arrays are dropped, only properties stay."""
+        logits = self._case_logits(prepared)
+        return replace(prepared, data=np.empty(0, np.float32), previous_data=None), logits
+
+    def _export(self, logits: torch.Tensor, properties: CaseProperties) -> tuple[np.ndarray, np.ndarray | None]:
+        """Label map (postprocessed) and optional probabilities in the original grid; consumes ``logits``."""
+        seg, probabilities = export_prediction(logits, properties, self.model.plans, self.model.configuration,
+                                               self.region_class_order,
+                                               return_probabilities=self.settings.save_probabilities,
+                                               overwrite_logits=True)
+        if self.settings.postprocessing is not None:
+            seg = apply_postprocessing(seg, self.settings.postprocessing)
+        return seg, probabilities
+
+    def _finish(self, prepared: _PreparedCase, logits: torch.Tensor) -> None:
+        """Pipeline last stage: export and write one case (probabilities first, the label map last)."""
+        assert prepared.output_file is not None  # set by _prepare_files
+        output_file = prepared.output_file
+        seg, probabilities = self._export(logits, prepared.properties)
+        del logits
+        if probabilities is not None:
+            stem = split_ending(output_file.name)
+            assert stem is not None  # checked by _prepare_files
+            save_probabilities(output_file.with_name(f"{stem[0]}.npz"), probabilities)
+            del probabilities
+        write_segmentation(seg, prepared.properties.original_geometry, output_file)
 
     def _channel_files(self, channels: dict[int, Path]) -> list[Path]:
         """Channel files in order; raise naming a file when channels are missing or extra."""
@@ -296,10 +408,20 @@ class Predictor:
         return [channels[c] for c in range(expected)]
 
 
-def _reject_cascade(configuration: ConfigurationPlan, path: Path | None = None) -> None:
-    if configuration.previous_stage is not None:
-        raise ConfigError(f"configuration '{configuration.name}' is a cascade stage (previous stage "
-                          f"'{configuration.previous_stage}'); cascade prediction is not supported yet", path)
+def _load_previous_stage(cls: type[Predictor], model_folder: Path, configuration: ConfigurationPlan,
+                         folds: Sequence[int | str], checkpoint: str, device: str) -> LoadedModel:
+    """The previous stage of a cascade, from the sibling folder ``../<previous_stage>``, with the same folds.
+
+    Raises:
+        CheckpointError: The previous stage's folder (naming it) or one of its folds is missing.
+    """
+    assert configuration.previous_stage is not None
+    folder = model_folder.parent / configuration.previous_stage
+    if not folder.is_dir():
+        raise CheckpointError(f"configuration '{configuration.name}' is a cascade stage and needs its previous "
+                              f"stage '{configuration.previous_stage}', but its model folder is missing; train "
+                              f"'{configuration.previous_stage}' with the same folds first", folder)
+    return cls.from_model_folder(folder, folds, checkpoint, device).model
 
 
 def _configuration_name(states: list[tuple[Path, dict[str, Any]]], model_folder: Path) -> str:

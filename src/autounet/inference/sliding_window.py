@@ -25,6 +25,9 @@ __all__ = ["PatchModel", "SlidingWindowSettings", "predict_sliding_window", "win
 
 logger = logging.getLogger(__name__)
 
+# Windows (per batch) from which a progress bar over the windows is shown.
+_PROGRESS_MIN_WINDOWS = 64
+
 PatchModel = Callable[[torch.Tensor], torch.Tensor | Sequence[torch.Tensor]]
 """Maps patches ``(B, C, *patch)`` to logits ``(B, K, *patch)`` (or a deep-supervision list, first entry used)."""
 
@@ -47,7 +50,8 @@ class SlidingWindowSettings:
             augmentation; every subset is predicted (``2 ** len(mirror_axes)`` model calls per batch) and
             the logits are averaged.
         batch_size: Windows per model call.
-        show_progress: Show a progress bar over the windows.
+        show_progress: Show a transient progress bar over the windows of large images (at least 64
+            batches).
     """
 
     patch_size: tuple[int, ...]
@@ -156,8 +160,11 @@ def predict_sliding_window(model: PatchModel, image: torch.Tensor, num_outputs: 
         scale = weights / num_passes if weights is not None else (1.0 / num_passes if num_passes > 1 else None)
         logger.debug("sliding window: %d windows of %s, %d passes each", len(windows), patch, num_passes)
         _accumulate(model, padded, windows, logits, settings, scale)
-        # Windows tile every slice alike, so in 2D mode one in-plane weight sum serves all slices.
-        logits.div_(_weight_sum(plane_shape, plane_windows, weights, device))
+        if slice_wise:
+            # Windows tile every slice alike, so in 2D mode one in-plane weight sum serves all slices.
+            logits.div_(_weight_sum(plane_shape, plane_windows, weights, device))
+        else:
+            _normalise_in_slabs(logits, plane_windows, weights, patch[0])
     return logits[(slice(None), *crop)].to("cpu").contiguous()
 
 
@@ -177,8 +184,9 @@ def _accumulate(model: PatchModel, padded: torch.Tensor, windows: list[_Window],
     flip_dims = mirror_dim_combinations(settings.mirror_axes)
     expected = (logits.shape[0], *settings.patch_size)
     items: Iterable[_Window] = windows
-    if settings.show_progress:
-        items = progress(windows, "Sliding window", total=len(windows), unit="window")
+    # Only cases that take a while get a (transient) bar; small ones would just flicker.
+    if settings.show_progress and len(windows) >= _PROGRESS_MIN_WINDOWS * settings.batch_size:
+        items = progress(windows, "Sliding window", total=len(windows), unit="window", leave=False)
     for batch in _chunks(items, settings.batch_size):
         patches = torch.stack([padded[(slice(None), *window)] for window in batch])
         predicted = predict_mirrored(model, patches, flip_dims, expected, logits.device)
@@ -196,6 +204,26 @@ def _weight_sum(plane_shape: Sequence[int], plane_windows: list[_Window], weight
     for window in plane_windows:
         total[window].add_(weights if weights is not None else 1.0)
     return total
+
+
+def _normalise_in_slabs(logits: torch.Tensor, windows: list[_Window], weights: torch.Tensor | None,
+                        rows: int) -> None:
+    """Divide 3D logits ``(K, *spatial)`` by the per-voxel weight sum, computed for ``rows`` axis-0 slices at a
+    time: a full-volume weight array would cost as much memory as one more logit channel. Each voxel's sum
+    adds the same window weights in the same order as a whole-volume sum, so the result is identical."""
+    depth = logits.shape[1]
+    for start in range(0, depth, rows):
+        stop = min(start + rows, depth)
+        total = torch.zeros((stop - start, *logits.shape[2:]), dtype=torch.float32, device=logits.device)
+        for window in windows:
+            first = window[0]
+            assert isinstance(first, slice)  # 3D windows hold slices only
+            low, high = max(first.start, start), min(first.stop, stop)
+            if low >= high:
+                continue
+            part = weights[low - first.start:high - first.start] if weights is not None else 1.0
+            total[(slice(low - start, high - start), *window[1:])].add_(part)
+        logits[:, start:stop].div_(total)
 
 
 def _check_image(image: torch.Tensor, num_outputs: int, settings: SlidingWindowSettings) -> bool:

@@ -28,7 +28,7 @@ from autounet.training.optim import build_optimizer
 from autounet.training.recipe import RunOptions, TrainingRecipe
 from autounet.training.splits import fold_cases, load_or_create_splits
 from autounet.training.trainer import Trainer, TrainingParts
-from autounet.training.validation import ValidationJob, run_final_validation
+from autounet.training.validation import ValidationJob, next_stage_folder, run_final_validation
 
 __all__ = ["FoldJob", "train_fold"]
 
@@ -88,6 +88,7 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
                           f"run 'autounet preprocess -d {dataset.name} -c {job.configuration}'", data_folder)
     splits_path = job.preprocessed / "splits.json"
     fold = fold_cases(load_or_create_splits(splits_path, case_ids), job.fold, case_ids, source=splits_path)
+    previous_stage = _previous_stage_folder(job, configuration, (*fold.train, *fold.val))
     output = job.fold_folder
     context = distributed or DistributedContext(device=torch.device(options.device))
     _prepare_output(job, recipe, options, plans, dataset, write=context.is_main)
@@ -96,7 +97,7 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
     device = context.device
     torch.manual_seed(recipe.seed)
     parts, augmentation_axes = _build_parts(configuration, labels, data_folder, fold.train, fold.val, recipe,
-                                            options, context, output)
+                                            options, context, output, previous_stage)
     trainer = Trainer(parts)
     if options.resume:  # every rank loads the same checkpoint, so all continue from identical states
         state = load_checkpoint(output / "checkpoint_latest.pt", map_location=device)
@@ -114,12 +115,30 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
     save_test_weights(parts.network, context, "final")
     if options.validate and context.is_main:
         network = unwrap(parts.network)
-        validation = ValidationJob(plans, configuration, labels, dataset, data_folder, fold.val,
-                                   output / "validation", augmentation_axes, options.save_probabilities,
-                                   options.show_progress)
+        next_stage = plans.configurations.get(configuration.next_stage) if configuration.next_stage else None
+        validation = ValidationJob(
+            plans, configuration, labels, dataset, data_folder, fold.val, output / "validation", augmentation_axes,
+            options.save_probabilities, options.show_progress, next_stage=next_stage,
+            next_stage_output=next_stage_folder(output.parent, next_stage.name) if next_stage else None,
+            previous_stage_folder=previous_stage)
         run_final_validation(network, validation, device)
     context.wait_for_main()
     return output
+
+
+def _previous_stage_folder(job: FoldJob, configuration: ConfigurationPlan, case_ids: tuple[str, ...]) -> Path | None:
+    """For a cascade stage, the folder of the previous stage's cross-validation predictions, checked complete."""
+    if configuration.previous_stage is None:
+        return None
+    folder = next_stage_folder(job.results / configuration.previous_stage, configuration.name)
+    missing = [case for case in case_ids if not (folder / f"{case}.npy").is_file()]
+    if missing:
+        raise ConfigError(
+            f"'{configuration.name}' takes the '{configuration.previous_stage}' stage's cross-validation predictions "
+            f"as inputs, but {len(missing)} of {len(case_ids)} case(s) have none (e.g. {missing[0]}); train every "
+            f"fold of it first: autounet train -d {job.results.name} -c {configuration.previous_stage} -f 0 "
+            "(then 1, 2, 3, 4)", folder)
+    return folder
 
 
 def _load_plans(job: FoldJob) -> Plans:
@@ -175,7 +194,7 @@ def _attach_log_file(path: Path) -> None:
 
 def _build_parts(configuration: ConfigurationPlan, labels: LabelScheme, data_folder: Path, train_cases: tuple,
                  val_cases: tuple, recipe: TrainingRecipe, options: RunOptions, context: DistributedContext,
-                 output: Path) -> tuple[TrainingParts, tuple[int, ...]]:
+                 output: Path, previous_stage: Path | None = None) -> tuple[TrainingParts, tuple[int, ...]]:
     device = context.device
     # Data-parallel ranks share the plan's batch (nnU-Net), so the global batch is what was planned.
     batch_size, oversample = split_batch(configuration.batch_size, recipe.oversample_foreground, context)
@@ -185,21 +204,27 @@ def _build_parts(configuration: ConfigurationPlan, labels: LabelScheme, data_fol
     augmentation = replace(default_augmentation(patch, configuration.ndim), masked_channels=masked)
     sampling_patch = tuple(augmentation.sampling_patch_size) if recipe.augmentation else patch
     train_sampler = PatchSampler(data_folder, train_cases, SamplerSettings(
-        sampling_patch, batch_size, oversample))
-    val_sampler = PatchSampler(data_folder, val_cases, SamplerSettings(patch, batch_size, oversample))
-    network = build_network(configuration.network, train_sampler.num_channels, labels.num_outputs,
-                            deep_supervision=recipe.deep_supervision).to(device)
+        sampling_patch, batch_size, oversample), previous_stage)
+    val_sampler = PatchSampler(data_folder, val_cases, SamplerSettings(patch, batch_size, oversample), previous_stage)
+    # A cascade stage also sees the previous stage's prediction, one channel per foreground label.
+    previous_stage_labels = labels.foreground_labels if previous_stage is not None else ()
+    network = build_network(configuration.network, train_sampler.num_channels + len(previous_stage_labels),
+                            labels.num_outputs, deep_supervision=recipe.deep_supervision).to(device)
     trained: torch.nn.Module = torch.compile(network) if options.compile else network  # type: ignore[assignment]
     trained = wrap_network(trained, context)
     seed = context.rank_seed(recipe.seed)  # batch i of epoch e differs between ranks
     levels = configuration.network.num_stages - 1 if recipe.deep_supervision else None
     augmenter = BatchAugmenter(augmentation, device) if recipe.augmentation else None
+    # CPU: the loader's worker threads augment while the network trains; GPU: the trainer augments on the device.
+    # Both seed step i of epoch e alike, so the batches are identical either way.
+    loader_augment = augmenter if device.type == "cpu" else None
     parts = TrainingParts(
         network=trained, loss=build_loss(labels, configuration.batch_dice, levels).to(device),
         optimizer=build_optimizer(network, recipe),
-        train_loader=BatchLoader(train_sampler, seed, options.num_workers, stream=0),
+        train_loader=BatchLoader(train_sampler, seed, options.num_workers, stream=0, augment=loader_augment),
         val_loader=BatchLoader(val_sampler, seed, options.num_workers, stream=1),
-        augment=augmenter, labels=labels, recipe=recipe, device=device, output=output, amp=options.use_amp(),
+        augment=None if loader_augment is not None else augmenter, previous_stage_labels=previous_stage_labels,
+        labels=labels, recipe=recipe, device=device, output=output, amp_dtype=options.amp_dtype(),
         callbacks=(MetricsFile(output / "metrics.json"), ProgressPlot(output / "progress.png")),
         show_progress=options.show_progress and context.is_main, distributed=context,
         run_metadata={"configuration": configuration.name, "recipe": to_dict(recipe),

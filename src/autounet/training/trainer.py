@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from autounet.data.loader import BatchLoader
+from autounet.data.loader import BatchLoader, step_seed
+from autounet.inference.cascade import previous_stage_one_hot
 from autounet.io.checkpoints import save_checkpoint
 from autounet.progress import progress
 from autounet.training.callbacks import EpochCallback
@@ -36,7 +37,11 @@ METRICS = ("train_loss", "val_loss", "pseudo_dice", "pseudo_dice_ema", "pseudo_d
 
 @dataclass
 class TrainingParts:
-    """Everything the loop needs, built by :func:`autounet.training.run.train_fold` (or a test)."""
+    """Everything the loop needs, built by :func:`autounet.training.run.train_fold` (or a test).
+
+    ``previous_stage_labels``: for a cascade stage, the foreground labels whose one-hot maps of the previous
+    stage's prediction (second label channel of each batch) are appended to the image channels.
+    """
 
     network: nn.Module
     loss: nn.Module
@@ -49,6 +54,7 @@ class TrainingParts:
     device: torch.device
     output: Path
     amp_dtype: torch.dtype | None = None
+    previous_stage_labels: tuple[int, ...] = ()
     callbacks: Sequence[EpochCallback] = ()
     show_progress: bool = True
     run_metadata: dict[str, Any] = field(default_factory=dict)
@@ -108,12 +114,17 @@ class Trainer:
         batches = parts.train_loader.epoch(epoch, recipe.iterations_per_epoch)
         if parts.show_progress:
             batches = progress(batches, f"epoch {epoch}", total=recipe.iterations_per_epoch, unit="it")
+        if parts.augment is not None and parts.train_loader.augment is not None:
+            raise ValueError("both the trainer and its training loader augment; set one of them to None")
+        # Either the loader already augmented (CPU: in its worker threads) or the trainer does it here on the
+        # device (GPU); both seed step i of epoch e alike, so the batches are the same either way.
         for iteration, (image_np, seg_np) in enumerate(batches):
             image, seg = self._batch_to_device(image_np, seg_np)
             if parts.augment is not None:
                 seed = parts.distributed.rank_seed(recipe.seed)  # each rank augments differently
-                generator = torch.Generator().manual_seed(_step_seed(seed, epoch, iteration))
+                generator = torch.Generator().manual_seed(step_seed(seed, epoch, iteration))
                 image, seg = parts.augment(image, seg, generator)
+            image, seg = self._previous_stage_as_inputs(image, seg)
             seg = seg.long().clamp_(min=0)  # padding (-1) counts as background, as in nnU-Net
             losses.append(self._step(image, seg))
         return parts.distributed.mean(float(np.mean(losses)))
@@ -138,7 +149,7 @@ class Trainer:
         self.state.tracker.reset()
         losses = []
         for image_np, seg_np in parts.val_loader.epoch(epoch, parts.recipe.validation_iterations):
-            image, seg = self._batch_to_device(image_np, seg_np)
+            image, seg = self._previous_stage_as_inputs(*self._batch_to_device(image_np, seg_np))
             seg = seg.long().clamp_(min=0)
             with self._autocast():
                 outputs = _as_float(parts.network(image))
@@ -147,6 +158,14 @@ class Trainer:
             self.state.tracker.update(*tp_fp_fn(full_resolution.float(), seg, parts.labels))
         self._sum_counts_over_ranks()
         return parts.distributed.mean(float(np.mean(losses)) if losses else math.nan)
+
+    def _previous_stage_as_inputs(self, image: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # A cascade batch carries the previous stage's labels as a second label channel, so augmentation moved
+        # them like the labels; the network gets them one-hot after the image channels (nnU-Net's layout).
+        if not self.parts.previous_stage_labels:
+            return image, seg
+        one_hot = previous_stage_one_hot(seg[:, 1], self.parts.previous_stage_labels, channel_axis=1)
+        return torch.cat([image, one_hot.to(image.dtype)], dim=1), seg[:, :1]
 
     def _autocast(self) -> torch.autocast:
         dtype = self.parts.amp_dtype
@@ -209,7 +228,3 @@ def _as_float(outputs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor | 
         return outputs.float()
     return [output.float() for output in outputs]
 
-
-def _step_seed(seed: int, epoch: int, iteration: int) -> int:
-    # Independent of how many steps ran before: a resumed run draws exactly the same augmentations.
-    return int(np.random.default_rng([seed, 2, epoch, iteration]).integers(2**62))

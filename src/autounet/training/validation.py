@@ -15,17 +15,22 @@ import torch
 from torch import nn
 
 from autounet.dataset.raw import RawDataset
+from autounet.errors import ConfigError
 from autounet.evaluation.metrics import label_overlaps
+from autounet.inference.cascade import previous_stage_one_hot, segmentation_for_next_stage
 from autounet.inference.export import export_prediction, save_probabilities
 from autounet.inference.sliding_window import SlidingWindowSettings, predict_sliding_window
 from autounet.io.images import read_segmentation, write_segmentation
-from autounet.io.jsonio import nan_to_none, write_json
+from autounet.io.jsonio import atomic_write, nan_to_none, write_json
 from autounet.planning.plans import ConfigurationPlan, Plans
+from autounet.planning.shapes import compute_new_shape
+from autounet.preprocessing.case import target_spacing
+from autounet.preprocessing.properties import CaseProperties
 from autounet.preprocessing.storage import load_case
 from autounet.progress import progress
 from autounet.training.labels import LabelScheme
 
-__all__ = ["ValidationJob", "run_final_validation", "summarise"]
+__all__ = ["ValidationJob", "load_previous_stage", "next_stage_folder", "run_final_validation", "summarise"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,16 @@ class ValidationJob:
     mirror_axes: tuple[int, ...]
     save_probabilities: bool = False
     show_progress: bool = True
+    next_stage: ConfigurationPlan | None = None
+    next_stage_output: Path | None = None
+    previous_stage_folder: Path | None = None
+
+
+def next_stage_folder(model_folder: Path, next_stage: str) -> Path:
+    """Where a lower cascade stage keeps its cross-validation predictions for ``next_stage``:
+    ``results/<Dataset>/<lower stage>/predicted_next_stage/<next_stage>/<case>.npy`` (label maps in the next
+    stage's preprocessed grid). Shared by the folds: every case is predicted by the fold that validates it."""
+    return model_folder / "predicted_next_stage" / next_stage
 
 
 def run_final_validation(network: nn.Module, job: ValidationJob, device: torch.device) -> dict[str, Any]:
@@ -60,7 +75,13 @@ def run_final_validation(network: nn.Module, job: ValidationJob, device: torch.d
     rows = []
     for case_id in progress(job.case_ids, "Final validation", total=len(job.case_ids)):
         data, _, properties = load_case(job.data_folder, case_id, mmap=False)
-        logits = predict_sliding_window(network, torch.from_numpy(data), job.labels.num_outputs, settings, device)
+        inputs = torch.from_numpy(data)
+        if job.previous_stage_folder is not None:
+            inputs = torch.cat([inputs, load_previous_stage(job.previous_stage_folder, case_id,
+                                                           job.labels.foreground_labels, data.shape[1:])])
+        logits = predict_sliding_window(network, inputs, job.labels.num_outputs, settings, device)
+        if job.next_stage is not None and job.next_stage_output is not None:
+            _write_next_stage(logits, properties, job, case_id, regions)
         seg, probabilities = export_prediction(logits, properties, job.plans, job.configuration, regions,
                                                return_probabilities=job.save_probabilities)
         if probabilities is not None:  # first, so an existing label map marks a finished case
@@ -76,6 +97,36 @@ def run_final_validation(network: nn.Module, job: ValidationJob, device: torch.d
     logger.info("final validation: mean Dice per class %s, foreground mean %.4f",
                 {k: round(v, 4) for k, v in summary["mean"].items()}, summary["foreground_mean_dice"])
     return summary
+
+
+def load_previous_stage(folder: Path, case_id: str, foreground_labels: Sequence[int],
+                        shape: Sequence[int]) -> torch.Tensor:
+    """The one-hot previous-stage channels ``(L, *shape)`` of a case, from :func:`next_stage_folder`.
+
+    Raises:
+        ConfigError: The prediction is missing or does not fit the case's preprocessed shape.
+    """
+    path = folder / f"{case_id}.npy"
+    if not path.is_file():
+        raise ConfigError(f"no previous-stage prediction for case '{case_id}'; train every fold of the previous "
+                          "stage first", path)
+    seg = np.load(path)
+    if tuple(seg.shape) != tuple(shape):
+        raise ConfigError(f"previous-stage prediction has shape {tuple(seg.shape)} but the case's preprocessed "
+                          f"data has {tuple(shape)}; retrain the previous stage with these plans", path)
+    return previous_stage_one_hot(torch.from_numpy(seg), foreground_labels)
+
+
+def _write_next_stage(logits: torch.Tensor, properties: CaseProperties, job: ValidationJob, case_id: str,
+                      regions: Sequence[int] | None) -> None:
+    # The next stage's grid: the same crop resampled to its spacing (what preprocessing will produce for it).
+    assert job.next_stage is not None and job.next_stage_output is not None
+    spacing = tuple(float(properties.original_geometry.spacing[a]) for a in job.plans.axis_order)
+    target = target_spacing(spacing, job.next_stage)
+    shape = compute_new_shape(properties.shape_after_crop, spacing, target)
+    seg = segmentation_for_next_stage(logits, shape, job.configuration, regions)
+    with atomic_write(job.next_stage_output / f"{case_id}.npy", "wb") as handle:
+        np.save(handle, seg)
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

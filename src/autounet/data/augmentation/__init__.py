@@ -1,4 +1,4 @@
-"""Batched, device-side data augmentation with nnU-Net v2's transforms, parameters and order."""
+"""Batched data augmentation (GPU: in the trainer; CPU: in the loader's workers) with nnU-Net v2's transforms."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The augmentation pipeline: nnU-Net v2's transforms in nnU-Net's order, run batched on the training device.
+"""The augmentation pipeline: nnU-Net v2's transforms in nnU-Net's order, run batched: on the GPU in the trainer,
+on the CPU in the loader's worker threads (``BatchLoader(augment=...)``).
 
 Order (nnU-Net v2 with batchgeneratorsv2): spatial (rotation, scaling, elastic; centre crop to the final
 patch), Gaussian noise, Gaussian blur, brightness, contrast, low-resolution simulation, gamma of the
@@ -96,13 +97,13 @@ def mirror(image: torch.Tensor, seg: torch.Tensor, params: AugmentationParameter
 
 def finalize_labels(image: torch.Tensor, seg: torch.Tensor, params: AugmentationParameters,
                     config: AugmentationConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero ``masked_channels`` outside the image (seg < 0), then replace the padding label by 0."""
+    """Zero ``masked_channels`` outside the image (first label channel < 0), then replace the padding label by 0."""
     if config.masked_channels:
         if max(config.masked_channels) >= image.shape[1]:
             raise ValueError(f"masked_channels {config.masked_channels} exceed the {image.shape[1]} image channels")
-        outside = (seg < 0).expand(-1, len(config.masked_channels), *seg.shape[2:])
-        channels = torch.tensor(config.masked_channels, device=image.device)
-        image.index_copy_(1, channels, image.index_select(1, channels).masked_fill_(outside, 0))
+        outside = seg[:, :1] < 0
+        for channel in config.masked_channels:  # in place, channel by channel: no gathered copy
+            image[:, channel:channel + 1].masked_fill_(outside, 0)
     if config.remove_padding_label:
         seg.masked_fill_(seg == config.seg_padding_value, 0)
     return image, seg
@@ -162,11 +163,11 @@ class BatchAugmenter:
         Args:
             params: From :meth:`sample` with this batch's size and channel count.
             image: ``(B, C, *sampling_patch_size)`` floating point, axes ``(Z, Y, X)`` / ``(Y, X)``.
-            seg: ``(B, 1, *sampling_patch_size)`` signed integer labels; out-of-image voxels may hold
-                ``seg_padding_value`` (the loader's padding).
+            seg: ``(B, S, *sampling_patch_size)`` signed integer labels (S >= 1 label channels); out-of-image
+                voxels may hold ``seg_padding_value`` (the loader's padding).
 
         Returns:
-            ``image`` ``(B, C, *patch_size)`` and ``seg`` ``(B, 1, *patch_size)`` on :attr:`device`, with the
+            ``image`` ``(B, C, *patch_size)`` and ``seg`` ``(B, S, *patch_size)`` on :attr:`device`, with the
             input dtypes.
 
         Raises:
@@ -191,8 +192,8 @@ class BatchAugmenter:
         if image.ndim != 2 + len(expected) or tuple(image.shape[2:]) != expected:
             raise ValueError(f"image must be (B, C, *sampling_patch_size) with sampling_patch_size {expected}, "
                              f"got {tuple(image.shape)}")
-        if tuple(seg.shape) != (batch, 1, *expected):
-            raise ValueError(f"seg must be (B, 1, *sampling_patch_size) = {(batch, 1, *expected)}, "
+        if seg.ndim != image.ndim or seg.shape[0] != batch or seg.shape[1] < 1 or tuple(seg.shape[2:]) != expected:
+            raise ValueError(f"seg must be (B, S, *sampling_patch_size) = {(batch, 'S', *expected)}, "
                              f"got {tuple(seg.shape)}")
         if not image.dtype.is_floating_point:
             raise ValueError(f"image must be floating point, got {image.dtype}")

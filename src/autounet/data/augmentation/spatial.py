@@ -43,16 +43,16 @@ def spatial_transform(image: torch.Tensor, seg: torch.Tensor, params: Augmentati
 
     Args:
         image: ``(B, C, *sampling_patch_size)`` floating point.
-        seg: ``(B, 1, *sampling_patch_size)`` integer labels.
+        seg: ``(B, S, *sampling_patch_size)`` integer labels (S label channels, e.g. a cascade's previous stage).
         params: The batch's parameters.
         config: Augmentation settings.
 
     Returns:
-        New tensors ``(B, C, *patch_size)`` and ``(B, 1, *patch_size)``, same dtypes and device as the inputs.
+        New tensors ``(B, C, *patch_size)`` and ``(B, S, *patch_size)``, same dtypes and device as the inputs.
     """
     crop = (slice(None), slice(None), *centre_crop_slices(config.sampling_patch_size, config.patch_size))
     image_out = image.new_empty((image.shape[0], image.shape[1], *config.patch_size))
-    seg_out = seg.new_empty((seg.shape[0], 1, *config.patch_size))
+    seg_out = seg.new_empty((seg.shape[0], seg.shape[1], *config.patch_size))
     # copy the crop only where no resampled result will overwrite it, one slice per run of such samples
     for start, stop in _runs(~params.do_spatial):
         image_out[start:stop] = image[start:stop][crop]
