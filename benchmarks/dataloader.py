@@ -120,7 +120,8 @@ def autounet_loader(prepared: Prepared, configuration: str, workers: int, batche
     augmentation = replace(default_augmentation(tuple(plan.patch_size), plan.ndim), masked_channels=masked)
     train_cases, _ = fold0_cases(prepared)
     sampler = PatchSampler(prepared.autounet_preprocessed / plan.data_identifier, train_cases, SamplerSettings(
-        tuple(augmentation.sampling_patch_size), plan.batch_size, recipe.oversample_foreground))
+        tuple(augmentation.sampling_patch_size), plan.batch_size, recipe.oversample_foreground,
+        final_patch_size=tuple(plan.patch_size)))
     augmenter = BatchAugmenter(augmentation, torch.device("cpu"))
     loader = BatchLoader(sampler, recipe.seed, num_workers=workers, augment=augmenter)
     start = 0.0

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# One command on a fresh machine: install autounet into .venv and run the main job on the example data.
+# One command on a fresh machine: install autounet into .venv and run the main job end to end on the example data:
+# example -> plan-and-preprocess -> train 2d and 3d_fullres on folds 0 and 1 (tiny budget) -> find-best ->
+# predict the test images with the chosen setup -> evaluate against their labels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -10,25 +12,42 @@ if [ ! -x .venv/bin/autounet ]; then
     .venv/bin/pip install -q -e ".[test]"
 fi
 export AUTOUNET_DATA=${AUTOUNET_DATA:-$PWD/autounet_data}
-run() { echo "+ autounet $*"; .venv/bin/autounet "$@"; }
+export PATH="$PWD/.venv/bin:$PATH"
+run() { echo "+ autounet $*"; autounet "$@"; }
+
+DATASET=Dataset501_ExampleMR
+RAW="$AUTOUNET_DATA/raw/$DATASET"
+RESULTS="$AUTOUNET_DATA/results/$DATASET"
+PREDICTIONS="$AUTOUNET_DATA/predictions/$DATASET"
 
 run example mr ct multichannel png2d              # ids 501-504 under $AUTOUNET_DATA/raw
 run verify -d 501
 run plan-and-preprocess -d 501                   # verify, fingerprint, plan, preprocess (resumable)
-run plan-and-preprocess -d 504
-# A deliberately tiny training budget, to show the whole loop on a CPU in about a minute.
-if [ ! -f "$AUTOUNET_DATA/results/Dataset504_ExamplePNG/2d/fold_0/checkpoint_final.pt" ]; then
-    run train -d 504 -c 2d -f 0 --epochs 2 --iterations-per-epoch 5
-fi
-PREDICTIONS="$AUTOUNET_DATA/predictions/Dataset504_ExamplePNG"
-run predict -i "$AUTOUNET_DATA/raw/Dataset504_ExamplePNG/imagesTs" -o "$PREDICTIONS" -d 504 -c 2d -f 0
-run evaluate "$AUTOUNET_DATA/raw/Dataset504_ExamplePNG/labelsTs" "$PREDICTIONS"   # writes summary.json, metrics.csv
+# A deliberately tiny budget, to show the whole loop on a CPU in a few minutes (real runs: 1000 x 250).
+for configuration in 2d 3d_fullres; do
+    for fold in 0 1; do
+        if [ ! -f "$RESULTS/$configuration/fold_$fold/validation/summary.json" ]; then
+            rm -rf "$RESULTS/$configuration/fold_$fold"       # an unfinished tiny run: start it again
+            run train -d 501 -c "$configuration" -f "$fold" --epochs 2 --iterations-per-epoch 5 --save-probabilities
+        fi
+    done
+done
+run find-best -d 501 -f 0 1                       # cross-validation of each configuration and their ensemble
+# find-best wrote the exact commands for new images; run them on the test images.
+sed -e "s#INPUT#$RAW/imagesTs#g" -e "s#OUTPUT#$PREDICTIONS#g" "$RESULTS/find_best/predict_commands.txt" > \
+    "$AUTOUNET_DATA/predict_commands.sh"
+echo "+ bash $AUTOUNET_DATA/predict_commands.sh"
+cat "$AUTOUNET_DATA/predict_commands.sh"
+bash -euo pipefail "$AUTOUNET_DATA/predict_commands.sh"
+# The last command's -o folder holds the final (ensembled, postprocessed) segmentations.
+FINAL=$(tail -n 1 "$AUTOUNET_DATA/predict_commands.sh" | sed -E 's#.* -o ([^ ]+).*#\1#')
+run evaluate "$RAW/labelsTs" "$FINAL"              # writes summary.json, metrics.csv
 echo
 echo "Done. Look at:"
-echo "  $AUTOUNET_DATA/raw/Dataset501_ExampleMR/                 the example dataset (nnU-Net v2 layout)"
-echo "  $AUTOUNET_DATA/preprocessed/Dataset501_ExampleMR/plans.json   the planned configurations"
-echo "  $AUTOUNET_DATA/preprocessed/Dataset501_ExampleMR/fingerprint.json"
-echo "  $AUTOUNET_DATA/results/Dataset504_ExamplePNG/2d/fold_0/progress.png   training curves"
-echo "  $AUTOUNET_DATA/results/Dataset504_ExamplePNG/2d/fold_0/validation/summary.json   Dice per class"
-echo "  $PREDICTIONS/   predictions for the test images, in the input's format and geometry"
-echo "  $PREDICTIONS/summary.json, metrics.csv   Dice, IoU, precision, recall, HD95, surface Dice per case and label"
+echo "  $RAW/   the example dataset (nnU-Net v2 layout)"
+echo "  $AUTOUNET_DATA/preprocessed/$DATASET/plans.json   the planned configurations"
+echo "  $RESULTS/3d_fullres/fold_0/progress.png   training curves"
+echo "  $RESULTS/find_best/summary.json   cross-validation Dice of each configuration and ensemble"
+echo "  $RESULTS/find_best/choice.json, postprocessing.json, predict_commands.txt   the chosen setup"
+echo "  $FINAL/   predictions for the test images, in the input's format and geometry"
+echo "  $FINAL/summary.json, metrics.csv   Dice, IoU, precision, recall, HD95, surface Dice per case and label"

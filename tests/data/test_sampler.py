@@ -91,3 +91,16 @@ def test_partly_padded_patch_equals_a_crop_of_the_padded_case(preprocessed_tiny:
     assert np.array_equal(image_patch, padded_image[(slice(None), *box)])
     assert np.array_equal(seg_patch, padded_seg[box])
     assert (seg_patch == PAD_LABEL).any()
+
+
+def test_final_patch_reaches_the_image_border_like_nnunet() -> None:
+    """With a sampling patch larger than the final patch, the sampled patch may start before the image by half
+    the difference (nnU-Net's need_to_pad), so the final centre patch can cover every border voxel."""
+    rng = np.random.default_rng(0)
+    starts = {tuple(_patch_start((100,), (40,), None, rng, (20,))) for _ in range(2000)}
+    assert min(s[0] for s in starts) == -10 and max(s[0] for s in starts) == 100 + 10 - 40
+    # without a final patch the sampled patch stays inside the image
+    starts = {tuple(_patch_start((100,), (40,), None, rng)) for _ in range(2000)}
+    assert min(s[0] for s in starts) == 0 and max(s[0] for s in starts) == 60
+    # a forced centre at the border is clamped to the padded range
+    assert _patch_start((100,), (40,), np.array([0]), rng, (20,)) == [-10]

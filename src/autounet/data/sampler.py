@@ -32,11 +32,15 @@ class SamplerSettings:
         patch_size: Spatial size of the sampled patch (the augmentation's larger sampling patch).
         batch_size: Patches per batch.
         oversample_foreground: Fraction of each batch forced to contain foreground.
+        final_patch_size: The patch the network sees (centre of the sampled patch after augmentation); ``None``
+            when it is ``patch_size``. The sampled patch may then reach past the image by half the difference, so
+            that the final patch still covers the image borders (nnU-Net's ``need_to_pad``).
     """
 
     patch_size: tuple[int, ...]
     batch_size: int
     oversample_foreground: float = 0.33
+    final_patch_size: tuple[int, ...] | None = None
 
 
 class PatchSampler:
@@ -129,7 +133,7 @@ class PatchSampler:
             slice_index = int(centre[0]) if centre is not None else int(rng.integers(spatial[0]))
             spatial = spatial[1:]
             centre = centre[1:] if centre is not None else None
-        starts = _patch_start(spatial, patch, centre, rng)
+        starts = _patch_start(spatial, patch, centre, rng, self.settings.final_patch_size)
         boxes = tuple(slice(max(s, 0), min(s + p, n)) for s, p, n in zip(starts, patch, spatial, strict=True))
         inside = tuple(slice(b.start - s, b.stop - s) for b, s in zip(boxes, starts, strict=True))
         for axis, (region, length) in enumerate(zip(inside, patch, strict=True)):
@@ -159,11 +163,13 @@ class PatchSampler:
 
 
 def _patch_start(shape: Sequence[int], patch: Sequence[int], centre: np.ndarray | None,
-                 rng: np.random.Generator) -> list[int]:
-    """Lower corner of the patch; may be negative (padding) when the image is smaller than the patch."""
+                 rng: np.random.Generator, final_patch: Sequence[int] | None = None) -> list[int]:
+    """Lower corner of the patch; may be negative (padding) when the image is smaller than the patch, or by up
+    to half of ``patch - final_patch`` so that the final (centre) patch can reach every image border."""
     starts = []
-    for axis, (size, length) in enumerate(zip(shape, patch, strict=True)):
-        need = max(0, length - size)
+    final = final_patch if final_patch is not None else patch
+    for axis, (size, length, final_length) in enumerate(zip(shape, patch, final, strict=True)):
+        need = max(0, length - size, length - final_length)
         low = -(need // 2)
         high = size + need // 2 + need % 2 - length
         if centre is None:

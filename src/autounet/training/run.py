@@ -204,7 +204,7 @@ def _build_parts(configuration: ConfigurationPlan, labels: LabelScheme, data_fol
     augmentation = replace(default_augmentation(patch, configuration.ndim), masked_channels=masked)
     sampling_patch = tuple(augmentation.sampling_patch_size) if recipe.augmentation else patch
     train_sampler = PatchSampler(data_folder, train_cases, SamplerSettings(
-        sampling_patch, batch_size, oversample), previous_stage)
+        sampling_patch, batch_size, oversample, final_patch_size=patch), previous_stage)
     val_sampler = PatchSampler(data_folder, val_cases, SamplerSettings(patch, batch_size, oversample), previous_stage)
     # A cascade stage also sees the previous stage's prediction, one channel per foreground label.
     previous_stage_labels = labels.foreground_labels if previous_stage is not None else ()
