@@ -16,6 +16,7 @@ NonDetMultiThreadedAugmenter with ``nnUNet_n_proc_DA`` processes). ``step``: sec
 ``nnUNetTrainer.train_step`` on one fixed batch from that loader. ``train``: fold 0 of the default
 ``nnUNetTrainer`` with a reduced budget (epochs, iterations per epoch and validation iterations set on the trainer
 before it starts), then its own final validation (``perform_actual_validation``); reports its ``summary.json``.
+``stepdump``: one ``train_step``-equivalent on one batch, saving weights, batch, loss and gradients (``--out``).
 """
 
 from __future__ import annotations
@@ -98,10 +99,35 @@ def _train(args: argparse.Namespace) -> dict:
             "seconds": time.perf_counter() - start, "output_folder": trainer.output_folder}
 
 
+def _stepdump(args: argparse.Namespace) -> dict:
+    """One training step on one batch from nnU-Net's loader; save weights before/after, batch, loss, gradients."""
+    torch.manual_seed(0)
+    trainer = _trainer(args.dataset_id, args.configuration, args.threads)
+    train, val = trainer.get_dataloaders()
+    batch = next(train)
+    for augmenter in (train, val):
+        if hasattr(augmenter, "_finish"):
+            augmenter._finish()
+    network = trainer.network
+    network.train()
+    before = {key: value.clone() for key, value in network.state_dict().items()}
+    trainer.optimizer.zero_grad()
+    outputs = network(batch["data"])
+    loss = trainer.loss(outputs, batch["target"])
+    loss.backward()
+    gradients = {key: p.grad.clone() for key, p in network.named_parameters() if p.grad is not None}
+    torch.nn.utils.clip_grad_norm_(network.parameters(), 12)
+    trainer.optimizer.step()
+    torch.save({"before": before, "after": network.state_dict(), "data": batch["data"], "target": batch["target"],
+                "loss": loss.detach(), "gradients": gradients, "output": outputs[0].detach(),
+                "lr": trainer.optimizer.param_groups[0]["lr"]}, args.out)
+    return {"loss": float(loss), "file": args.out}
+
+
 def main() -> int:
     """Parse arguments, run one measurement, print ``RESULT <json>``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("loader", "step", "train"))
+    parser.add_argument("mode", choices=("loader", "step", "train", "stepdump"))
     parser.add_argument("dataset_id")
     parser.add_argument("configuration")
     parser.add_argument("--batches", type=int, default=30)
@@ -110,8 +136,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--val-iterations", type=int, default=5)
+    parser.add_argument("--out", default="stepdump.pt", help="stepdump: file to write")
     args = parser.parse_args()
-    result = {"loader": _loader, "step": _step, "train": _train}[args.mode](args)
+    result = {"loader": _loader, "step": _step, "train": _train, "stepdump": _stepdump}[args.mode](args)
     sys.stdout.flush()
     print("RESULT " + json.dumps(result), flush=True)
     return 0

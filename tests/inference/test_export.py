@@ -1,4 +1,4 @@
-"""Export class by class, softmax in slabs: identical to resampling all classes at once."""
+"""Export class by class, softmax in slabs: identical to resampling all logits at once (nnU-Net's order)."""
 
 from __future__ import annotations
 
@@ -28,15 +28,14 @@ def _case() -> CaseProperties:
 
 def _reference(logits: torch.Tensor, properties: CaseProperties, plans: Plans, order: tuple[int, ...] | None,
                ) -> tuple[np.ndarray, np.ndarray]:
-    """The unchunked algorithm: all probabilities at once, resampled together, then labels."""
+    """The unchunked algorithm (nnU-Net's order): all logits resampled together, then labels and probabilities."""
     region_based = order is not None
-    probabilities = logits_to_probabilities(logits, region_based).numpy()
     spacing = tuple(properties.original_geometry.spacing[a] for a in plans.axis_order)
     plan = replace(plans.configuration("3d_fullres").resampling, image_order=1)
-    resampled = resample_to_shape(probabilities, properties.shape_after_crop, properties.spacing_after_resampling,
-                                  spacing, plan)
-    scores = torch.from_numpy(resampled)
-    cropped = logits_to_segmentation(scores - 0.5 if region_based else scores, order).numpy()
+    resampled_logits = resample_to_shape(logits.numpy(), properties.shape_after_crop,
+                                         properties.spacing_after_resampling, spacing, plan)
+    cropped = logits_to_segmentation(torch.from_numpy(resampled_logits), order).numpy()
+    resampled = logits_to_probabilities(torch.from_numpy(resampled_logits), region_based).numpy()
     box = tuple(slice(a, b) for a, b in properties.bbox_used_for_cropping)
     seg = np.zeros(properties.shape_before_crop, dtype=cropped.dtype)
     seg[box] = cropped
@@ -66,7 +65,7 @@ def test_chunked_export_equals_unchunked(plans: Plans, order: tuple[int, ...] | 
     assert np.array_equal(seg, expected_seg) and seg.shape == (23, 19, 9)
     assert probabilities is not None
     np.testing.assert_allclose(probabilities, expected_probabilities, rtol=0, atol=1e-6)
-    assert torch.equal(logits, original) != overwrite  # overwritten only when allowed
+    assert torch.equal(logits, original)  # never modified (read one channel at a time)
     seg_only, none = export_prediction(original.clone(), properties, plans, plans.configuration("3d_fullres"),
                                        order, chunk_voxels=1)
     assert none is None and np.array_equal(seg_only, expected_seg)

@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--disable-tta", action="store_true", help="no mirroring test-time augmentation (faster)")
     parser.add_argument("--save-probabilities", action="store_true", help="also write <case>.npz probabilities")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="windows per network call (default: 4 on the CPU, where batching roughly halves the "
+                             "time per window; 1 on a GPU); results do not depend on it")
     parser.add_argument("--checkpoint", default="checkpoint_final.pt", metavar="NAME",
                         help="checkpoint file in each fold folder (default: %(default)s)")
     post = parser.add_mutually_exclusive_group()
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     folds = _parse_folds(args.folds) if args.folds else available_folds(model_folder, checkpoint)
     settings = PredictionSettings(step_size=args.step_size, use_mirroring=not args.disable_tta,
                                   save_probabilities=args.save_probabilities,
+                                  batch_size=args.batch_size or (4 if str(args.device) == "cpu" else 1),
                                   show_progress=not getattr(args, "quiet", False),
                                   postprocessing=postprocessing_for(args, model_folder))
     if str(args.device) == "cpu":

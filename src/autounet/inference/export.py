@@ -1,13 +1,16 @@
 """From network output in preprocessed space back to the original image: resample to the cropped shape,
 turn into labels, un-crop, undo the axis permutation.
 
+As nnU-Net v2, the logits are resampled and the nonlinearity comes after (argmax of the resampled logits;
+regions on where a resampled logit is > 0), so a model gives the same labels under both tools.
+
 Memory: the original grid can be far larger than the preprocessed one (a 512x512x800 CT holds 210 M voxels,
-840 MB per float32 channel). Probabilities are therefore resampled one class at a time and folded into a
-running argmax (:class:`~autounet.inference.logits.SegmentationBuilder`), so without ``return_probabilities``
-the original-size float data alive at once is one resampled channel plus the running maximum, whatever the
-number of classes. The softmax is taken in slabs, in place when the caller hands over its logits. Every
-channel is resampled by the same call as before, so labels and probabilities are identical to resampling
-all classes together.
+840 MB per float32 channel). Logits are therefore resampled one class at a time and folded into a running
+argmax (:class:`~autounet.inference.logits.SegmentationBuilder`), so without ``return_probabilities`` the
+original-size float data alive at once is one resampled channel plus the running maximum, whatever the
+number of classes. Every channel is resampled by the same call as all classes together would be, so the
+result does not depend on this. Probabilities, when asked for, are the softmax of the resampled logits,
+taken in slabs in place.
 """
 
 from __future__ import annotations
@@ -45,9 +48,10 @@ def export_prediction(logits: torch.Tensor, properties: CaseProperties, plans: P
         configuration: Supplies the resampling settings.
         region_class_order: For region-based models, the label painted for each region.
         return_probabilities: Also return probabilities in the original grid.
-        overwrite_logits: The caller no longer needs ``logits`` (float32, CPU): turn them into probabilities
-            in place instead of allocating a second ``(K, *spatial)`` array.
-        chunk_voxels: Voxels per slab of the softmax (memory knob; the result does not depend on it).
+        overwrite_logits: Kept for callers that hand over their logits; they are never modified now (they are
+            read one channel at a time).
+        chunk_voxels: Voxels per slab of the softmax of returned probabilities (memory knob; the result does
+            not depend on it).
 
     Returns:
         ``seg`` integer ``(*original spatial)`` in raw axis order, and float32 probabilities
@@ -55,10 +59,10 @@ def export_prediction(logits: torch.Tensor, properties: CaseProperties, plans: P
         transposed view (not C-contiguous) when the plan permutes axes, to avoid a copy of the largest array.
     """
     region_based = region_class_order is not None
-    probabilities = probabilities_in_slabs(logits, region_based, overwrite_logits, chunk_voxels)
-    num_channels = probabilities.shape[0]
+    del overwrite_logits  # logits are read channel by channel; nothing full-size is allocated from them
+    num_channels = logits.shape[0]
     original_spacing = _transposed(properties.original_geometry.spacing, plans.axis_order)
-    # Probabilities are smooth: linear interpolation in-plane, nearest across thick slices (nnU-Net).
+    # Logits are smooth: linear interpolation in-plane, nearest across thick slices (nnU-Net).
     plan = replace(configuration.resampling, image_order=1)
     box = tuple(slice(start, stop) for start, stop in properties.bbox_used_for_cropping)
     full = None
@@ -66,17 +70,17 @@ def export_prediction(logits: torch.Tensor, properties: CaseProperties, plans: P
         full = np.zeros((num_channels, *properties.shape_before_crop), dtype=np.float32)
         if not region_based:
             full[0] = 1.0  # outside the crop box is background with certainty
-    # Argmax of probabilities equals argmax of logits; a sigmoid region is on where p > 0.5.
-    builder = SegmentationBuilder(num_channels, region_class_order, region_threshold=0.5)
+    builder = SegmentationBuilder(num_channels, region_class_order, region_threshold=0.0)
     for channel in range(num_channels):
-        resampled = resample_to_shape(probabilities[channel:channel + 1].numpy(), properties.shape_after_crop,
-                                      properties.spacing_after_resampling, original_spacing, plan)[0]
+        source = logits[channel:channel + 1].detach().to("cpu", torch.float32).numpy()
+        resampled = resample_to_shape(source, properties.shape_after_crop, properties.spacing_after_resampling,
+                                      original_spacing, plan)[0]
         if full is not None:
             full[(channel, *box)] = resampled  # before the builder may reuse `resampled` as its maximum
-        # `resampled` is new, or (shape unchanged) a view of `probabilities`, which this function owns.
+        if np.may_share_memory(resampled, source):
+            resampled = resampled.copy()  # unchanged shape: a view of the caller's logits, which we must not modify
         builder.add(torch.from_numpy(resampled))
         del resampled
-    del probabilities
     cropped_seg = builder.result().numpy()
     seg = np.zeros(properties.shape_before_crop, dtype=cropped_seg.dtype)
     seg[box] = cropped_seg
@@ -85,6 +89,9 @@ def export_prediction(logits: torch.Tensor, properties: CaseProperties, plans: P
     seg = np.ascontiguousarray(seg.transpose(inverse))
     if full is None:
         return seg, None
+    # Inside the crop box `full` holds resampled logits: turn them into probabilities where they are.
+    probabilities_in_slabs(torch.from_numpy(full[(slice(None), *box)]), region_based, overwrite=True,
+                           chunk_voxels=chunk_voxels)
     return seg, full.transpose((0, *(i + 1 for i in inverse)))
 
 
