@@ -370,3 +370,22 @@ def test_each_step_alone(step: object, ndim: int) -> None:
     assert set(out_seg.unique().tolist()) <= {0, 1, 2}
     if step.switches:
         assert not torch.equal(out_image, centre_crop(image, config))
+
+
+def test_linear_label_interpolation_keeps_labels_on_identity_and_pads_outside() -> None:
+    """nnU-Net's label resampling: per-label linear indicators, argmax; outside the patch the padding label."""
+    import torch.nn.functional as F  # noqa: N812
+
+    from autounet.data.augmentation.spatial import _warp_labels_linear
+
+    seg = torch.randint(-1, 4, (2, 2, 6, 7), generator=torch.Generator().manual_seed(0)).to(torch.int16)
+    identity = F.affine_grid(torch.eye(2, 3).expand(2, 2, 3), [2, 1, 6, 7], align_corners=False)
+    assert torch.equal(_warp_labels_linear(seg, identity, -1), seg)
+    # Shift by a whole patch width: every voxel samples outside the patch.
+    shifted = identity.clone()
+    shifted[..., 0] += 3.0
+    assert bool((_warp_labels_linear(seg, shifted, -1) == -1).all())
+    # Half a voxel between a label-2 column and a label-1 column: a tie keeps the first (smaller) label.
+    halves = torch.tensor([[[[1, 2]]]], dtype=torch.int16)
+    between = torch.zeros(1, 1, 1, 2)
+    assert _warp_labels_linear(halves, between, -1).item() == 1

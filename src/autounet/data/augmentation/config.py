@@ -79,6 +79,9 @@ class AugmentationConfig:
         p_mirror_per_axis: Probability of flipping each of ``mirror_axes``.
         masked_channels: Image channels set to 0 where the segmentation is negative (outside the image),
             for channels normalised inside a non-zero mask (nnU-Net's ``MaskImageTransform``).
+        seg_linear_interpolation: Resample labels of rotated/scaled samples as nnU-Net v2 does: each label's
+            indicator linearly, then the label with the largest value (``False``: nearest neighbour, one
+            resampling whatever the number of labels, slightly more jagged boundaries).
         remove_padding_label: Replace ``seg_padding_value`` by 0 at the end, as nnU-Net's ``RemoveLabel``.
     """
 
@@ -94,6 +97,7 @@ class AugmentationConfig:
     elastic_alpha_range: Range = (0.0, 0.05)
     elastic_sigma_range: Range = (0.05, 0.15)
     seg_padding_value: int = -1
+    seg_linear_interpolation: bool = True
     p_noise: float = 0.1
     noise_std_range: Range = (0.0, 0.1)
     p_blur: float = 0.2
