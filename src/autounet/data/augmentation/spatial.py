@@ -89,18 +89,17 @@ def spatial_transform(image: torch.Tensor, seg: torch.Tensor, params: Augmentati
 def _warp_labels_linear(seg: torch.Tensor, grid: torch.Tensor, padding_value: int) -> torch.Tensor:
     """Per label: resample its indicator linearly; keep the label with the largest value (first on ties).
 
-    Voxels whose every indicator resamples to 0 lie outside the sampled patch: they get ``padding_value``.
+    All indicators go through one ``grid_sample`` call as channels, so the interpolation weights are computed
+    once. Voxels whose every indicator resamples to 0 lie outside the sampled patch: they get ``padding_value``.
     """
-    out = torch.full((seg.shape[0], seg.shape[1], *grid.shape[1:-1]), padding_value, dtype=seg.dtype,
-                     device=seg.device)
-    best = torch.zeros(out.shape, dtype=grid.dtype, device=seg.device)
-    for label in torch.unique(seg).tolist():
-        indicator = (seg == label).to(grid.dtype)
-        score = F.grid_sample(indicator, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        better = score > best
-        out.masked_fill_(better, label)
-        torch.maximum(best, score, out=best)
-    return out
+    labels = torch.unique(seg)
+    n, channels = seg.shape[:2]
+    indicators = (seg.unsqueeze(1) == labels.view(1, -1, *([1] * (seg.ndim - 1)))).to(grid.dtype)
+    scores = F.grid_sample(indicators.flatten(1, 2), grid, mode="bilinear", padding_mode="zeros",
+                           align_corners=False).view(n, len(labels), channels, *grid.shape[1:-1])
+    best, index = scores.max(dim=1)  # the first label on ties, as an argmax over one-hot channels
+    out = labels.to(seg.dtype)[index]
+    return out.masked_fill_(best <= 0, padding_value)
 
 
 def _runs(mask: torch.Tensor) -> list[tuple[int, int]]:
