@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -60,7 +61,6 @@ def _autounet(prepared: Prepared, configuration: str, budget: tuple[int, int, in
                    "-f", "0", "--epochs", str(epochs), "--iterations-per-epoch", str(iterations),
                    "--validation-iterations", str(val_iterations), "--data-root", str(data), "-q"]
         if folder.exists():
-            import shutil
             shutil.rmtree(folder)
         run = timed_run(command, log=WORK / "learns" / f"autounet_{configuration}.log")
         if run.returncode != 0:

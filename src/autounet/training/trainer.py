@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autounet.data.loader import BatchLoader, step_seed
+from autounet.data.loader import Augment, BatchLoader, step_seed
 from autounet.inference.cascade import previous_stage_one_hot
 from autounet.io.checkpoints import save_checkpoint
 from autounet.progress import progress
@@ -29,8 +29,6 @@ __all__ = ["Augment", "Trainer", "TrainingParts", "TrainingState"]
 
 logger = logging.getLogger(__name__)
 
-# (image (B,C,*sampling patch), seg (B,1,*sampling patch), generator) -> (image, seg) at the final patch size.
-Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 METRICS = ("train_loss", "val_loss", "pseudo_dice", "pseudo_dice_ema", "pseudo_dice_per_class", "learning_rate",
            "epoch_seconds")
 

@@ -37,7 +37,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ValidationJob:
-    """What the final validation predicts and where it writes."""
+    """What the final validation predicts and where it writes.
+
+    ``next_stage``/``next_stage_output``: for a lower cascade stage, the next stage's configuration and the
+    folder (:func:`next_stage_folder`) that receives each case's prediction in its grid.
+    ``previous_stage_folder``: for a cascade stage, where the previous stage's predictions of these cases are.
+    """
 
     plans: Plans
     configuration: ConfigurationPlan
