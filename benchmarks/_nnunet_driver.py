@@ -59,13 +59,19 @@ def _loader(args: argparse.Namespace) -> dict:
             "compiled": trainer._do_i_compile()}
 
 
-def _step(args: argparse.Namespace) -> dict:
-    trainer = _trainer(args.dataset_id, args.configuration, args.threads)
+def _first_batch(trainer) -> dict:  # noqa: ANN001 - nnU-Net type
+    """One augmented batch from nnU-Net's training loader; its worker processes are stopped afterwards."""
     train, val = trainer.get_dataloaders()
     batch = next(train)
     for augmenter in (train, val):
         if hasattr(augmenter, "_finish"):
             augmenter._finish()
+    return batch
+
+
+def _step(args: argparse.Namespace) -> dict:
+    trainer = _trainer(args.dataset_id, args.configuration, args.threads)
+    batch = _first_batch(trainer)
     trainer.network.train()
     times = []
     for _ in range(args.warmup + args.iterations):
@@ -103,11 +109,7 @@ def _stepdump(args: argparse.Namespace) -> dict:
     """One training step on one batch from nnU-Net's loader; save weights before/after, batch, loss, gradients."""
     torch.manual_seed(0)
     trainer = _trainer(args.dataset_id, args.configuration, args.threads)
-    train, val = trainer.get_dataloaders()
-    batch = next(train)
-    for augmenter in (train, val):
-        if hasattr(augmenter, "_finish"):
-            augmenter._finish()
+    batch = _first_batch(trainer)
     network = trainer.network
     network.train()
     before = {key: value.clone() for key, value in network.state_dict().items()}

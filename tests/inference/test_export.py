@@ -53,15 +53,14 @@ def plans(preprocessed_tiny: tuple) -> Plans:
 
 
 @pytest.mark.parametrize("order", [None, (1, 2, 3)], ids=["softmax", "regions"])
-@pytest.mark.parametrize("overwrite", [False, True])
-def test_chunked_export_equals_unchunked(plans: Plans, order: tuple[int, ...] | None, overwrite: bool) -> None:
+def test_chunked_export_equals_unchunked(plans: Plans, order: tuple[int, ...] | None) -> None:
     properties = _case()
     logits = torch.from_numpy(np.random.default_rng(3).normal(0, 2, (3, *properties.shape_after_resampling))
                               .astype(np.float32))
     expected_seg, expected_probabilities = _reference(logits, properties, plans, order)
     original = logits.clone()
     seg, probabilities = export_prediction(logits, properties, plans, plans.configuration("3d_fullres"), order,
-                                           return_probabilities=True, overwrite_logits=overwrite, chunk_voxels=7)
+                                           return_probabilities=True, chunk_voxels=7)
     assert np.array_equal(seg, expected_seg) and seg.shape == (23, 19, 9)
     assert probabilities is not None
     np.testing.assert_allclose(probabilities, expected_probabilities, rtol=0, atol=1e-6)

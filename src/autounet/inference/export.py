@@ -37,7 +37,7 @@ DEFAULT_CHUNK_VOXELS = 2**24
 
 def export_prediction(logits: torch.Tensor, properties: CaseProperties, plans: Plans,
                       configuration: ConfigurationPlan, region_class_order: Sequence[int] | None = None,
-                      return_probabilities: bool = False, overwrite_logits: bool = False,
+                      return_probabilities: bool = False,
                       chunk_voxels: int = DEFAULT_CHUNK_VOXELS) -> tuple[np.ndarray, np.ndarray | None]:
     """Segmentation (and probabilities) of a case in its original voxel grid.
 
@@ -48,8 +48,6 @@ def export_prediction(logits: torch.Tensor, properties: CaseProperties, plans: P
         configuration: Supplies the resampling settings.
         region_class_order: For region-based models, the label painted for each region.
         return_probabilities: Also return probabilities in the original grid.
-        overwrite_logits: Kept for callers that hand over their logits; they are never modified now (they are
-            read one channel at a time).
         chunk_voxels: Voxels per slab of the softmax of returned probabilities (memory knob; the result does
             not depend on it).
 
@@ -59,7 +57,6 @@ def export_prediction(logits: torch.Tensor, properties: CaseProperties, plans: P
         transposed view (not C-contiguous) when the plan permutes axes, to avoid a copy of the largest array.
     """
     region_based = region_class_order is not None
-    del overwrite_logits  # logits are read channel by channel; nothing full-size is allocated from them
     num_channels = logits.shape[0]
     original_spacing = _transposed(properties.original_geometry.spacing, plans.axis_order)
     # Logits are smooth: linear interpolation in-plane, nearest across thick slices (nnU-Net).

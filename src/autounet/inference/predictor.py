@@ -376,11 +376,10 @@ class Predictor:
         return replace(prepared, data=np.empty(0, np.float32), previous_data=None), logits
 
     def _export(self, logits: torch.Tensor, properties: CaseProperties) -> tuple[np.ndarray, np.ndarray | None]:
-        """Label map (postprocessed) and optional probabilities in the original grid; consumes ``logits``."""
+        """Label map (postprocessed) and optional probabilities in the original grid."""
         seg, probabilities = export_prediction(logits, properties, self.model.plans, self.model.configuration,
                                                self.region_class_order,
-                                               return_probabilities=self.settings.save_probabilities,
-                                               overwrite_logits=True)
+                                               return_probabilities=self.settings.save_probabilities)
         if self.settings.postprocessing is not None:
             seg = apply_postprocessing(seg, self.settings.postprocessing)
         return seg, probabilities
