@@ -15,7 +15,8 @@ production is timed):
   ``benchmarks/_nnunet_driver.py`` inside nnU-Net's venv);
 * autounet: ``BatchLoader(num_workers=workers, augment=BatchAugmenter(cpu))``, i.e. sampling and augmentation in
   ``workers`` threads (each running torch on one thread, as nnU-Net's worker processes are single-threaded), as
-  autounet trains on the CPU, with ``torch.set_num_threads(workers)`` in the main process like nnU-Net's side;
+  autounet trains on the CPU, with ``torch.set_num_threads(workers)`` in the main process like nnU-Net's side
+  and glibc malloc tuned as ``autounet train`` does (``tune_cpu_allocator``; nnU-Net leaves it at its defaults);
   the main thread only does what the trainer does with a finished batch (``torch.from_numpy``, labels to int64).
 """
 
@@ -110,10 +111,12 @@ def autounet_loader(prepared: Prepared, configuration: str, workers: int, batche
     from autounet.data.augmentation import BatchAugmenter, default_augmentation
     from autounet.data.loader import BatchLoader
     from autounet.data.sampler import PatchSampler, SamplerSettings
+    from autounet.inference.cpu_memory import tune_cpu_allocator
     from autounet.planning.plans import load_plans
     from autounet.training.recipe import TrainingRecipe
 
     torch.set_num_threads(workers)
+    tune_cpu_allocator()  # as `autounet train` does at start-up
     plan = load_plans(prepared.autounet_preprocessed / "plans.json").configuration(configuration)
     recipe = TrainingRecipe()
     masked = tuple(i for i, n in enumerate(plan.normalization) if n.use_nonzero_mask)

@@ -37,6 +37,7 @@ def autounet_step(prepared: Prepared, configuration: str, threads: int, iteratio
     import torch
 
     from autounet.dataset.raw import load_raw_dataset
+    from autounet.inference.cpu_memory import tune_cpu_allocator
     from autounet.planning.plans import load_plans
     from autounet.training.labels import LabelScheme
     from autounet.training.recipe import RunOptions, TrainingRecipe
@@ -44,6 +45,7 @@ def autounet_step(prepared: Prepared, configuration: str, threads: int, iteratio
     from autounet.training.trainer import Trainer
 
     torch.set_num_threads(threads)
+    tune_cpu_allocator()  # as `autounet train` does at start-up
     plan = load_plans(prepared.autounet_preprocessed / "plans.json").configuration(configuration)
     recipe = TrainingRecipe()
     labels = LabelScheme.from_description(load_raw_dataset(prepared.raw).description)

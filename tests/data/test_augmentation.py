@@ -372,6 +372,29 @@ def test_each_step_alone(step: object, ndim: int) -> None:
         assert not torch.equal(out_image, centre_crop(image, config))
 
 
+@pytest.mark.parametrize(("spatial", "out", "label_high"), [((17, 19), (12, 10), 4), ((9, 11, 13), (6, 8, 7), 4),
+                                                         ((9, 11, 13), (6, 8, 7), 300)])
+def test_linear_label_interpolation_equals_resampled_indicators(spatial: tuple[int, ...], out: tuple[int, ...],
+                                                                label_high: int) -> None:
+    """The neighbour-weight computation gives exactly grid_sample of each label's indicator, then argmax."""
+    from autounet.data.augmentation.spatial import _warp_labels_linear
+
+    generator = torch.Generator().manual_seed(len(spatial) + label_high)
+    seg = torch.randint(-1, label_high, (3, 2, *spatial), generator=generator).to(torch.int16)
+    # random affine maps, some reaching far outside the patch; 300 labels take the sorted-labels path
+    theta = torch.randn(3, len(spatial), len(spatial) + 1, generator=generator) * 0.6
+    grid = F.affine_grid(theta, [3, 1, *out], align_corners=False)
+    labels = torch.unique(seg)
+    indicators = (seg.unsqueeze(1) == labels.view(1, -1, *([1] * (seg.ndim - 1)))).float().flatten(1, 2)
+    scores = F.grid_sample(indicators, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    best, index = scores.view(3, len(labels), 2, *out).max(dim=1)
+    expected = labels[index].masked_fill_(best <= 0, -1)
+    result = _warp_labels_linear(seg, grid, -1)
+    assert result.dtype == seg.dtype
+    assert torch.equal(result, expected)
+    assert bool((expected == -1).any()) and bool((expected >= 0).any())
+
+
 def test_linear_label_interpolation_keeps_labels_on_identity_and_pads_outside() -> None:
     """nnU-Net's label resampling: per-label linear indicators, argmax; outside the patch the padding label."""
     import torch.nn.functional as F  # noqa: N812

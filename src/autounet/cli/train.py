@@ -8,6 +8,7 @@ import math
 from autounet.cli._common import add_dataset_argument
 from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import ConfigError
+from autounet.inference.cpu_memory import tune_cpu_allocator
 from autounet.paths import Paths
 from autounet.training.distributed import distributed_session
 from autounet.training.recipe import RunOptions, TrainingRecipe
@@ -66,6 +67,9 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     raw = find_raw_dataset(paths.raw, args.dataset)
     job = FoldJob(raw_dataset=raw, preprocessed=paths.preprocessed / raw.name, results=paths.results / raw.name,
                   configuration=args.configuration, fold=fold, plans_name=args.plans)
+    # The loader allocates and frees patch-sized arrays for every batch (and, on the CPU, every augmentation
+    # temporary); with glibc's defaults each one page-faults fresh memory: ~30% of the loader's time in 3D.
+    tune_cpu_allocator()
     with distributed_session(options.device) as context:
         output = train_fold(job, recipe, options, context)
     if context.is_main:

@@ -35,7 +35,7 @@ def tune_cpu_allocator() -> bool:
     Sets ``M_MMAP_THRESHOLD`` to 32 MiB (allocations up to that size come from the heap, and the dynamic
     threshold adjustment is switched off), ``M_TRIM_THRESHOLD`` to the maximum (the heap is never trimmed)
     and ``M_TOP_PAD`` to 64 MiB. Process-wide and irreversible: call it once at program start (CLI
-    ``predict``, final validation), never from library code on import. Allocations above 32 MiB (feature maps
+    ``predict`` and ``train``), never from library code on import. Allocations above 32 MiB (feature maps
     of large networks) are still served by ``mmap``.
 
     Returns:

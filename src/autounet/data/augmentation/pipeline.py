@@ -10,12 +10,10 @@ inverted image, gamma, mirroring, then masking of ``masked_channels`` and remova
 replayed exactly (``apply(params, image, seg)`` twice gives identical tensors on the same device).
 
 Deviations from nnU-Net, all deliberate: parameters come from one seeded generator per batch rather than the
-global NumPy state of each worker (same distributions, not the same numbers); segmentations are resampled by
-nearest neighbour instead of per-label linear interpolation and argmax (see :mod:`.spatial`); a resampled
-sample is centred on the same voxel as the plain centre crop (nnU-Net's differ by up to half a voxel when
-the sampled and final sizes differ by an odd number); elastic deformation (off in nnU-Net) uses our own
-parametrisation; and the image is resampled with linear interpolation, as batchgeneratorsv2 does (nnU-Net
-v1 used cubic splines).
+global NumPy state of each worker (same distributions, not the same numbers); a resampled sample is centred
+on the same voxel as the plain centre crop (nnU-Net's differ by up to half a voxel when the sampled and final
+sizes differ by an odd number); and elastic deformation (off in nnU-Net) uses our own parametrisation. Images
+are resampled linearly and labels per label linearly then argmax, both as batchgeneratorsv2 does.
 """
 
 from __future__ import annotations
