@@ -372,15 +372,21 @@ def test_each_step_alone(step: object, ndim: int) -> None:
         assert not torch.equal(out_image, centre_crop(image, config))
 
 
-@pytest.mark.parametrize(("spatial", "out", "label_high"), [((17, 19), (12, 10), 4), ((9, 11, 13), (6, 8, 7), 4),
-                                                         ((9, 11, 13), (6, 8, 7), 300)])
+@pytest.mark.parametrize(("spatial", "out", "label_high", "block"), [
+    ((17, 19), (12, 10), 4, 1), ((9, 11, 13), (6, 8, 7), 4, 1), ((9, 11, 13), (6, 8, 7), 300, 1),
+    ((18, 21), (12, 10), 4, 3), ((9, 12, 15), (6, 8, 7), 4, 3)])
 def test_linear_label_interpolation_equals_resampled_indicators(spatial: tuple[int, ...], out: tuple[int, ...],
-                                                                label_high: int) -> None:
-    """The neighbour-weight computation gives exactly grid_sample of each label's indicator, then argmax."""
+                                                                label_high: int, block: int) -> None:
+    """The neighbour-weight computation gives exactly grid_sample of each label's indicator, then argmax.
+
+    Voxel-wise random labels make every voxel a boundary; ``block`` > 1 gives regions of one label, where
+    voxels with agreeing neighbours take the shortcut.
+    """
     from autounet.data.augmentation.spatial import _warp_labels_linear
 
-    generator = torch.Generator().manual_seed(len(spatial) + label_high)
-    seg = torch.randint(-1, label_high, (3, 2, *spatial), generator=generator).to(torch.int16)
+    generator = torch.Generator().manual_seed(len(spatial) + label_high + block)
+    coarse = torch.randint(-1, label_high, (3, 2, *(s // block for s in spatial)), generator=generator)
+    seg = F.interpolate(coarse.float(), scale_factor=block, mode="nearest").to(torch.int16)
     # random affine maps, some reaching far outside the patch; 300 labels take the sorted-labels path
     theta = torch.randn(3, len(spatial), len(spatial) + 1, generator=generator) * 0.6
     grid = F.affine_grid(theta, [3, 1, *out], align_corners=False)
