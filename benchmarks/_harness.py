@@ -14,6 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# The autounet CLI makes idle OpenMP threads sleep (see autounet/cli/__init__.py); the benchmarks that run
+# autounet in-process do the same here, before torch is imported. nnU-Net's runs inherit it, so both tools are
+# measured alike.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 WORK = Path(__file__).resolve().parent / "_work"
 NNUNET_VENV = WORK / "nnunet_venv"
 TORCH_PIN = "torch==2.13.0"
