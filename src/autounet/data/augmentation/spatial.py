@@ -30,7 +30,7 @@ from autounet.data.augmentation.params import AugmentationParameters, spatial_tr
 
 __all__ = ["centre_crop_slices", "spatial_transform"]
 
-# Label runs up to this length are scored as a whole run (see _label_indexer); longer ones use the present labels.
+# Label runs up to this length are scored as a whole run (see _candidate_labels); longer ones use the labels present.
 _MAX_LABEL_RUN = 16
 
 
