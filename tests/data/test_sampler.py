@@ -104,3 +104,18 @@ def test_final_patch_reaches_the_image_border_like_nnunet() -> None:
     assert min(s[0] for s in starts) == 0 and max(s[0] for s in starts) == 60
     # a forced centre at the border is clamped to the padded range
     assert _patch_start((100,), (40,), np.array([0]), rng, (20,)) == [-10]
+
+
+def test_windows_write_only_their_part_and_draw_the_same_patches(preprocessed_tiny: tuple) -> None:
+    """A window (what augmentation will read) gets exactly the values of the full patch there."""
+    sampler = _sampler(preprocessed_tiny, "3d_fullres", (14, 20, 30), batch=3)
+    full_image, full_seg = sampler.sample_batch(np.random.default_rng(4))
+    # one window partly outside the image, one full patch, one window in a corner
+    windows = [(slice(3, 11), slice(5, 15), slice(7, 23)), None, (slice(0, 2), slice(0, 3), slice(26, 30))]
+    image, seg = sampler.sample_batch(np.random.default_rng(4), windows)
+    for index, window in enumerate(windows):
+        part = (index, slice(None), *(window or ()))
+        assert np.array_equal(image[part], full_image[part])
+        assert np.array_equal(seg[part], full_seg[part])
+    with pytest.raises(ValueError, match="one window per sample"):
+        sampler.sample_batch(np.random.default_rng(4), windows[:2])

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from autounet.data.augmentation import BatchAugmenter
 from autounet.data.sampler import PatchSampler
 
 __all__ = ["Augment", "BatchLoader", "batch_rng", "step_seed"]
@@ -123,12 +124,21 @@ class BatchLoader:
             self._pool = ThreadPoolExecutor(num_workers, thread_name_prefix="autounet-loader")
 
     def _load(self, epoch: int, iteration: int) -> tuple[np.ndarray, np.ndarray]:
-        image, seg = self.sampler.sample_batch(batch_rng(self.seed, epoch, iteration, self.stream))
+        rng = batch_rng(self.seed, epoch, iteration, self.stream)
         if self.augment is None:
-            return image, seg
+            return self.sampler.sample_batch(rng)
         generator = torch.Generator().manual_seed(step_seed(self.seed, epoch, iteration))
         with _single_threaded_torch():  # a no-op in the workers, which are single-threaded already
-            image_t, seg_t = self.augment(torch.from_numpy(image), torch.from_numpy(seg), generator)
+            if isinstance(self.augment, BatchAugmenter):
+                # Parameters first (the same draws as augment(...) makes): samples that will only be centre-
+                # cropped need just the crop read, a fifth of a 3D sampling patch. Same batch, less work.
+                params = self.augment.sample(self.sampler.settings.batch_size, self.sampler.num_channels, generator)
+                windows = self.augment.input_windows(params)
+                image, seg = self.sampler.sample_batch(rng, windows)
+                image_t, seg_t = self.augment.apply(params, torch.from_numpy(image), torch.from_numpy(seg))
+            else:
+                image, seg = self.sampler.sample_batch(rng)
+                image_t, seg_t = self.augment(torch.from_numpy(image), torch.from_numpy(seg), generator)
         if image_t.device.type != "cpu" or seg_t.device.type != "cpu":
             raise ValueError(f"the loader augments on the CPU; the augmentation returned tensors on "
                              f"{image_t.device} and {seg_t.device}")

@@ -94,8 +94,16 @@ class PatchSampler:
         """Input channels of the stored data."""
         return int(self._case(self.case_ids[0])[0].shape[0])
 
-    def sample_batch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample_batch(self, rng: np.random.Generator,
+                     windows: Sequence[tuple[slice, ...] | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One batch.
+
+        Args:
+            rng: The batch's generator; the patches drawn depend on it alone.
+            windows: Optionally, per sample, the part of the patch (slices of its spatial axes) that will be
+                read, e.g. the centre crop of a sample that augmentation will not resample; only that part is
+                written, the rest of that sample's arrays is left undefined. ``None`` entries mean the whole
+                patch. The patches drawn are the same with or without windows.
 
         Returns:
             ``image`` float32 ``(B, C, *patch)`` and ``seg`` int16 ``(B, S, *patch)``: ``S`` is 1, or 2 with the
@@ -107,9 +115,12 @@ class PatchSampler:
         # together cost as much as reading the patches for 3D batches.
         images = np.empty((settings.batch_size, self.num_channels, *settings.patch_size), dtype=np.float32)
         segs = np.empty((settings.batch_size, self.num_label_channels, *settings.patch_size), dtype=np.int16)
+        if windows is not None and len(windows) != settings.batch_size:
+            raise ValueError(f"need one window per sample ({settings.batch_size}), got {len(windows)}")
         for index in range(settings.batch_size):
             case_id = self.case_ids[int(rng.integers(len(self.case_ids)))]
-            self._fill_patch(case_id, index >= first_forced, rng, images[index], segs[index])
+            window = windows[index] if windows is not None else None
+            self._fill_patch(case_id, index >= first_forced, rng, images[index], segs[index], window)
         return images, segs
 
     def sample_patch(self, case_id: str, force_foreground: bool,
@@ -122,8 +133,9 @@ class PatchSampler:
         return image, (seg[0] if self.previous_stage_folder is None else seg)
 
     def _fill_patch(self, case_id: str, force_foreground: bool, rng: np.random.Generator, image_out: np.ndarray,
-                    seg_out: np.ndarray) -> None:
-        """Write one patch into ``image_out`` ``(C, *patch)`` and ``seg_out`` ``(S, *patch)``, padding included."""
+                    seg_out: np.ndarray, window: tuple[slice, ...] | None = None) -> None:
+        """Write one patch into ``image_out`` ``(C, *patch)`` and ``seg_out`` ``(S, *patch)``, padding included;
+        with a ``window`` (slices of the patch's spatial axes) only that part of it."""
         data, segs, properties = self._case(case_id)
         patch = self.settings.patch_size
         centre = self._foreground_voxel(case_id, properties, rng) if force_foreground else None
@@ -134,16 +146,19 @@ class PatchSampler:
             spatial = spatial[1:]
             centre = centre[1:] if centre is not None else None
         starts = _patch_start(spatial, patch, centre, rng, self.settings.final_patch_size)
-        boxes = tuple(slice(max(s, 0), min(s + p, n)) for s, p, n in zip(starts, patch, spatial, strict=True))
+        window = window or tuple(slice(0, p) for p in patch)
+        # Padding first, then the part inside the image over it: the image part is small next to the patch
+        # when augmentation samples a larger patch, so writing it twice costs little.
+        image_out[(slice(None), *window)] = 0
+        seg_out[(slice(None), *window)] = PAD_LABEL
+        # the window in image coordinates, clipped to the image
+        boxes = tuple(slice(max(s + w.start, 0), min(s + w.stop, n))
+                      for s, w, n in zip(starts, window, spatial, strict=True))
+        if any(b.stop <= b.start for b in boxes):
+            return  # the window lies outside the image: all padding
         inside = tuple(slice(b.start - s, b.stop - s) for b, s in zip(boxes, starts, strict=True))
-        for axis, (region, length) in enumerate(zip(inside, patch, strict=True)):
-            for pad in (slice(0, region.start), slice(region.stop, length)):
-                if pad.stop > pad.start:  # the slabs outside the image; corners are written twice, harmlessly
-                    index = (*[slice(None)] * axis, pad)
-                    image_out[(slice(None), *index)] = 0
-                    seg_out[(slice(None), *index)] = PAD_LABEL
         prefix = (slice_index,) if slice_index is not None else ()
-        # assigning from the memory-mapped slice reads just the patch and converts it in the same pass
+        # assigning from the memory-mapped slice reads just that part and converts it in the same pass
         image_out[(slice(None), *inside)] = data[(slice(None), *prefix, *boxes)]
         for channel, seg in enumerate(segs):
             seg_out[(channel, *inside)] = seg[(*prefix, *boxes)]

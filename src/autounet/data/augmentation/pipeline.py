@@ -26,7 +26,7 @@ import torch
 from autounet.data.augmentation import intensity
 from autounet.data.augmentation.config import AugmentationConfig
 from autounet.data.augmentation.params import AugmentationParameters, sample_parameters
-from autounet.data.augmentation.spatial import spatial_transform
+from autounet.data.augmentation.spatial import centre_crop_slices, spatial_transform
 
 __all__ = ["AUGMENTATION_STEPS", "AugmentationStep", "BatchAugmenter", "StepFunction"]
 
@@ -153,6 +153,19 @@ class BatchAugmenter:
             The parameters (CPU tensors), to pass to :meth:`apply`.
         """
         return sample_parameters(self.config, batch_size, num_channels, generator)
+
+    def input_windows(self, params: AugmentationParameters) -> list[tuple[slice, ...] | None]:
+        """Per sample, the part of the sampled patch that :meth:`apply` reads: the centre crop for samples that
+        are not resampled, ``None`` (all of it) for the others.
+
+        Args:
+            params: From :meth:`sample`.
+
+        Returns:
+            One entry per sample: slices of the spatial axes, or ``None``.
+        """
+        crop = centre_crop_slices(tuple(self.config.sampling_patch_size), tuple(self.config.patch_size))
+        return [None if resampled else crop for resampled in params.do_spatial.tolist()]
 
     def apply(self, params: AugmentationParameters, image: torch.Tensor,
               seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
