@@ -105,7 +105,7 @@ def _warp_labels_linear(seg: torch.Tensor, grid: torch.Tensor, padding_value: in
     k = len(in_size)
     out_size = grid.shape[1:-1]
     points = math.prod(out_size)
-    floors, weights = [], []
+    floors, uppers = [], []  # per axis: lower neighbour index, and the upper neighbour's weight
     for axis, size in enumerate(in_size):
         # grid_sample's unnormalisation, ((g + 1) * size - 1) / 2; the first step reads the strided grid
         # component into a new contiguous tensor (3x faster than transposing the whole grid first)
@@ -114,7 +114,7 @@ def _warp_labels_linear(seg: torch.Tensor, grid: torch.Tensor, padding_value: in
         floor = coordinate.floor()
         upper = coordinate.sub_(floor)
         floors.append(floor)  # integer-valued floats: the index arithmetic below stays in float32 (exact)
-        weights.append((1 - upper, upper))
+        uppers.append(upper)
     # Only the box holding every neighbour inside the patch is read (rotated or zoomed-in grids leave much of
     # the sampled patch untouched).
     low = [max(int(floor.min()), 0) for floor in floors]
@@ -149,7 +149,8 @@ def _warp_labels_linear(seg: torch.Tensor, grid: torch.Tensor, padding_value: in
     if mixed.numel():
         # (index_select on flat views: several times faster than advanced indexing on the CPU)
         at_point = (mixed // (channels * points)) * points + mixed % points
-        mixed_weights = [[w.reshape(-1).index_select(0, at_point) for w in pair] for pair in weights]
+        # lower and upper neighbour weights per axis, only where they are needed
+        mixed_weights = [(1 - w, w) for w in (u.reshape(-1).index_select(0, at_point) for u in uppers)]
         corner_weights = torch.empty((mixed.numel(), 2 ** k), dtype=grid.dtype, device=grid.device)
         for corner in range(2 ** k):
             bits = _corner_bits(corner, k)
