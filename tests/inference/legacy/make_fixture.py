@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tests.conftest import write_tiny_dataset
 
 from autounet.inference import PredictionSettings, Predictor
 from autounet.io.checkpoints import save_checkpoint
@@ -25,7 +26,6 @@ from autounet.networks.spec import UNetSpec
 from autounet.networks.unet import build_network
 from autounet.planning.api import plan_dataset
 from autounet.planning.plans import save_plans
-from tests.conftest import write_tiny_dataset
 
 # name -> (spatial shape of the cases, configuration, encoder)
 MODELS = {"plain3d": ((8, 20, 20), "3d_fullres", "plain"), "residual2d": ((20, 24), "2d", "residual")}
