@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_DATA_ROOT", "Paths", "resolve_paths"]
+__all__ = ["DEFAULT_DATA_ROOT", "Paths", "resolve_paths", "run_folder_name", "sibling_run_folder"]
 
 DEFAULT_DATA_ROOT = Path("autounet_data")
 
@@ -65,3 +65,24 @@ def resolve_paths(data_root: str | os.PathLike | None = None,
 def _absolute(paths: Paths) -> Paths:
     # expanduser: a "~" reaches us unexpanded from quoted shell assignments and .env files.
     return Paths(*(Path(p).expanduser().absolute() for p in (paths.raw, paths.preprocessed, paths.results)))
+
+
+def run_folder_name(configuration: str, recipe: str = "default", plans: str = "plans") -> str:
+    """The folder under ``results/<Dataset>/`` that holds the folds of one configuration trained with one
+    recipe on one plans file.
+
+    The default recipe on the default plans keeps the plain configuration name (``3d_fullres``); any other
+    combination gets ``<configuration>__<recipe>__<plans>``, as nnU-Net names ``Trainer__Plans__configuration``
+    folders, so runs with other recipes or plans live side by side instead of replacing each other.
+    """
+    if recipe == "default" and plans == "plans":
+        return configuration
+    return f"{configuration}__{recipe}__{plans}"
+
+
+def sibling_run_folder(model_folder: Path, configuration: str, other: str) -> Path:
+    """The run folder of configuration ``other`` trained like ``model_folder`` (same recipe and plans): e.g.
+    a cascade stage's previous stage. ``model_folder`` is a folder named by :func:`run_folder_name` for
+    ``configuration``, or any other name (then ``other`` plainly)."""
+    suffix = model_folder.name[len(configuration):] if model_folder.name.startswith(f"{configuration}__") else ""
+    return model_folder.parent / f"{other}{suffix}"

@@ -1,4 +1,4 @@
-"""Shared type aliases and the one statement of axis conventions.
+"""The one statement of axis conventions, referred to by every module that handles arrays.
 
 Axis order: image arrays are ``(C, Z, Y, X)`` for 3D data and ``(C, Y, X)`` for 2D data; segmentation
 arrays drop the channel axis. Every per-axis tuple (spacing, shape, patch size) follows the same order as
@@ -8,15 +8,4 @@ none). 2D data is marked by ``ndim == 2``; no sentinel spacing stands in for a m
 
 from __future__ import annotations
 
-import os
-
-import numpy as np
-import numpy.typing as npt
-
-__all__ = ["FloatArray", "IntArray", "PathLike", "Shape", "Spacing"]
-
-PathLike = str | os.PathLike
-Shape = tuple[int, ...]
-Spacing = tuple[float, ...]
-FloatArray = npt.NDArray[np.floating]
-IntArray = npt.NDArray[np.integer]
+__all__: list[str] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
 
 from autounet.cli._common import add_dataset_argument
 from autounet.dataset.raw import find_raw_dataset
@@ -11,7 +12,7 @@ from autounet.errors import ConfigError
 from autounet.inference.cpu_memory import tune_cpu_allocator
 from autounet.paths import Paths
 from autounet.training.distributed import distributed_session
-from autounet.training.recipe import RunOptions, TrainingRecipe
+from autounet.training.recipe import BUILTIN_RECIPES, RunOptions, TrainingRecipe, load_recipe
 from autounet.training.run import FoldJob, train_fold
 
 __all__ = ["register", "run"]
@@ -31,13 +32,19 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     add_dataset_argument(parser)
     parser.add_argument("-c", "--configuration", required=True, help="2d, 3d_fullres, 3d_lowres, ...")
     parser.add_argument("-f", "--fold", required=True, help="fold index (0-4) or 'all'")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--iterations-per-epoch", type=int, default=defaults.iterations_per_epoch)
+    parser.add_argument("--recipe", default="default", metavar="NAME_OR_FILE",
+                        help="training recipe: a built-in name (" + ", ".join(sorted(BUILTIN_RECIPES)) + ") or a "
+                             "JSON file (fields of the recipe, 'inherits_from' another); runs of other recipes go "
+                             "to <configuration>__<recipe>__<plans>/ beside the default's (default: default)")
+    parser.add_argument("--epochs", type=int, default=None, help=f"(recipe default: {defaults.epochs})")
+    parser.add_argument("--iterations-per-epoch", type=int, default=None,
+                        help=f"(recipe default: {defaults.iterations_per_epoch})")
     parser.add_argument("--validation-iterations", type=int, default=None,
-                        help="pseudo-Dice batches per epoch (default: 50, or a fifth of the training "
+                        help="pseudo-Dice batches per epoch (default: the recipe's 50, or a fifth of the training "
                              "iterations when fewer than 250)")
-    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, metavar="EPOCHS")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--checkpoint-every", type=int, default=None, metavar="EPOCHS",
+                        help=f"(recipe default: {defaults.checkpoint_every})")
+    parser.add_argument("--seed", type=int, default=None, help=f"(recipe default: {defaults.seed})")
     parser.add_argument("--no-augmentation", action="store_true", help="train without data augmentation")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
     parser.add_argument("--num-workers", type=int, default=2, help="background loader threads")
@@ -55,18 +62,13 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
 def run(args: argparse.Namespace, paths: Paths) -> int:
     """Train the requested fold."""
     fold = args.fold if args.fold == "all" else _fold_index(args.fold)
-    validation = args.validation_iterations
-    if validation is None:
-        validation = 50 if args.iterations_per_epoch >= 250 else max(1, math.ceil(args.iterations_per_epoch / 5))
-    recipe = TrainingRecipe(epochs=args.epochs, iterations_per_epoch=args.iterations_per_epoch,
-                            validation_iterations=validation, checkpoint_every=args.checkpoint_every,
-                            seed=args.seed, augmentation=not args.no_augmentation)
+    recipe = _recipe(args)
     options = RunOptions(device=args.device, num_workers=args.num_workers, resume=args.resume, compile=args.compile,
                          save_probabilities=args.save_probabilities, validate=not args.no_validation, amp=args.amp,
                          show_progress=not getattr(args, "quiet", False))
     raw = find_raw_dataset(paths.raw, args.dataset)
     job = FoldJob(raw_dataset=raw, preprocessed=paths.preprocessed / raw.name, results=paths.results / raw.name,
-                  configuration=args.configuration, fold=fold, plans_name=args.plans)
+                  configuration=args.configuration, fold=fold, plans_name=args.plans, recipe_name=recipe.name)
     # The loader allocates and frees patch-sized arrays for every batch (and, on the CPU, every augmentation
     # temporary); with glibc's defaults each one page-faults fresh memory: ~30% of the loader's time in 3D.
     tune_cpu_allocator()
@@ -75,6 +77,26 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     if context.is_main:
         print(f"trained: {output}")
     return 0
+
+
+def _recipe(args: argparse.Namespace) -> TrainingRecipe:
+    """The named recipe with the values given on the command line replacing its own."""
+    recipe = load_recipe(args.recipe)
+    overrides = {name: value for name, value in (
+        ("epochs", args.epochs), ("iterations_per_epoch", args.iterations_per_epoch),
+        ("checkpoint_every", args.checkpoint_every), ("seed", args.seed)) if value is not None}
+    if args.no_augmentation:
+        overrides["augmentation"] = False
+    iterations = overrides.get("iterations_per_epoch", recipe.iterations_per_epoch)
+    if args.validation_iterations is not None:
+        overrides["validation_iterations"] = args.validation_iterations
+    elif iterations < 250 and recipe.validation_iterations == TrainingRecipe.validation_iterations:
+        # Short runs validate proportionally less, unless the recipe chose its own number.
+        overrides["validation_iterations"] = max(1, math.ceil(iterations / 5))
+    try:
+        return replace(recipe, **overrides)
+    except ValueError as exc:
+        raise ConfigError(f"invalid training options: {exc}") from None
 
 
 def _fold_index(text: str) -> int:

@@ -12,13 +12,13 @@ of the plan is split across ranks as nnU-Net does (:func:`split_batch`); only ra
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,16 +26,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from autounet.errors import ConfigError
+from autounet.errors import CheckpointError, ConfigError
 
-__all__ = ["TEST_WEIGHTS_VARIABLE", "DistributedContext", "distributed_session", "is_main_process",
-           "save_test_weights", "split_batch", "unwrap", "wrap_network"]
+__all__ = ["DistributedContext", "distributed_session", "is_main_process", "split_batch", "unwrap",
+           "verify_ranks_agree", "weights_digest", "wrap_network"]
 
 logger = logging.getLogger(__name__)
 
-# Test-only hook: when set, every rank writes its weights to <dir>/rank<r>_<tag>.pt so a test can check that
-# all ranks hold identical weights. Never set it in production: it costs a full state_dict copy per rank.
-TEST_WEIGHTS_VARIABLE = "AUTOUNET_TEST_RANK_WEIGHTS_DIR"
 # Ranks other than 0 wait for rank 0's final validation, which may take hours on big datasets; that wait
 # gets its own group so the default group keeps a short timeout that detects a hung collective in training.
 _FINAL_WAIT_TIMEOUT = timedelta(hours=48)
@@ -219,17 +216,37 @@ def unwrap(network: nn.Module) -> nn.Module:
     return getattr(network, "_orig_mod", network)
 
 
-def save_test_weights(network: nn.Module, context: DistributedContext, tag: str,
-                      environ: Mapping[str, str] | None = None) -> Path | None:
-    """Test-only: write this rank's weights to ``$AUTOUNET_TEST_RANK_WEIGHTS_DIR/rank<r>_<tag>.pt``.
+def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict (names, shapes, dtypes and bytes of every tensor), hex."""
+    digest = hashlib.sha256()
+    for name, tensor in state.items():
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype};".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
-    Returns:
-        The file written, or ``None`` when the variable is unset (always, outside tests).
+
+def verify_ranks_agree(network: nn.Module, context: DistributedContext) -> str | None:
+    """Check that every data-parallel rank holds bit-identical weights; returns this rank's digest (``None``
+    without data parallelism, where there is nothing to compare).
+
+    DDP keeps replicas identical by averaging gradients; a rank that diverged (a non-deterministic op, a
+    parameter outside DDP's reach) would silently make the checkpoint rank 0 writes unrepresentative. The
+    check costs one digest and one small all-reduce.
+
+    Raises:
+        CheckpointError: The ranks' weights differ (on every rank alike).
     """
-    folder = (os.environ if environ is None else environ).get(TEST_WEIGHTS_VARIABLE)
-    if not folder:
+    if not context.is_distributed:
         return None
-    path = Path(folder) / f"rank{context.rank}_{tag}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu() for k, v in unwrap(network).state_dict().items()}, path)
-    return path
+    digest = weights_digest(unwrap(network).state_dict())
+    # Each rank puts the first 8 bytes of its digest, as two exact 32-bit integers, into its own slots.
+    words = [int(digest[i:i + 8], 16) for i in (0, 8)]
+    slots = [0.0] * (2 * context.world_size)
+    slots[2 * context.rank:2 * context.rank + 2] = words
+    gathered = context.sum(slots)
+    if len({tuple(gathered[2 * r:2 * r + 2]) for r in range(context.world_size)}) != 1:
+        raise CheckpointError(f"the {context.world_size} data-parallel ranks ended with different weights; the "
+                              "checkpoint is not trustworthy (rerun; report it if it repeats)")
+    logger.info("weights identical on all %d ranks (sha256 %s)", context.world_size, digest[:16])
+    return digest

@@ -11,17 +11,19 @@ samples without ``batch_dice``). ``smooth = 1e-5`` keeps an absent class whose p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from autounet.errors import ConfigError
 from autounet.networks.spec import UNetSpec
 from autounet.training.labels import LabelScheme
 
 __all__ = [
+    "LOSS_TERMS",
     "DeepSupervisionLoss",
     "DiceBCELoss",
     "DiceCELoss",
@@ -32,6 +34,9 @@ __all__ = [
     "deep_supervision_weights",
     "downsample_targets",
 ]
+
+# Names of the segmentation loss terms a recipe may weigh (TrainingRecipe.loss_weights).
+LOSS_TERMS = ("ce", "dice")
 
 
 class SoftDiceLoss(nn.Module):
@@ -288,7 +293,8 @@ class DeepSupervisionLoss(nn.Module):
         return total
 
 
-def build_loss(scheme: LabelScheme, batch_dice: bool, deep_supervision_levels: int | None) -> nn.Module:
+def build_loss(scheme: LabelScheme, batch_dice: bool, deep_supervision_levels: int | None,
+               weights: Mapping[str, float] | None = None) -> nn.Module:
     """The training loss of a configuration, as nnU-Net v2 builds it.
 
     Softmax labels: ``1 * CE + 1 * (-soft Dice)`` without background; region-based: ``1 * BCE + 1 *
@@ -298,13 +304,23 @@ def build_loss(scheme: LabelScheme, batch_dice: bool, deep_supervision_levels: i
         scheme: Label handling of the dataset.
         batch_dice: The configuration's ``batch_dice`` (from the plan).
         deep_supervision_levels: Number of network outputs with deep supervision, ``None`` without.
+        weights: Term weights by name, ``dice`` and ``ce`` (the BCE for regions); missing terms weigh 1.
 
     Returns:
         A module called as ``loss(outputs, seg)``: ``outputs`` the network's logits (a tensor, or the list
         of deep-supervision outputs), ``seg`` the integer label map ``(B, 1, *spatial)`` at full resolution
         or, with deep supervision, a list of label maps matching the outputs.
+
+    Raises:
+        ConfigError: A weight names an unknown term.
     """
-    base: nn.Module = DiceBCELoss(batch_dice) if scheme.region_based else DiceCELoss(batch_dice)
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(LOSS_TERMS))
+    if unknown:
+        raise ConfigError(f"unknown loss term '{unknown[0]}' in the recipe's loss_weights; segmentation has "
+                          f"{', '.join(LOSS_TERMS)}")
+    ce, dice = weights.get("ce", 1.0), weights.get("dice", 1.0)
+    base: nn.Module = DiceBCELoss(batch_dice, ce, dice) if scheme.region_based else DiceCELoss(batch_dice, ce, dice)
     loss: nn.Module = SegmentationLoss(scheme, base)
     if deep_supervision_levels is not None:
         loss = DeepSupervisionLoss(loss, deep_supervision_weights(deep_supervision_levels))

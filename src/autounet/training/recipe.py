@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import copy
+import difflib
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import ClassVar
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 
 from autounet.devices import cpu_has_native_bf16
-from autounet.io.serialization import to_dict
+from autounet.errors import ConfigError
+from autounet.io.jsonio import read_json
+from autounet.io.serialization import from_dict, to_dict
 
-__all__ = ["RunOptions", "TrainingRecipe"]
+__all__ = ["BUILTIN_RECIPES", "RunOptions", "TrainingRecipe", "load_recipe"]
 
 
 @dataclass(frozen=True)
@@ -35,11 +42,19 @@ class TrainingRecipe:
         deep_supervision: Train with the deep-supervision loss.
         augmentation: Apply the augmentation pipeline (off only for debugging).
         seed: Seed of every random draw (sampling, augmentation, initialisation).
+        objective: Registered training objective (:mod:`autounet.training.objectives`): what is learnt,
+            how it is scored, how the final validation runs.
+        network: Registered network to build instead of the one the plan names; ``None``: the plan's.
+        loss_weights: Weights of the objective's loss terms by name; terms not named keep weight 1. For
+            segmentation: ``dice`` and ``ce`` (the cross-entropy, or binary cross-entropy for regions).
+        augmentation_overrides: Fields of the augmentation settings
+            (:class:`~autounet.data.augmentation.AugmentationConfig`) replacing the configuration's
+            defaults, e.g. ``{"mirror_axes": []}`` to train (and predict) without mirroring.
     """
 
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
 
-    schema_version: int = 1
+    schema_version: int = 2
     name: str = "default"
     epochs: int = 1000
     iterations_per_epoch: int = 250
@@ -54,10 +69,90 @@ class TrainingRecipe:
     deep_supervision: bool = True
     augmentation: bool = True
     seed: int = 12345
+    objective: str = "segmentation"
+    network: str | None = None
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    augmentation_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _RECIPE_NAME.fullmatch(self.name) or "__" in self.name:
+            raise ValueError(f"recipe name '{self.name}' must be letters, digits, '.', '-' or single '_' (it names "
+                             "the run folder)")
+        for name in ("epochs", "iterations_per_epoch", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.validation_iterations < 0:
+            raise ValueError(f"validation_iterations must be >= 0, got {self.validation_iterations}")
+        if not 0 <= self.oversample_foreground <= 1:
+            raise ValueError(f"oversample_foreground must lie in [0, 1], got {self.oversample_foreground}")
+        if any(not weight >= 0 for weight in self.loss_weights.values()):
+            raise ValueError(f"loss weights must be >= 0, got {self.loss_weights}")
 
     def fingerprint(self) -> str:
-        """Short hash identifying the recipe (resume refuses a different one)."""
-        return hashlib.sha256(json.dumps(to_dict(self), sort_keys=True).encode()).hexdigest()[:8]
+        """Short hash identifying the recipe (resume refuses a different one).
+
+        The schema version is not part of a recipe's identity, and fields added after version 1 count only
+        when they differ from their defaults, so runs started by an older autounet keep their fingerprint.
+        """
+        data = to_dict(self)
+        data["schema_version"] = 1
+        for name, default in _ADDED_AFTER_VERSION_1.items():
+            if data[name] == default:
+                del data[name]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+
+
+_RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ADDED_AFTER_VERSION_1: dict[str, Any] = {"objective": "segmentation", "network": None, "loss_weights": {},
+                                          "augmentation_overrides": {}}
+
+BUILTIN_RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    # nnU-Net's nnUNetTrainer_noMirroring: neither training augmentation nor test-time augmentation mirrors.
+    "no_mirroring": {"augmentation_overrides": {"mirror_axes": []}},
+}
+"""Recipes that need no file: name -> fields differing from :class:`TrainingRecipe`'s defaults."""
+
+
+def load_recipe(name_or_file: str | os.PathLike) -> TrainingRecipe:
+    """A named recipe: a built-in name (:data:`BUILTIN_RECIPES`) or a JSON file.
+
+    A recipe file holds any fields of :class:`TrainingRecipe` and optionally ``"inherits_from"``: a built-in
+    name or another recipe file (relative to this one), whose fields this file overrides, as configurations
+    inherit in plans. Its ``name`` defaults to the file name without ``.json``. Example::
+
+        {"schema_version": 2, "inherits_from": "default", "epochs": 250, "loss_weights": {"dice": 2.0}}
+
+    Raises:
+        ConfigError: Unknown name, unreadable file, unknown or mistyped field, inheritance cycle.
+    """
+    fields = _resolve(str(name_or_file), Path.cwd(), ())
+    return from_dict(TrainingRecipe, {"schema_version": TrainingRecipe.SCHEMA_VERSION, **fields},
+                     source=name_or_file if Path(name_or_file).suffix == ".json" else None)
+
+
+def _resolve(reference: str, base: Path, seen: tuple[str, ...]) -> dict[str, Any]:
+    """Fields of a recipe with its ancestors' fields underneath (``schema_version`` dropped)."""
+    path = (base / reference) if Path(reference).suffix == ".json" else None
+    if path is None:
+        if reference not in BUILTIN_RECIPES:
+            close = difflib.get_close_matches(reference, BUILTIN_RECIPES, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"built-in: {', '.join(sorted(BUILTIN_RECIPES))}"
+            raise ConfigError(f"unknown recipe '{reference}': give a recipe .json file or a built-in name ({hint})")
+        return {"name": reference, **copy.deepcopy(BUILTIN_RECIPES[reference])}
+    key = str(path.resolve())
+    if key in seen:
+        raise ConfigError("recipes inherit from each other in a cycle", path)
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ConfigError("a recipe file must hold a JSON object", path)
+    data = dict(data)
+    data.pop("schema_version", None)
+    parent = data.pop("inherits_from", "default")
+    if not isinstance(parent, str):
+        raise ConfigError("'inherits_from' must be a recipe name or file", path)
+    inherited = _resolve(parent, path.parent, (*seen, key))
+    return {**inherited, "name": path.name.removesuffix(".json"), **data}
 
 
 @dataclass(frozen=True)

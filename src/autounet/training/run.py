@@ -10,25 +10,27 @@ from typing import Literal
 
 import torch
 
-from autounet.data.augmentation import BatchAugmenter, default_augmentation
+from autounet.data.augmentation import AugmentationConfig, BatchAugmenter, default_augmentation
+from autounet.data.augmentation.config import compute_sampling_patch_size
 from autounet.data.loader import BatchLoader
 from autounet.data.sampler import PatchSampler, SamplerSettings
 from autounet.dataset.raw import RawDataset, load_raw_dataset
 from autounet.errors import CheckpointError, ConfigError
 from autounet.io.checkpoints import load_checkpoint
-from autounet.io.serialization import load_dataclass, save_dataclass, to_dict
+from autounet.io.serialization import from_dict, load_dataclass, save_dataclass, to_dict
 from autounet.networks.unet import build_network
+from autounet.paths import run_folder_name, sibling_run_folder
 from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, save_plans
 from autounet.preprocessing.storage import case_finished
 from autounet.training.callbacks import MetricsFile, ProgressPlot
-from autounet.training.distributed import DistributedContext, save_test_weights, split_batch, unwrap, wrap_network
+from autounet.training.distributed import DistributedContext, split_batch, unwrap, verify_ranks_agree, wrap_network
 from autounet.training.labels import LabelScheme
-from autounet.training.losses import build_loss
+from autounet.training.objectives import Objective, ObjectiveContext, build_objective
 from autounet.training.optim import build_optimizer
 from autounet.training.recipe import RunOptions, TrainingRecipe
 from autounet.training.splits import fold_cases, load_or_create_splits
 from autounet.training.trainer import Trainer, TrainingParts
-from autounet.training.validation import ValidationJob, next_stage_folder, run_final_validation
+from autounet.training.validation import next_stage_folder
 
 __all__ = ["FoldJob", "train_fold"]
 
@@ -46,6 +48,7 @@ class FoldJob:
         configuration: Configuration name.
         fold: Fold index, or ``"all"`` to train on every case.
         plans_name: Plans file name without ``.json``.
+        recipe_name: Name of the training recipe.
     """
 
     raw_dataset: Path
@@ -54,11 +57,17 @@ class FoldJob:
     configuration: str
     fold: int | Literal["all"]
     plans_name: str = "plans"
+    recipe_name: str = "default"
+
+    @property
+    def run_folder(self) -> Path:
+        """``results/<Dataset>/<configuration>`` (other recipes or plans: see :func:`run_folder_name`)."""
+        return self.results / run_folder_name(self.configuration, self.recipe_name, self.plans_name)
 
     @property
     def fold_folder(self) -> Path:
-        """``results/<Dataset>/<configuration>/fold_<fold>``."""
-        return self.results / self.configuration / f"fold_{self.fold}"
+        """``<run folder>/fold_<fold>``."""
+        return self.run_folder / f"fold_{self.fold}"
 
 
 def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
@@ -96,32 +105,30 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
     _setup_logging(output / "training.log", context)
     device = context.device
     torch.manual_seed(recipe.seed)
-    parts, augmentation_axes = _build_parts(configuration, labels, data_folder, fold.train, fold.val, recipe,
-                                            options, context, output, previous_stage)
+    augmentation = _augmentation(configuration, recipe)
+    objective = build_objective(recipe.objective, ObjectiveContext(
+        plans=plans, configuration=configuration, labels=labels, dataset=dataset, data_folder=data_folder,
+        validation_cases=fold.val, output=output, recipe=recipe, mirror_axes=tuple(augmentation.mirror_axes),
+        previous_stage_folder=previous_stage, save_probabilities=options.save_probabilities,
+        show_progress=options.show_progress))
+    parts = _build_parts(configuration, augmentation, objective, data_folder, fold.train, fold.val, recipe,
+                         options, context, output, previous_stage)
     trainer = Trainer(parts)
     if options.resume:  # every rank loads the same checkpoint, so all continue from identical states
         state = load_checkpoint(output / "checkpoint_latest.pt", map_location=device)
         trainer.restore(state)
         logger.info("resuming %s at epoch %d", output, trainer.state.epoch)
-    save_test_weights(parts.network, context, "initial")
-    logger.info("training %s fold %s: %d training / %d validation cases, %d epochs x %d iterations, device %s",
-                job.configuration, job.fold, len(fold.train), len(fold.val), recipe.epochs,
-                recipe.iterations_per_epoch, device)
+    logger.info("training %s fold %s with recipe '%s' (%s): %d training / %d validation cases, %d epochs x %d "
+                "iterations, device %s", job.configuration, job.fold, recipe.name, recipe.fingerprint(),
+                len(fold.train), len(fold.val), recipe.epochs, recipe.iterations_per_epoch, device)
     try:
         trainer.fit()
     finally:
         parts.train_loader.close()
         parts.val_loader.close()
-    save_test_weights(parts.network, context, "final")
+    verify_ranks_agree(parts.network, context)
     if options.validate and context.is_main:
-        network = unwrap(parts.network)
-        next_stage = plans.configurations.get(configuration.next_stage) if configuration.next_stage else None
-        validation = ValidationJob(
-            plans, configuration, labels, dataset, data_folder, fold.val, output / "validation", augmentation_axes,
-            options.save_probabilities, options.show_progress, next_stage=next_stage,
-            next_stage_output=next_stage_folder(output.parent, next_stage.name) if next_stage else None,
-            previous_stage_folder=previous_stage)
-        run_final_validation(network, validation, device)
+        objective.validate(unwrap(parts.network), device)
     context.wait_for_main()
     return output
 
@@ -130,7 +137,8 @@ def _previous_stage_folder(job: FoldJob, configuration: ConfigurationPlan, case_
     """For a cascade stage, the folder of the previous stage's cross-validation predictions, checked complete."""
     if configuration.previous_stage is None:
         return None
-    folder = next_stage_folder(job.results / configuration.previous_stage, configuration.name)
+    folder = next_stage_folder(sibling_run_folder(job.run_folder, configuration.name, configuration.previous_stage),
+                               configuration.name)
     missing = [case for case in case_ids if not (folder / f"{case}.npy").is_file()]
     if missing:
         raise ConfigError(
@@ -192,42 +200,54 @@ def _attach_log_file(path: Path) -> None:
         root.setLevel(min(root.level or logging.INFO, logging.INFO))
 
 
-def _build_parts(configuration: ConfigurationPlan, labels: LabelScheme, data_folder: Path, train_cases: tuple,
-                 val_cases: tuple, recipe: TrainingRecipe, options: RunOptions, context: DistributedContext,
-                 output: Path, previous_stage: Path | None = None) -> tuple[TrainingParts, tuple[int, ...]]:
-    device = context.device
-    # Data-parallel ranks share the plan's batch (nnU-Net), so the global batch is what was planned.
-    batch_size, oversample = split_batch(configuration.batch_size, recipe.oversample_foreground, context)
+def _augmentation(configuration: ConfigurationPlan, recipe: TrainingRecipe) -> AugmentationConfig:
+    """nnU-Net's augmentation for the configuration, with the recipe's overrides applied.
+
+    Raises:
+        ConfigError: An override names no augmentation setting or has the wrong type or value.
+    """
     patch = tuple(configuration.patch_size)
     # Channels normalised inside the non-zero mask stay zero outside it after augmentation (nnU-Net).
     masked = tuple(i for i, n in enumerate(configuration.normalization) if n.use_nonzero_mask)
     augmentation = replace(default_augmentation(patch, configuration.ndim), masked_channels=masked)
+    overrides = recipe.augmentation_overrides
+    if not overrides:
+        return augmentation
+    fields = {**to_dict(augmentation), **overrides}
+    if "sampling_patch_size" not in overrides:  # follows the (possibly overridden) rotation and in-plane mode
+        fields["sampling_patch_size"] = list(compute_sampling_patch_size(
+            patch, tuple(tuple(r) for r in fields["rotation_ranges"]), bool(fields["dummy_2d"])))
+    return from_dict(AugmentationConfig, fields, where="recipe.augmentation_overrides")
+
+
+def _build_parts(configuration: ConfigurationPlan, augmentation: AugmentationConfig, objective: Objective,
+                 data_folder: Path, train_cases: tuple, val_cases: tuple, recipe: TrainingRecipe,
+                 options: RunOptions, context: DistributedContext, output: Path,
+                 previous_stage: Path | None = None) -> TrainingParts:
+    device = context.device
+    # Data-parallel ranks share the plan's batch (nnU-Net), so the global batch is what was planned.
+    batch_size, oversample = split_batch(configuration.batch_size, recipe.oversample_foreground, context)
+    patch = tuple(configuration.patch_size)
     sampling_patch = tuple(augmentation.sampling_patch_size) if recipe.augmentation else patch
     train_sampler = PatchSampler(data_folder, train_cases, SamplerSettings(
         sampling_patch, batch_size, oversample, final_patch_size=patch), previous_stage)
     val_sampler = PatchSampler(data_folder, val_cases, SamplerSettings(patch, batch_size, oversample), previous_stage)
-    # A cascade stage also sees the previous stage's prediction, one channel per foreground label.
-    previous_stage_labels = labels.foreground_labels if previous_stage is not None else ()
-    network = build_network(configuration.network, train_sampler.num_channels + len(previous_stage_labels),
-                            labels.num_outputs, deep_supervision=recipe.deep_supervision).to(device)
+    network = build_network(configuration.network, train_sampler.num_channels + objective.extra_input_channels,
+                            objective.num_outputs, deep_supervision=recipe.deep_supervision).to(device)
     trained: torch.nn.Module = torch.compile(network) if options.compile else network  # type: ignore[assignment]
     trained = wrap_network(trained, context)
     seed = context.rank_seed(recipe.seed)  # batch i of epoch e differs between ranks
-    levels = configuration.network.num_stages - 1 if recipe.deep_supervision else None
     augmenter = BatchAugmenter(augmentation, device) if recipe.augmentation else None
     # CPU: the loader's worker threads augment while the network trains; GPU: the trainer augments on the device.
     # Both seed step i of epoch e alike, so the batches are identical either way.
     loader_augment = augmenter if device.type == "cpu" else None
-    parts = TrainingParts(
-        network=trained, loss=build_loss(labels, configuration.batch_dice, levels).to(device),
-        optimizer=build_optimizer(network, recipe),
+    return TrainingParts(
+        network=trained, objective=objective.to(device), optimizer=build_optimizer(network, recipe),
         train_loader=BatchLoader(train_sampler, seed, options.num_workers, stream=0, augment=loader_augment),
         val_loader=BatchLoader(val_sampler, seed, options.num_workers, stream=1),
-        augment=None if loader_augment is not None else augmenter, previous_stage_labels=previous_stage_labels,
-        labels=labels, recipe=recipe, device=device, output=output, amp_dtype=options.amp_dtype(),
+        augment=None if loader_augment is not None else augmenter, recipe=recipe, device=device, output=output,
+        amp_dtype=options.amp_dtype(),
         callbacks=(MetricsFile(output / "metrics.json"), ProgressPlot(output / "progress.png")),
         show_progress=options.show_progress and context.is_main, distributed=context,
-        run_metadata={"configuration": configuration.name, "recipe": to_dict(recipe),
-                      "mirror_axes": list(augmentation.mirror_axes)})
-    return parts, tuple(augmentation.mirror_axes)
-
+        run_metadata={"configuration": configuration.name, "recipe": to_dict(recipe), "recipe_name": recipe.name,
+                      "recipe_hash": recipe.fingerprint(), "mirror_axes": list(augmentation.mirror_axes)})

@@ -15,13 +15,11 @@ import torch
 from torch import nn
 
 from autounet.data.loader import Augment, BatchLoader, step_seed
-from autounet.inference.cascade import previous_stage_one_hot
 from autounet.io.checkpoints import save_checkpoint
 from autounet.progress import progress
 from autounet.training.callbacks import EpochCallback
 from autounet.training.distributed import DistributedContext, unwrap
-from autounet.training.labels import LabelScheme
-from autounet.training.metrics import PseudoDiceTracker, tp_fp_fn
+from autounet.training.objectives import Objective
 from autounet.training.optim import poly_lr, set_learning_rate
 from autounet.training.recipe import TrainingRecipe
 
@@ -29,30 +27,28 @@ __all__ = ["Augment", "Trainer", "TrainingParts", "TrainingState"]
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("train_loss", "val_loss", "pseudo_dice", "pseudo_dice_ema", "pseudo_dice_per_class", "learning_rate",
-           "epoch_seconds")
+# The loop's own history entries; the objective adds its metrics (``Objective.metric_names``).
+LOOP_METRICS = ("train_loss", "val_loss", "learning_rate", "epoch_seconds")
 
 
 @dataclass
 class TrainingParts:
     """Everything the loop needs, built by :func:`autounet.training.run.train_fold` (or a test).
 
-    ``previous_stage_labels``: for a cascade stage, the foreground labels whose one-hot maps of the previous
-    stage's prediction (second label channel of each batch) are appended to the image channels.
+    ``objective`` owns everything task-specific: inputs and targets of a batch, the loss, the validation
+    metric and best-checkpoint score, and the final validation (see :mod:`autounet.training.objectives`).
     """
 
     network: nn.Module
-    loss: nn.Module
+    objective: Objective
     optimizer: torch.optim.Optimizer
     train_loader: BatchLoader
     val_loader: BatchLoader
     augment: Augment | None
-    labels: LabelScheme
     recipe: TrainingRecipe
     device: torch.device
     output: Path
     amp_dtype: torch.dtype | None = None
-    previous_stage_labels: tuple[int, ...] = ()
     callbacks: Sequence[EpochCallback] = ()
     show_progress: bool = True
     run_metadata: dict[str, Any] = field(default_factory=dict)
@@ -64,18 +60,20 @@ class TrainingState:
     """What changes from epoch to epoch and must survive a restart."""
 
     epoch: int = 0
-    history: dict[str, list[Any]] = field(default_factory=lambda: {key: [] for key in METRICS})
-    tracker: PseudoDiceTracker = field(default_factory=PseudoDiceTracker)
-    best_ema: float = -math.inf
+    history: dict[str, list[Any]] = field(default_factory=dict)
+    best_score: float = -math.inf
 
 
 class Trainer:
     """Epochs of SGD steps with poly learning rate, gradient clipping, optional AMP, per-epoch validation
-    (pseudo-Dice and its moving average), checkpoints and callbacks."""
+    (the objective's metric and best-checkpoint score), checkpoints and callbacks."""
 
     def __init__(self, parts: TrainingParts, state: TrainingState | None = None) -> None:
         self.parts = parts
         self.state = state or TrainingState()
+        self.metric_keys = (*LOOP_METRICS[:2], *parts.objective.metric_names, *LOOP_METRICS[2:])
+        for key in self.metric_keys:
+            self.state.history.setdefault(key, [])
         # Loss scaling guards float16 gradients against underflow; bfloat16 has float32's range and needs none.
         self.scaler = torch.amp.GradScaler(parts.device.type, enabled=parts.amp_dtype == torch.float16)
 
@@ -122,17 +120,15 @@ class Trainer:
                 seed = parts.distributed.rank_seed(recipe.seed)  # each rank augments differently
                 generator = torch.Generator().manual_seed(step_seed(seed, epoch, iteration))
                 image, seg = parts.augment(image, seg, generator)
-            image, seg = self._previous_stage_as_inputs(image, seg)
-            seg = seg.long().clamp_(min=0)  # padding (-1) counts as background, as in nnU-Net
-            losses.append(self._step(image, seg))
+            losses.append(self._step(*parts.objective.prepare(image, seg)))
         return parts.distributed.mean(float(np.mean(losses)))
 
-    def _step(self, image: torch.Tensor, seg: torch.Tensor) -> float:
+    def _step(self, inputs: torch.Tensor, targets: Any) -> float:
         parts = self.parts
         parts.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            outputs = parts.network(image)
-        loss = parts.loss(_as_float(outputs), seg)  # softmax, Dice and CE in float32
+            outputs = parts.network(inputs)
+        loss = parts.objective.loss(_as_float(outputs), targets)  # the loss in float32
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(parts.optimizer)
         torch.nn.utils.clip_grad_norm_(parts.network.parameters(), parts.recipe.grad_clip_norm)
@@ -144,54 +140,37 @@ class Trainer:
     def _validate_epoch(self, epoch: int) -> float:
         parts = self.parts
         parts.network.eval()
-        self.state.tracker.reset()
+        parts.objective.reset_metric()
         losses = []
         for image_np, seg_np in parts.val_loader.epoch(epoch, parts.recipe.validation_iterations):
-            image, seg = self._previous_stage_as_inputs(*self._batch_to_device(image_np, seg_np))
-            seg = seg.long().clamp_(min=0)
+            inputs, targets = parts.objective.prepare(*self._batch_to_device(image_np, seg_np))
             with self._autocast():
-                outputs = _as_float(parts.network(image))
-            losses.append(float(parts.loss(outputs, seg)))
-            full_resolution = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
-            self.state.tracker.update(*tp_fp_fn(full_resolution.float(), seg, parts.labels))
-        self._sum_counts_over_ranks()
+                outputs = _as_float(parts.network(inputs))
+            losses.append(float(parts.objective.loss(outputs, targets)))
+            parts.objective.update_metric(outputs, targets)
         return parts.distributed.mean(float(np.mean(losses)) if losses else math.nan)
-
-    def _previous_stage_as_inputs(self, image: torch.Tensor, seg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # A cascade batch carries the previous stage's labels as a second label channel, so augmentation moved
-        # them like the labels; the network gets them one-hot after the image channels (nnU-Net's layout).
-        if not self.parts.previous_stage_labels:
-            return image, seg
-        one_hot = previous_stage_one_hot(seg[:, 1], self.parts.previous_stage_labels, channel_axis=1)
-        return torch.cat([image, one_hot.to(image.dtype)], dim=1), seg[:, :1]
 
     def _autocast(self) -> torch.autocast:
         dtype = self.parts.amp_dtype
         return torch.autocast(self.parts.device.type, dtype=dtype, enabled=dtype is not None)
 
-    def _sum_counts_over_ranks(self) -> None:
-        # Pseudo-Dice from the TP/FP/FN of every rank's batches, not a mean of per-rank Dice values.
-        context, tracker = self.parts.distributed, self.state.tracker
-        if not context.is_distributed or not tracker.tp:
-            return
-        classes = len(tracker.tp)
-        counts = context.sum([*tracker.tp, *tracker.fp, *tracker.fn])
-        tracker.tp, tracker.fp, tracker.fn = (counts[i * classes:(i + 1) * classes] for i in range(3))
+    def _sum_over_ranks(self, values: list[float]) -> list[float]:
+        context = self.parts.distributed
+        return context.sum(values) if context.is_distributed else values
 
     def _record(self, epoch: int, train_loss: float, val_loss: float, lr: float, seconds: float) -> None:
-        tracker, history = self.state.tracker, self.state.history
-        dice = tracker.mean_dice()
-        ema = tracker.update_ema(dice)
-        for key, value in (("train_loss", train_loss), ("val_loss", val_loss), ("pseudo_dice", dice),
-                           ("pseudo_dice_ema", ema), ("pseudo_dice_per_class", tracker.dice_per_class()),
-                           ("learning_rate", lr), ("epoch_seconds", seconds)):
-            history[key].append(value)
-        logger.info("epoch %d: train loss %.4f, val loss %.4f, pseudo Dice %s (EMA %.4f), lr %.5f, %.1f s", epoch,
-                    train_loss, val_loss, [round(d, 4) for d in tracker.dice_per_class()], ema or 0.0, lr, seconds)
-        if ema is not None and ema > self.state.best_ema:
-            self.state.best_ema = ema
+        history = self.state.history
+        metric = self.parts.objective.epoch_metric(self._sum_over_ranks)
+        values = {"train_loss": train_loss, "val_loss": val_loss, **metric.values, "learning_rate": lr,
+                  "epoch_seconds": seconds}
+        for key in self.metric_keys:
+            history[key].append(values[key])
+        logger.info("epoch %d: train loss %.4f, val loss %.4f, %s, lr %.5f, %.1f s", epoch, train_loss, val_loss,
+                    metric.summary, lr, seconds)
+        if metric.score is not None and metric.score > self.state.best_score:
+            self.state.best_score = metric.score
             self.save(self.parts.output / "checkpoint_best.pt", weights_only_state=True)
-            logger.info("new best pseudo-Dice EMA %.4f", ema)
+            logger.info("new best score %.4f", metric.score)
 
     def save(self, path: Path, weights_only_state: bool = False) -> None:
         """Write a checkpoint; ``weights_only_state`` keeps only what inference needs.
@@ -204,9 +183,10 @@ class Trainer:
         state: dict[str, Any] = {"network": network.state_dict(), "epoch": self.state.epoch,
                                  "metadata": self.parts.run_metadata}
         if not weights_only_state:
+            # "tracker" and "best_ema" are the keys segmentation checkpoints always had: old runs still resume.
             state.update(optimizer=self.parts.optimizer.state_dict(), grad_scaler=self.scaler.state_dict(),
-                         history=self.state.history, tracker=self.state.tracker.state_dict(),
-                         best_ema=self.state.best_ema)
+                         history=self.state.history, tracker=self.parts.objective.state_dict(),
+                         best_ema=self.state.best_score)
         save_checkpoint(path, state)
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -216,9 +196,9 @@ class Trainer:
         if state.get("grad_scaler"):
             self.scaler.load_state_dict(state["grad_scaler"])
         self.state.epoch = int(state["epoch"])
-        self.state.history = {key: list(state["history"].get(key, [])) for key in METRICS}
-        self.state.tracker.load_state_dict(state["tracker"])
-        self.state.best_ema = float(state["best_ema"])
+        self.state.history = {key: list(state["history"].get(key, [])) for key in self.metric_keys}
+        self.parts.objective.load_state_dict(state["tracker"])
+        self.state.best_score = float(state["best_ema"])
 
 
 def _as_float(outputs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
