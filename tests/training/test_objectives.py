@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from autounet.errors import ConfigError
 from autounet.io.checkpoints import load_checkpoint
+from autounet.training.callbacks import ProgressPlot
 from autounet.training.objectives import (
     EpochMetric,
     ObjectiveContext,
@@ -49,6 +50,7 @@ class ForegroundFractionObjective:
     """Toy task: regress the fraction of foreground voxels of each sample (nothing of segmentation)."""
 
     metric_names = ("fraction_error",)
+    plotted_metrics = (("fraction_error", "foreground fraction error"),)
     extra_input_channels = 0
     num_outputs = 1
 
@@ -96,8 +98,10 @@ def test_toy_objective_trains_through_the_unchanged_trainer(tmp_path: Path) -> N
                           optimizer=torch.optim.SGD(network.parameters(), lr=recipe.initial_lr, momentum=0.9),
                           train_loader=_FixedBatches(0), val_loader=_FixedBatches(1),  # type: ignore[arg-type]
                           augment=None, recipe=recipe, device=torch.device("cpu"), output=tmp_path,
+                          callbacks=(ProgressPlot(tmp_path / "progress.png", objective.plotted_metrics),),
                           show_progress=False)
     state = Trainer(parts).fit()
+    assert (tmp_path / "progress.png").stat().st_size > 0
     assert state.epoch == 4
     assert set(state.history) == {"train_loss", "val_loss", "fraction_error", "learning_rate", "epoch_seconds"}
     errors = state.history["fraction_error"]

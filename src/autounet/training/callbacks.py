@@ -33,10 +33,19 @@ class MetricsFile:
 
 
 class ProgressPlot:
-    """``progress.png``: losses and pseudo-Dice, epoch time, learning rate."""
+    """``progress.png``: losses and the objective's validation metrics, epoch time, learning rate.
 
-    def __init__(self, path: Path) -> None:
+    Args:
+        path: The image to (re)write.
+        metrics: ``(history key, legend label)`` of each metric drawn on the right axis beside the losses; the
+            first dotted (the raw per-epoch value), the others solid (smoothed values). The axis takes the
+            first label, and the range 0..1 when every value lies there (Dice, AP).
+    """
+
+    def __init__(self, path: Path, metrics: Sequence[tuple[str, str]] = (
+            ("pseudo_dice", "pseudo Dice"), ("pseudo_dice_ema", "pseudo Dice (EMA)"))) -> None:
         self.path = path
+        self.metrics = tuple(metrics)
 
     def on_epoch_end(self, epoch: int, history: History) -> None:
         """Redraw the figure (matplotlib's Agg backend: no display needed)."""
@@ -50,13 +59,18 @@ class ProgressPlot:
         top.plot(epochs, history["train_loss"], color="tab:blue", label="train loss")
         top.plot(epochs, history["val_loss"], color="tab:red", label="validation loss")
         top.set_ylabel("loss")
-        dice_axis = top.twinx()
-        dice_axis.plot(epochs, history["pseudo_dice"], color="tab:green", linestyle=":", label="pseudo Dice")
-        dice_axis.plot(epochs, history["pseudo_dice_ema"], color="tab:green", label="pseudo Dice (EMA)")
-        dice_axis.set_ylabel("pseudo Dice")
-        dice_axis.set_ylim(0, 1)
+        metric_axis = top.twinx()
+        plotted: list[float] = []
+        for index, (key, label) in enumerate(self.metrics):
+            values = [float("nan") if v is None else float(v) for v in history[key]]  # type: ignore[arg-type]
+            plotted += [v for v in values if v == v]  # not NaN
+            metric_axis.plot(epochs, values, color="tab:green", linestyle=":" if index == 0 else "-", label=label)
+        if self.metrics:
+            metric_axis.set_ylabel(self.metrics[0][1])
+        if all(0 <= v <= 1 for v in plotted):
+            metric_axis.set_ylim(0, 1)
         top.legend(loc="upper left")
-        dice_axis.legend(loc="upper right")
+        metric_axis.legend(loc="upper right")
         middle.plot(epochs, history["epoch_seconds"], color="tab:purple")
         middle.set_ylabel("epoch time (s)")
         bottom.plot(epochs, history["learning_rate"], color="tab:orange")

@@ -66,9 +66,11 @@ class Objective(Protocol):
     Attributes:
         metric_names: History keys that :meth:`epoch_metric` fills, in addition to the loop's own
             (``train_loss``, ``val_loss``, ``learning_rate``, ``epoch_seconds``).
+        plotted_metrics: ``(history key, label)`` of the scalar metrics ``progress.png`` shows.
     """
 
     metric_names: tuple[str, ...]
+    plotted_metrics: tuple[tuple[str, str], ...]
 
     @property
     def extra_input_channels(self) -> int:
@@ -203,6 +205,7 @@ class SegmentationObjective:
     """
 
     metric_names = ("pseudo_dice", "pseudo_dice_ema", "pseudo_dice_per_class")
+    plotted_metrics = (("pseudo_dice", "pseudo Dice"), ("pseudo_dice_ema", "pseudo Dice (EMA)"))
 
     def __init__(self, context: ObjectiveContext) -> None:
         self.context = context

@@ -247,7 +247,8 @@ def _build_parts(configuration: ConfigurationPlan, augmentation: AugmentationCon
         val_loader=BatchLoader(val_sampler, seed, options.num_workers, stream=1),
         augment=None if loader_augment is not None else augmenter, recipe=recipe, device=device, output=output,
         amp_dtype=options.amp_dtype(),
-        callbacks=(MetricsFile(output / "metrics.json"), ProgressPlot(output / "progress.png")),
+        callbacks=(MetricsFile(output / "metrics.json"),
+                   ProgressPlot(output / "progress.png", objective.plotted_metrics)),
         show_progress=options.show_progress and context.is_main, distributed=context,
         run_metadata={"configuration": configuration.name, "recipe": to_dict(recipe), "recipe_name": recipe.name,
                       "recipe_hash": recipe.fingerprint(), "mirror_axes": list(augmentation.mirror_axes)})
