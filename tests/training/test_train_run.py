@@ -56,11 +56,20 @@ def test_training_writes_everything(data_root: Path, tmp_path: Path) -> None:
     assert main([*TRAIN, "--epochs", "2", "--data-root", str(root)]) == 1
 
 
-def test_missing_fold_and_missing_checkpoint_are_errors(data_root: Path, capsys: pytest.CaptureFixture) -> None:
+def test_missing_fold_is_an_error(data_root: Path, capsys: pytest.CaptureFixture) -> None:
     assert main([*TRAIN[:6], "7", *TRAIN[7:], "--epochs", "1", "--data-root", str(data_root)]) == 1
     assert "fold 7 does not exist" in capsys.readouterr().err
-    assert main([*TRAIN, "--epochs", "1", "--continue", "--data-root", str(data_root)]) == 1
-    assert "nothing to continue" in capsys.readouterr().err
+
+
+def test_continue_without_checkpoint_starts_from_scratch(data_root: Path, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    # nnU-Net's behaviour: scripts that always pass --continue work after a kill before the first checkpoint.
+    root = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(data_root), str(root)], check=True)
+    with caplog.at_level("WARNING", logger="autounet"):
+        assert main([*TRAIN, "--epochs", "1", "--no-validation", "--continue", "--data-root", str(root)]) == 0
+    assert sum("starting this fold from scratch" in r.getMessage() for r in caplog.records) == 1
+    assert load_checkpoint(_fold(root) / "checkpoint_final.pt")["epoch"] == 1
 
 
 def _run_cli(args: list[str]) -> subprocess.Popen:

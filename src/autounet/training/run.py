@@ -83,7 +83,8 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
     Raises:
         ConfigError: Missing plans or preprocessed data, a fold the split file lacks, or a resume with a
             different recipe.
-        CheckpointError: ``--continue`` without a checkpoint, or a finished/started run without it.
+        CheckpointError: A finished or started run without ``--continue``. ``--continue`` with no checkpoint yet
+            starts from scratch with a warning.
     """
     plans = _load_plans(job)
     configuration = plans.configuration(job.configuration)
@@ -114,7 +115,8 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
     parts = _build_parts(configuration, augmentation, objective, data_folder, fold.train, fold.val, recipe,
                          options, context, output, previous_stage)
     trainer = Trainer(parts)
-    if options.resume:  # every rank loads the same checkpoint, so all continue from identical states
+    if options.resume and (output / "checkpoint_latest.pt").is_file():
+        # Every rank loads the same checkpoint, so all continue from identical states.
         state = load_checkpoint(output / "checkpoint_latest.pt", map_location=device)
         trainer.restore(state)
         logger.info("resuming %s at epoch %d", output, trainer.state.epoch)
@@ -161,14 +163,15 @@ def _prepare_output(job: FoldJob, recipe: TrainingRecipe, options: RunOptions, p
     # Every rank checks (so all fail alike); only ``write`` (rank 0) creates files.
     output = job.fold_folder
     recipe_file = output / "recipe.json"
-    if options.resume:
-        if not (output / "checkpoint_latest.pt").is_file():
-            raise CheckpointError("nothing to continue: no checkpoint_latest.pt; start without --continue", output)
+    if options.resume and (output / "checkpoint_latest.pt").is_file():
         saved = load_dataclass(TrainingRecipe, recipe_file)
         if saved.fingerprint() != recipe.fingerprint():
             raise ConfigError("--continue with a different recipe than the run was started with; use the same "
                               "options (see recipe.json)", recipe_file)
         return
+    if options.resume:
+        # As nnU-Net: scripts that always pass --continue work after a kill before the first checkpoint.
+        logger.warning("--continue: no checkpoint_latest.pt in %s yet; starting this fold from scratch", output)
     if (output / "checkpoint_latest.pt").is_file() or (output / "checkpoint_final.pt").is_file():
         raise CheckpointError("this fold was already trained or started; pass --continue to resume, or delete "
                               "the folder to start over", output)
