@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--no-augmentation", action="store_true", help="train without data augmentation")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
     parser.add_argument("--num-workers", type=int, default=2, help="background loader threads")
-    parser.add_argument("--continue", action="store_true", dest="resume", help="resume from checkpoint_latest.pt (none yet: start from scratch, with a warning)")
+    parser.add_argument("--continue", action="store_true", dest="resume",
+                        help="resume from checkpoint_latest.pt (none yet: start from scratch, with a warning)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                         help="mixed precision (default: float16 on CUDA; bfloat16 on CPUs with native bf16, "
