@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_DATA_ROOT", "Paths", "resolve_paths", "run_folder_name", "sibling_run_folder"]
+__all__ = ["DEFAULT_DATA_ROOT", "Paths", "resolve_paths", "configuration_of_run_folder", "run_folder_name",
+           "sibling_run_folder"]
 
 DEFAULT_DATA_ROOT = Path("autounet_data")
 
@@ -86,3 +87,8 @@ def sibling_run_folder(model_folder: Path, configuration: str, other: str) -> Pa
     ``configuration``, or any other name (then ``other`` plainly)."""
     suffix = model_folder.name[len(configuration):] if model_folder.name.startswith(f"{configuration}__") else ""
     return model_folder.parent / f"{other}{suffix}"
+
+
+def configuration_of_run_folder(name: str) -> str:
+    """The configuration a run folder named by :func:`run_folder_name` was trained for."""
+    return name.split("__", 1)[0]

@@ -79,6 +79,14 @@ def test_cascade_export_brings_its_previous_stage(dataset_results: Path, tmp_pat
     assert f"{DATASET}/3d_lowres/fold_0/checkpoint_final.pt" in manifest.files
 
 
+def test_runs_of_another_recipe_export_with_their_own_previous_stage(dataset_results: Path, tmp_path: Path) -> None:
+    results = tmp_path / DATASET
+    for name in ("3d_cascade_fullres", "3d_lowres"):
+        shutil.copytree(dataset_results / name, results / f"{name}__fast__plans")
+    manifest = export_model(results, ["3d_cascade_fullres__fast__plans"], tmp_path / "fast.zip", folds=[0])
+    assert manifest.configurations == ("3d_cascade_fullres__fast__plans", "3d_lowres__fast__plans")
+
+
 def test_export_of_a_missing_fold_names_the_checkpoint(dataset_results: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="fold_3/checkpoint_final.pt: checkpoint not found"):
         export_model(dataset_results, [CONFIGURATION], tmp_path / "m.zip", folds=[3])

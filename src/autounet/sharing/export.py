@@ -21,6 +21,7 @@ from autounet.errors import CheckpointError
 from autounet.io.checkpoints import load_checkpoint, save_checkpoint
 from autounet.io.jsonio import atomic_write, read_json
 from autounet.io.serialization import to_dict
+from autounet.paths import configuration_of_run_folder, sibling_run_folder
 from autounet.planning.plans import load_plans
 from autounet.sharing.manifest import (
     FIND_BEST_FOLDER,
@@ -118,12 +119,13 @@ def _with_previous_stages(dataset_results: Path, configurations: Sequence[str]) 
             raise CheckpointError(f"no trained configuration '{name}' (no {name}/plans.json); train it first",
                                   dataset_results)
         plans = load_plans(folder / "plans.json")
-        if name not in plans.configurations:
-            raise CheckpointError(f"plans.json has no configuration '{name}'", folder / "plans.json")
+        configuration = configuration_of_run_folder(name)  # runs of other recipes/plans: <configuration>__...
+        if configuration not in plans.configurations:
+            raise CheckpointError(f"plans.json has no configuration '{configuration}'", folder / "plans.json")
         ordered.append(name)
-        previous = plans.configurations[name].previous_stage
+        previous = plans.configurations[configuration].previous_stage
         if previous is not None:
-            pending.append(previous)
+            pending.append(sibling_run_folder(folder, configuration, previous).name)
     return ordered
 
 
