@@ -1,4 +1,4 @@
-"""``autounet convert``: turn MSD / nnU-Net v1 task folders and folders of 2D pictures into raw datasets."""
+"""``autounet convert``: turn MSD / nnU-Net v1 / nnDetection task folders and 2D picture folders into raw datasets."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from autounet.cli._common import add_processes_argument
 from autounet.dataset.convert import PICTURE_ENDINGS, convert_images, convert_msd
 from autounet.dataset.description import load_dataset_json
+from autounet.dataset.nndet import convert_nndet
 from autounet.errors import DatasetError
 from autounet.io.jsonio import read_json
 from autounet.paths import Paths
@@ -43,6 +44,16 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     add_processes_argument(msd)
     _add_overwrite(msd)
     msd.set_defaults(handler=run)
+    nndet = sources.add_parser(
+        "nndet", parents=[parent], help="an nnDetection task folder (instance labels, per-case JSON)",
+        description="Convert TaskNNN_Name/ (dataset.json or .yaml, raw_splitted/) into a dataset whose label "
+                    "files are instance maps with {case}.json beside them; instances are checked.")
+    nndet.add_argument("task_folder", type=Path, metavar="TASK_FOLDER", help="the TaskNNN_Name folder")
+    nndet.add_argument("-d", "--dataset-id", type=int, default=None, metavar="ID",
+                       help="number of the new dataset (default: the task number)")
+    add_processes_argument(nndet)
+    _add_overwrite(nndet)
+    nndet.set_defaults(handler=run)
     images = sources.add_parser(
         "images", parents=[parent], help="a folder of 2D pictures with a folder of label images",
         description=f"Pair pictures ({', '.join(PICTURE_ENDINGS)}) with the label images of the same "
@@ -79,9 +90,10 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     Raises:
         DatasetError: The source is malformed or the dataset exists without ``--overwrite``.
     """
-    if args.source == "msd":
-        folder = convert_msd(args.task_folder, paths.raw, dataset_id=args.dataset_id,
-                             num_processes=args.num_processes, overwrite=args.overwrite)
+    if args.source in ("msd", "nndet"):
+        convert = convert_msd if args.source == "msd" else convert_nndet
+        folder = convert(args.task_folder, paths.raw, dataset_id=args.dataset_id, num_processes=args.num_processes,
+                         overwrite=args.overwrite)
     else:
         labels, channel_names = _read_labels_json(args.labels_json) if args.labels_json else (None, None)
         folder = convert_images(args.images, args.labels, paths.raw, args.dataset_id, args.name, labels=labels,
