@@ -160,3 +160,13 @@ def test_toy_is_deterministic_and_validated(tmp_path: Path) -> None:
     assert label.shape == (16, 16, 16)
     with pytest.raises(DatasetError, match="must exceed twice the wall"):
         generate_detection_toy(tmp_path / "c", DetectionToyOptions(edge=(4, 8), wall=2))
+
+
+def test_cli_example_detection(tmp_path: Path) -> None:
+    args = ["example", "detection", "--num-cases", "2", "--num-test-cases", "1", "--dataset-id", "606",
+            "--data-root", str(tmp_path)]
+    assert main(args) == 0
+    folder = next(tmp_path.rglob("Dataset606_ExampleDetection"))
+    assert sorted(p.name for p in (folder / "labelsTs").iterdir()) == ["toy_0002.json", "toy_0002.nii.gz"]
+    assert load_dataset_json(folder / "dataset.json").extra["instance_labels"] is True
+    assert main(args) == 1  # exists: needs --overwrite

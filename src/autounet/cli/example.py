@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from autounet.dataset.synthetic import (
     EXAMPLE_IDS,
     EXAMPLE_KINDS,
+    DetectionToyOptions,
     ExampleInfo,
     ExampleKind,
     ExampleOptions,
     example_info,
+    full_toy_options,
+    generate_detection_toy,
     generate_example,
 )
 from autounet.errors import DatasetError
@@ -23,6 +27,7 @@ __all__ = ["register", "run"]
 logger = logging.getLogger(__name__)
 
 _ALL = "all"
+_DETECTION = "detection"  # nnDetection's toy problem (instance labels); not part of 'all'
 
 
 def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -40,8 +45,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "3D head MR, 'ct' a 3D CT in Hounsfield units, 'multichannel' a two-channel 3D MR "
                     "(.mha), 'png2d' 2D PNG pictures.")
     # A string default: argparse checks a '*' positional's default against the choices, and a list fails.
-    parser.add_argument("kinds", nargs="*", choices=[*EXAMPLE_KINDS, _ALL], default=_ALL, metavar="KIND",
-                        help=f"which examples: {', '.join(EXAMPLE_KINDS)} or {_ALL} (default: {_ALL})")
+    parser.add_argument("kinds", nargs="*", choices=[*EXAMPLE_KINDS, _DETECTION, _ALL], default=_ALL, metavar="KIND",
+                        help=f"which examples: {', '.join(EXAMPLE_KINDS)}, {_DETECTION} or {_ALL} (default: {_ALL}, "
+                             f"without {_DETECTION})")
     defaults = ExampleOptions()
     parser.add_argument("--num-cases", type=int, default=defaults.num_cases, metavar="N",
                         help="training cases per dataset (default: %(default)s)")
@@ -54,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                         help="random seed; the same seed writes identical files (default: %(default)s)")
     parser.add_argument("--dataset-id", type=int, default=None, metavar="ID",
                         help="dataset number instead of the kind's default (only with a single kind)")
+    parser.add_argument("--full", action="store_true",
+                        help="detection: nnDetection's full toy size (1000 training cases, 128^3)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing example datasets (the old one is removed once the new one "
                              "is complete)")
@@ -83,7 +91,8 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
             exists and ``--overwrite`` was not given.
     """
     kinds = _selected_kinds(args.kinds)
-    if args.dataset_id is not None and len(kinds) != 1:
+    detection = _DETECTION in ([args.kinds] if isinstance(args.kinds, str) else args.kinds)
+    if args.dataset_id is not None and len(kinds) + detection != 1:
         raise DatasetError(f"--dataset-id needs exactly one example kind, got {len(kinds)} "
                            f"({', '.join(kinds)})")
     options = ExampleOptions(num_cases=args.num_cases, num_test_cases=args.num_test_cases,
@@ -91,6 +100,11 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
                              dataset_id=args.dataset_id)
     # Validate all kinds first, so a bad --shape for the last kind does not leave the first ones written.
     infos = [example_info(kind, options) for kind in kinds]
+    if detection:
+        toy = full_toy_options(args.seed) if args.full else DetectionToyOptions(
+            num_cases=args.num_cases, num_test_cases=args.num_test_cases, seed=args.seed)
+        toy = replace(toy, dataset_id=args.dataset_id) if args.dataset_id is not None else toy
+        logger.info("wrote %s (instance labels)", generate_detection_toy(paths.raw, toy, args.overwrite))
     for info in infos:
         folder = generate_example(info.kind, paths.raw, options, overwrite=args.overwrite)
         logger.info("%s", _summary(info, folder, options))

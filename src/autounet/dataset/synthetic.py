@@ -26,6 +26,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from autounet.dataset._staging import staged_dataset
+from autounet.dataset._synthetic_detection import DetectionToyOptions, full_toy_options, generate_detection_toy
 from autounet.dataset._synthetic_shapes import (
     CaseRecipe,
     SyntheticCase,
@@ -41,6 +42,7 @@ from autounet.io.images import write_image, write_segmentation
 from autounet.progress import progress
 
 __all__ = [
+    "DetectionToyOptions",
     "EXAMPLE_IDS",
     "EXAMPLE_KINDS",
     "EXAMPLE_NAMES",
@@ -48,6 +50,8 @@ __all__ = [
     "ExampleKind",
     "ExampleOptions",
     "example_info",
+    "full_toy_options",
+    "generate_detection_toy",
     "generate_example",
 ]
 
