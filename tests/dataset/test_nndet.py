@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -76,6 +77,16 @@ def test_convert_equals_the_generated_layout(task: Path, tmp_path: Path) -> None
     assert description.labels == {"background": 0, "square": 1, "square_hole": 2}
     assert description.extra["instance_labels"] is True and description.extra["dim"] == 3
     assert description.num_training == 4 and description.extra["numTest"] == 2
+
+
+def test_float_instance_maps_become_integers(task: Path, tmp_path: Path) -> None:
+    # nnDetection's own example writes its masks as float64; the converter stores them as integers.
+    label = task / "raw_splitted" / "labelsTr" / "toy_0000.nii.gz"
+    original = nib.load(label)
+    values = np.asarray(original.dataobj)
+    nib.save(nib.Nifti1Image(values.astype(np.float64), original.affine), label)
+    converted, _ = read_segmentation(convert_nndet(task, tmp_path / "raw") / "labelsTr" / "toy_0000.nii.gz")
+    assert np.issubdtype(converted.dtype, np.integer) and np.array_equal(converted, np.asarray(values).T)
 
 
 def test_cli_convert_nndet(task: Path, tmp_path: Path) -> None:

@@ -178,10 +178,9 @@ def _cases(splitted: Path, split: str, num_modalities: int, labelled: bool) -> l
     for file in first:
         case_id = file.name[: -len(f"_0000{_NIFTI}")]
         channels = tuple(images / f"{case_id}_{m:04d}{_NIFTI}" for m in range(num_modalities))
-        for channel in channels:
+        for modality, channel in enumerate(channels):
             if not channel.is_file():
-                raise DatasetError(f"image of modality {int(channel.name[-11:-7])} of case '{case_id}' not found",
-                                   channel)
+                raise DatasetError(f"image of modality {modality} of case '{case_id}' not found", channel)
         label = labels / f"{case_id}{_NIFTI}"
         if not label.is_file():
             if labelled:
