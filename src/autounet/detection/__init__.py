@@ -2,7 +2,8 @@
 
 ``boxes`` (IoU, GIoU, boxes from instance maps), ``anchors`` (anchor generator, anchor shapes fitted to a
 dataset), ``coder`` (box <-> regression deltas), ``matcher`` (IoU and ATSS matchers, hard-negative
-sampler) and ``clustering`` (NMS, weighted box clustering). They import nothing downstream of
+sampler), ``clustering`` (NMS, weighted box clustering) and ``from_segmentation`` (boxes from a segmentation
+model's probabilities, the baseline). They import nothing downstream of
 ``networks``; the Retina U-Net that composes them is built on top.
 """
 
@@ -23,6 +24,7 @@ from autounet.detection.boxes import (
 )
 from autounet.detection.clustering import batched_nms, batched_weighted_box_clustering, nms, weighted_box_clustering
 from autounet.detection.coder import BoxCoder
+from autounet.detection.from_segmentation import segmentation_to_boxes
 from autounet.detection.matcher import (
     BELOW_LOW_THRESHOLD,
     BETWEEN_THRESHOLDS,
@@ -54,6 +56,7 @@ __all__ = [
     "mean_best_iou",
     "nms",
     "remove_small_boxes",
+    "segmentation_to_boxes",
     "shapes_from_sizes_and_scales",
     "weighted_box_clustering",
 ]
