@@ -26,11 +26,11 @@ def compare(prepared: Prepared, configuration: str) -> dict:
     """Run nnU-Net's step, then autounet's on the same weights and batch; return the differences."""
     import torch
 
+    from autounet.dataset.labels import LabelScheme
     from autounet.dataset.raw import load_raw_dataset
     from autounet.inference.nnunet_model import _nnunet_key
     from autounet.networks.unet import build_network
     from autounet.planning.plans import load_plans
-    from autounet.training.labels import LabelScheme
     from autounet.training.losses import build_loss
     from autounet.training.optim import build_optimizer
     from autounet.training.recipe import TrainingRecipe

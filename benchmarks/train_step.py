@@ -36,10 +36,10 @@ def autounet_step(prepared: Prepared, configuration: str, threads: int, iteratio
     """Median seconds of ``Trainer._step`` with the parts ``train_fold`` builds."""
     import torch
 
+    from autounet.dataset.labels import LabelScheme
     from autounet.dataset.raw import load_raw_dataset
     from autounet.inference.cpu_memory import tune_cpu_allocator
     from autounet.planning.plans import load_plans
-    from autounet.training.labels import LabelScheme
     from autounet.training.recipe import RunOptions, TrainingRecipe
     from autounet.training.run import _build_parts
     from autounet.training.trainer import Trainer

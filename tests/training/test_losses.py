@@ -5,12 +5,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from autounet.dataset.labels import LabelScheme
 from autounet.networks import UNetSpec, build_network
 from autounet.training import (
     DeepSupervisionLoss,
     DiceBCELoss,
     DiceCELoss,
-    LabelScheme,
     SoftDiceLoss,
     build_loss,
     deep_supervision_scales,

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch.nn import functional
 
+from autounet.dataset.labels import LabelScheme
 from autounet.errors import CheckpointError
-from autounet.training import LabelScheme, PseudoDiceTracker, tp_fp_fn
+from autounet.training.metrics import PseudoDiceTracker, tp_fp_fn
 
 
 def test_softmax_counts_hand_computed() -> None:

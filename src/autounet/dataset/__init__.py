@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from autounet.dataset.description import DatasetDescription, load_dataset_json, save_dataset_json
+from autounet.dataset.labels import LabelScheme, OutputLayout, OutputTask
 from autounet.dataset.raw import (
     RawCase,
     RawDataset,
@@ -15,6 +16,9 @@ from autounet.dataset.raw import (
 
 __all__ = [
     "DatasetDescription",
+    "LabelScheme",
+    "OutputLayout",
+    "OutputTask",
     "RawCase",
     "RawDataset",
     "dataset_folder_name",

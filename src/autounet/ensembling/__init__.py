@@ -10,7 +10,6 @@ from autounet.ensembling.average import (
     ensemble_folders,
     load_probabilities,
     probabilities_to_segmentation,
-    region_class_order_of,
 )
 from autounet.ensembling.find_best import FIND_BEST_FOLDER, Candidate, FindBestChoice, FindBestResult, find_best
 
@@ -27,5 +26,4 @@ __all__ = [
     "find_best",
     "load_probabilities",
     "probabilities_to_segmentation",
-    "region_class_order_of",
 ]

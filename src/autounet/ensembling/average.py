@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from autounet.dataset.description import DatasetDescription
+from autounet.dataset.labels import LabelScheme
 from autounet.errors import ImageIOError
 from autounet.inference import logits_to_segmentation
 from autounet.inference.export import save_probabilities
@@ -33,7 +34,6 @@ __all__ = [
     "ensemble_folders",
     "load_probabilities",
     "probabilities_to_segmentation",
-    "region_class_order_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,11 +83,6 @@ def average_probabilities(files: Sequence[Path]) -> np.ndarray:
             total += probabilities
     total /= len(files)
     return total
-
-
-def region_class_order_of(description: DatasetDescription) -> tuple[int, ...] | None:
-    """The label painted for each region channel of a region-based dataset, else ``None`` (softmax)."""
-    return description.regions_class_order if description.is_region_based else None
 
 
 def probabilities_to_segmentation(probabilities: np.ndarray,
@@ -208,7 +203,7 @@ def ensemble_folders(input_dirs: Sequence[Path], output_dir: Path, description: 
     if len(todo) < len(cases):
         logger.info("%d of %d case(s) already ensembled in %s; skipping them", len(cases) - len(todo), len(cases),
                     output_dir)
-    order = region_class_order_of(description)
+    order = LabelScheme.from_description(description).regions_class_order
     items = progress(todo, "Ensembling", total=len(todo)) if show_progress else todo
     for case in items:
         ensemble_case(case, order, plan, save_mean_probabilities)

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from autounet.dataset.description import DatasetDescription, load_dataset_json
-from autounet.ensembling.average import EnsembleCase, ensemble_case, region_class_order_of
+from autounet.dataset.labels import LabelScheme
+from autounet.ensembling.average import EnsembleCase, ensemble_case
 from autounet.errors import DatasetError
 from autounet.io.jsonio import atomic_write, nan_to_none, write_json
 from autounet.io.serialization import save_dataclass
@@ -169,7 +170,7 @@ def _ensemble_pair(ctx: _Context, first: str, second: str, files: dict[str, dict
                          f"no probabilities for case '{case}' of {config} ({len(missing)} missing); train with "
                          "--save-probabilities (or rerun its validation) to compare the ensemble")
     folder = ctx.output_dir / "ensembles" / name
-    order = region_class_order_of(ctx.description)
+    order = LabelScheme.from_description(ctx.description).regions_class_order
     for case, path in progress(sorted(files[first].items()), f"Ensembling {name}", total=len(files[first])):
         members = (path.with_name(f"{case}.npz"), files[second][case].with_name(f"{case}.npz"))
         # Recomputed every run: cached files would go stale when a member is retrained.

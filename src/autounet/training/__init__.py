@@ -7,7 +7,6 @@ recipes) and :class:`RunOptions`. Parts: the :class:`Trainer` loop, the task-spe
 
 from __future__ import annotations
 
-from autounet.training.labels import LabelScheme
 from autounet.training.losses import (
     DeepSupervisionLoss,
     DiceBCELoss,
@@ -36,8 +35,6 @@ from autounet.training.trainer import Trainer, TrainingParts, TrainingState
 
 # One name per line, grouped by module, so other modules' exports can be appended without conflicts.
 __all__ = [
-    # labels
-    "LabelScheme",
     # losses
     "DeepSupervisionLoss",
     "DiceBCELoss",

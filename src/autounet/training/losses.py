@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from autounet.dataset.labels import LabelScheme
 from autounet.errors import ConfigError
 from autounet.networks.spec import UNetSpec
-from autounet.training.labels import LabelScheme
 
 __all__ = [
     "LOSS_TERMS",

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from autounet.dataset.labels import LabelScheme
 from autounet.errors import CheckpointError, ConfigError
 from autounet.io.serialization import from_dict, to_dict
-from autounet.training.labels import LabelScheme
 
 __all__ = ["PseudoDiceTracker", "tp_fp_fn"]
 

@@ -21,11 +21,11 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from autounet.dataset.labels import LabelScheme
 from autounet.dataset.raw import RawDataset
 from autounet.errors import ConfigError
 from autounet.inference.cascade import previous_stage_one_hot
 from autounet.planning.plans import ConfigurationPlan, Plans
-from autounet.training.labels import LabelScheme
 from autounet.training.losses import build_loss
 from autounet.training.metrics import PseudoDiceTracker, tp_fp_fn
 from autounet.training.recipe import TrainingRecipe

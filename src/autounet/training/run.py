@@ -14,6 +14,7 @@ from autounet.data.augmentation import AugmentationConfig, BatchAugmenter, defau
 from autounet.data.augmentation.config import compute_sampling_patch_size
 from autounet.data.loader import BatchLoader
 from autounet.data.sampler import PatchSampler, SamplerSettings
+from autounet.dataset.labels import LabelScheme
 from autounet.dataset.raw import RawDataset, load_raw_dataset
 from autounet.errors import CheckpointError, ConfigError
 from autounet.io.checkpoints import load_checkpoint
@@ -24,7 +25,6 @@ from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, save_p
 from autounet.preprocessing.storage import case_finished
 from autounet.training.callbacks import MetricsFile, ProgressPlot
 from autounet.training.distributed import DistributedContext, split_batch, unwrap, verify_ranks_agree, wrap_network
-from autounet.training.labels import LabelScheme
 from autounet.training.objectives import Objective, ObjectiveContext, build_objective
 from autounet.training.optim import build_optimizer
 from autounet.training.recipe import RunOptions, TrainingRecipe

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autounet.dataset.labels import LabelScheme
 from autounet.dataset.raw import RawDataset
 from autounet.errors import ConfigError
 from autounet.evaluation.metrics import label_overlaps
@@ -28,7 +29,6 @@ from autounet.preprocessing.case import target_spacing
 from autounet.preprocessing.properties import CaseProperties
 from autounet.preprocessing.storage import load_case
 from autounet.progress import progress
-from autounet.training.labels import LabelScheme
 
 __all__ = ["ValidationJob", "load_previous_stage", "next_stage_folder", "run_final_validation", "summarise"]
 
@@ -75,8 +75,8 @@ def run_final_validation(network: nn.Module, job: ValidationJob, device: torch.d
     network.eval()
     settings = SlidingWindowSettings(patch_size=job.configuration.patch_size, mirror_axes=job.mirror_axes)
     ending = job.dataset.description.file_ending
-    regions = job.labels.regions_class_order if job.labels.region_based else None
-    scored = job.labels.regions if job.labels.region_based else job.labels.foreground_labels
+    regions = job.labels.regions_class_order  # None: softmax labels
+    scored = job.labels.scored_labels
     rows = []
     for case_id in progress(job.case_ids, "Final validation", total=len(job.case_ids)):
         data, _, properties = load_case(job.data_folder, case_id, mmap=False)

@@ -1,4 +1,5 @@
-"""How the labels of a ``dataset.json`` map to network outputs and loss targets.
+"""How the labels of a ``dataset.json`` map to network outputs, loss targets, label maps and scores: described
+once here and used by training, inference, ensembling, postprocessing and evaluation alike.
 
 Two schemes exist, as in nnU-Net v2:
 
@@ -15,15 +16,22 @@ padding value -1 to background first, as nnU-Net does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import torch
-from torch import Tensor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from autounet.dataset.description import IGNORE_LABEL_NAME, DatasetDescription
 from autounet.errors import DatasetError
 
-__all__ = ["LabelScheme"]
+if TYPE_CHECKING:  # torch is imported by the methods that take tensors: planning and preprocessing never need it
+    from torch import Tensor
+
+__all__ = ["DEFAULT_TASK", "LabelScheme", "OutputLayout", "OutputTask"]
+
+DEFAULT_TASK = "labels"
+"""Name of the one label map of a dataset.json with a top-level ``labels`` entry (every nnU-Net v2 dataset)."""
+
+Label = int | tuple[int, ...]
+"""A label value, or the values of a region."""
 
 
 @dataclass(frozen=True)
@@ -38,14 +46,18 @@ class LabelScheme:
         regions: For region-based datasets, the label values of each region in output-channel order;
             ``None`` for softmax labels.
         regions_class_order: For region-based datasets, the value each region is written as when a
-            prediction is turned into a label map (later regions overwrite earlier ones); else ``None``.
+            prediction is turned into a label map (later regions overwrite earlier ones); else ``None``. This
+            is the one place that says how outputs are painted: ``None`` means softmax argmax.
         ignore_label: Value of the ``ignore`` label, or ``None``.
+        names: Name of each scored entry (:attr:`scored_labels` order), from ``dataset.json``; empty when built
+            by hand (then the values name them).
     """
 
     labels: tuple[int, ...]
     regions: tuple[tuple[int, ...], ...] | None = None
     regions_class_order: tuple[int, ...] | None = None
     ignore_label: int | None = None
+    names: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.regions is not None:
@@ -72,21 +84,26 @@ class LabelScheme:
             if len(labels) < 2:
                 raise DatasetError("dataset.json declares no foreground label; add at least one label besides "
                                    "'background'")
-            return cls(labels=labels, ignore_label=ignore)
+            value_names = {v: k for k, v in description.labels.items() if isinstance(v, int)}
+            return cls(labels=labels, ignore_label=ignore,
+                       names=tuple(value_names.get(v, str(v)) for v in labels if v != 0))
         regions: list[tuple[int, ...]] = []
+        names: list[str] = []
         for name, value in description.labels.items():
             region = value if isinstance(value, tuple) else (value,)
             # Background-only entries ("background": 0 or [0]) are not predicted: nothing to learn there.
             if name == IGNORE_LABEL_NAME or set(region) == {0}:
                 continue
             regions.append(tuple(sorted(set(region))))
+            names.append(name)
         if not regions:
             raise DatasetError("dataset.json declares no foreground region; add at least one region")
         order = description.regions_class_order
         if order is None or len(order) != len(regions):
             raise DatasetError(f"'regions_class_order' needs {len(regions)} entries, one per region")
         values = tuple(sorted({v for region in regions for v in region} | {0}))
-        return cls(labels=values, regions=tuple(regions), regions_class_order=order, ignore_label=ignore)
+        return cls(labels=values, regions=tuple(regions), regions_class_order=order, ignore_label=ignore,
+                   names=tuple(names))
 
     @property
     def region_based(self) -> bool:
@@ -102,6 +119,19 @@ class LabelScheme:
     def foreground_labels(self) -> tuple[int, ...]:
         """Sorted label values other than background and ignore."""
         return tuple(v for v in self.labels if v != 0)
+
+    @property
+    def scored_labels(self) -> tuple[Label, ...]:
+        """What Dice and other per-class scores are computed on: every foreground label (softmax), or every
+        region as the tuple of its values (region-based), in output order."""
+        return tuple(self.regions) if self.regions is not None else self.foreground_labels
+
+    @property
+    def scored_label_names(self) -> dict[str, Label]:
+        """:attr:`scored_labels` by name (``dataset.json``'s names; the value as text where unnamed)."""
+        scored = self.scored_labels
+        names = self.names if len(self.names) == len(scored) else tuple(str(label) for label in scored)
+        return dict(zip(names, scored, strict=True))
 
     @property
     def num_metric_channels(self) -> int:
@@ -146,6 +176,8 @@ class LabelScheme:
         Raises:
             ValueError: The scheme is not region-based.
         """
+        import torch
+
         if self.regions is None:
             raise ValueError("region_masks needs a region-based label scheme")
         channels = []
@@ -155,3 +187,95 @@ class LabelScheme:
             else:
                 channels.append(torch.isin(seg[:, 0], torch.tensor(region, device=seg.device, dtype=seg.dtype)))
         return torch.stack(channels, dim=1)
+
+
+@dataclass(frozen=True)
+class OutputTask:
+    """One label map a network predicts, and the output channels that predict it.
+
+    Attributes:
+        name: The label map's name (:data:`DEFAULT_TASK` for a dataset with one).
+        scheme: How its channels become labels (softmax classes or sigmoid regions) and how it is scored.
+        first_channel: Index of its first output channel; it owns ``scheme.num_outputs`` channels from there.
+    """
+
+    name: str
+    scheme: LabelScheme
+    first_channel: int = 0
+
+    @property
+    def channels(self) -> slice:
+        """Its output channels, as a slice of the channel axis."""
+        return slice(self.first_channel, self.first_channel + self.scheme.num_outputs)
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Which output channels of a network belong to which label map, and how each becomes labels.
+
+    A dataset with one label map (every nnU-Net v2 dataset) has one task owning every channel; datasets with
+    several label maps (multi-task) have one task per map, their channels concatenated in task order.
+
+    Attributes:
+        tasks: The label maps in output order; channels are consecutive and do not overlap.
+    """
+
+    tasks: tuple[OutputTask, ...]
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("an output layout needs at least one task")
+        names = [task.name for task in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be distinct, got {names}")
+        expected = 0
+        for task in self.tasks:
+            if task.first_channel != expected:
+                raise ValueError(f"task '{task.name}' starts at channel {task.first_channel}, expected {expected}")
+            expected += task.scheme.num_outputs
+
+    @classmethod
+    def of_schemes(cls, schemes: dict[str, LabelScheme]) -> OutputLayout:
+        """Tasks in the given order, each after the previous one's channels."""
+        tasks, first = [], 0
+        for name, scheme in schemes.items():
+            tasks.append(OutputTask(name, scheme, first))
+            first += scheme.num_outputs
+        return cls(tuple(tasks))
+
+    @classmethod
+    def from_description(cls, description: DatasetDescription) -> OutputLayout:
+        """The layout of a dataset.json: its one label map (multi-task datasets add one task per map).
+
+        Raises:
+            DatasetError: The labels declare nothing to predict (see :meth:`LabelScheme.from_description`).
+        """
+        return cls.of_schemes({DEFAULT_TASK: LabelScheme.from_description(description)})
+
+    @property
+    def num_outputs(self) -> int:
+        """Output channels of the whole network."""
+        last = self.tasks[-1]
+        return last.first_channel + last.scheme.num_outputs
+
+    @property
+    def single(self) -> LabelScheme:
+        """The scheme of a one-task layout.
+
+        Raises:
+            ValueError: The layout has several tasks (callers must then handle each).
+        """
+        if len(self.tasks) != 1:
+            raise ValueError(f"the layout has {len(self.tasks)} tasks; handle each one")
+        return self.tasks[0].scheme
+
+    def task(self, name: str) -> OutputTask:
+        """The task called ``name``.
+
+        Raises:
+            KeyError: No such task (the message lists the known ones).
+        """
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise KeyError(f"no task '{name}'; the layout has {', '.join(t.name for t in self.tasks)}")

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from autounet.dataset.description import DatasetDescription
+from autounet.dataset.labels import DEFAULT_TASK, LabelScheme, OutputLayout, OutputTask
 from autounet.errors import DatasetError
-from autounet.training import LabelScheme
 
 
 def description(labels: dict, regions_class_order: tuple[int, ...] | None = None) -> DatasetDescription:
@@ -84,3 +84,47 @@ def test_invalid_schemes_are_rejected() -> None:
         LabelScheme(labels=(0, 1), ignore_label=1)
     with pytest.raises(ValueError):
         LabelScheme(labels=(0, 1, 2), regions=((1, 2),), regions_class_order=(1, 2))
+
+
+def test_output_layout_of_one_label_map_owns_every_channel() -> None:
+    layout = OutputLayout.from_description(description({"background": 0, "liver": 1, "tumour": 2}))
+    assert [task.name for task in layout.tasks] == [DEFAULT_TASK]
+    assert layout.num_outputs == 3 and layout.single.num_outputs == 3
+    assert layout.tasks[0].channels == slice(0, 3)
+    assert layout.single.regions_class_order is None  # softmax: argmax, no paint order
+    assert layout.single.scored_label_names == {"liver": 1, "tumour": 2}
+
+
+def test_output_layout_of_regions_keeps_their_paint_order_and_names() -> None:
+    layout = OutputLayout.from_description(description(
+        {"background": 0, "whole": (1, 2, 3), "core": (2, 3), "enhancing": 3}, regions_class_order=(1, 2, 3)))
+    scheme = layout.single
+    assert layout.num_outputs == 3 and scheme.regions_class_order == (1, 2, 3)
+    assert scheme.scored_label_names == {"whole": (1, 2, 3), "core": (2, 3), "enhancing": (3,)}
+
+
+def test_two_task_layout_concatenates_channels_in_task_order() -> None:
+    zones = LabelScheme(labels=(0, 1, 2, 3))
+    front = LabelScheme(labels=(0, 1))
+    layout = OutputLayout.of_schemes({"zones": zones, "front": front})
+    assert layout.num_outputs == 6
+    assert layout.task("zones").channels == slice(0, 4) and layout.task("front").channels == slice(4, 6)
+    with pytest.raises(ValueError, match="2 tasks"):
+        _ = layout.single
+    with pytest.raises(KeyError, match="zones, front"):
+        layout.task("boundary")
+    with pytest.raises(ValueError, match="expected 4"):
+        OutputLayout((OutputTask("zones", zones), OutputTask("front", front, first_channel=3)))
+    with pytest.raises(ValueError, match="distinct"):
+        OutputLayout.of_schemes({"zones": zones}).__class__(
+            (OutputTask("zones", zones), OutputTask("zones", front, first_channel=4)))
+
+
+def test_scheme_module_does_not_import_torch() -> None:
+    # Planning and preprocessing workers use label schemes and must not pay for importing torch.
+    import subprocess
+    import sys
+
+    code = "import sys, autounet.dataset.labels; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
