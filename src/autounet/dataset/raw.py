@@ -41,12 +41,18 @@ class RawCase:
     Attributes:
         case_id: The file-name stem shared by its channel files and label.
         image_files: Channel files in channel order.
-        label_file: The label map, or ``None`` for test cases.
+        label_files: Its label maps, one per task of the dataset (:class:`~autounet.dataset.labels.OutputLayout`
+            order; every nnU-Net v2 dataset has exactly one); empty for test cases.
     """
 
     case_id: str
     image_files: tuple[Path, ...]
-    label_file: Path | None
+    label_files: tuple[Path, ...] = ()
+
+    @property
+    def label_file(self) -> Path | None:
+        """The first (for nnU-Net v2 datasets: the only) label map, or ``None`` for test cases."""
+        return self.label_files[0] if self.label_files else None
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,7 @@ def load_raw_dataset(root: str | os.PathLike) -> RawDataset:
             raise DatasetError(f"case '{case_id}' has no label file; run 'autounet verify' for a full report",
                                label)
         channels = groups[case_id]
-        cases.append(RawCase(case_id, tuple(channels[c] for c in sorted(channels)), label))
+        cases.append(RawCase(case_id, tuple(channels[c] for c in sorted(channels)), (label,)))
     if not cases:
         raise DatasetError("no training cases found in imagesTr/", root)
     return RawDataset(root=root, description=description, cases=tuple(cases))
@@ -166,4 +172,4 @@ def load_raw_dataset(root: str | os.PathLike) -> RawDataset:
 def list_test_cases(root: str | os.PathLike, ending: str) -> tuple[RawCase, ...]:
     """The cases of ``imagesTs/`` (no labels), if that folder exists."""
     groups, _ = group_channel_files(Path(root) / "imagesTs", ending)
-    return tuple(RawCase(cid, tuple(ch[c] for c in sorted(ch)), None) for cid, ch in sorted(groups.items()))
+    return tuple(RawCase(cid, tuple(ch[c] for c in sorted(ch))) for cid, ch in sorted(groups.items()))
