@@ -97,7 +97,8 @@ def sample_class_locations(seg: np.ndarray, labels: Sequence[int],
 def _check_inputs(image: np.ndarray, seg: np.ndarray | None, geometry: ImageGeometry, plans: Plans) -> None:
     if image.ndim != geometry.ndim + 1:
         raise ValueError(f"image of shape {image.shape} is not (C, *spatial) for {geometry.ndim}D geometry")
-    if seg is not None and seg.shape != image.shape[1:]:
+    if seg is not None and (seg.ndim not in (geometry.ndim, geometry.ndim + 1)
+                            or seg.shape[seg.ndim - geometry.ndim:] != image.shape[1:]):
         raise ValueError(f"segmentation shape {seg.shape} differs from image shape {image.shape[1:]}")
     if sorted(plans.axis_order) != list(range(geometry.ndim)):
         raise ConfigError(f"the plans' axis order {plans.axis_order} does not fit {geometry.ndim}D images")
@@ -110,16 +111,18 @@ def preprocess_case(image: np.ndarray, seg: np.ndarray | None, geometry: ImageGe
 
     Args:
         image: ``(C, *spatial)`` raw intensities, raw axis order (as :func:`autounet.io.read_image`).
-        seg: ``(*spatial)`` integer label map, or ``None`` for a case without labels.
+        seg: ``(*spatial)`` integer label map, ``(L, *spatial)`` for a case with several label maps (one per
+            task, :class:`~autounet.dataset.labels.OutputLayout` order), or ``None`` for a case without labels.
         geometry: The image's geometry.
         plans: Supplies the axis order.
         configuration: Target spacing, normalisation and resampling.
         options: Case id, labels and sampling counts; defaults when ``None``.
 
     Returns:
-        ``(data, seg, properties)``: float32 ``(C, *spatial)`` data; int8 (int16 beyond label 127)
-        ``(*spatial)`` labels with -1 on background outside the non-zero region, or ``None``; and the
-        properties. Arrays are in the plan's axis order and C-contiguous.
+        ``(data, seg, properties)``: float32 ``(C, *spatial)`` data; int8 (int16 beyond label 127) labels
+        shaped like ``seg`` with -1 on background outside the non-zero region, or ``None``; and the
+        properties (class locations of the first label map in ``class_locations``, of the others in
+        ``further_map_class_locations``). Arrays are in the plan's axis order and C-contiguous.
 
     Raises:
         ConfigError: Plans that do not fit the case (axis order, channels, spacing, normalisation).
@@ -128,30 +131,37 @@ def preprocess_case(image: np.ndarray, seg: np.ndarray | None, geometry: ImageGe
     _check_inputs(image, seg, geometry, plans)
     axes = tuple(plans.axis_order)
     image_t = image.transpose((0, *(a + 1 for a in axes)))
-    seg_t = seg.transpose(axes) if seg is not None else None
+    stacked = seg is not None and seg.ndim == image.ndim  # several label maps
+    seg_t = None if seg is None else seg.transpose((0, *(a + 1 for a in axes)) if stacked else axes)
     spacing = tuple(float(geometry.spacing[a]) for a in axes)
     cropped, seg_crop, bbox = crop_to_nonzero(image_t, seg_t)
     # The one copy of the image: contiguous float32, normalised in place.
     data = np.array(cropped, dtype=np.float32, order="C")
     shape_after_crop = tuple(int(s) for s in data.shape[1:])
-    normalize(data, seg_crop >= 0 if needs_mask(configuration.normalization) else None,
-              configuration.normalization)
+    # Every label map marks the same outside region (-1), so the first one gives the mask.
+    inside = (seg_crop[0] if stacked else seg_crop) >= 0 if needs_mask(configuration.normalization) else None
+    normalize(data, inside, configuration.normalization)
     target = target_spacing(spacing, configuration)
     new_shape = compute_new_shape(shape_after_crop, spacing, target)
     data = resample_to_shape(data, new_shape, spacing, target, configuration.resampling)
-    locations: dict[int, tuple[tuple[int, ...], ...]] = {}
+    locations: list[dict[int, tuple[tuple[int, ...], ...]]] = [{}]
     seg_out = None
     if seg_t is not None:
-        seg_out = resample_to_shape(seg_crop[None], new_shape, spacing, target, configuration.resampling,
-                                    is_seg=True)[0]
-        labels = options.foreground_labels
-        if labels is None:
-            labels = tuple(int(v) for v in np.unique(seg_out) if v > 0)
         # Already the smallest signed dtype (int8 up to label 127): cropping chose it, resampling keeps it.
-        locations = sample_class_locations(seg_out, labels, options)
+        maps = resample_to_shape(seg_crop if stacked else seg_crop[None], new_shape, spacing, target,
+                                 configuration.resampling, is_seg=True)
+        seg_out = maps if stacked else maps[0]
+        locations = []
+        for index, label_map in enumerate(maps):
+            # The options' labels are those of the first map; further maps sample what they contain.
+            labels = options.foreground_labels if index == 0 else None
+            if labels is None:
+                labels = tuple(int(v) for v in np.unique(label_map) if v > 0)
+            locations.append(sample_class_locations(label_map, labels, options))
     properties = CaseProperties(
         schema_version=CaseProperties.SCHEMA_VERSION, case_id=options.case_id, original_geometry=geometry,
         shape_before_crop=tuple(int(s) for s in image_t.shape[1:]), bbox_used_for_cropping=bbox,
         shape_after_crop=shape_after_crop, spacing_after_resampling=target,
-        shape_after_resampling=tuple(int(s) for s in data.shape[1:]), class_locations=locations)
+        shape_after_resampling=tuple(int(s) for s in data.shape[1:]), class_locations=locations[0],
+        further_map_class_locations=tuple(locations[1:]))
     return data, seg_out, properties

@@ -55,19 +55,22 @@ def signed_label_dtype(low: int, high: int) -> np.dtype:
 
 def crop_to_nonzero(image: np.ndarray, seg: np.ndarray | None = None,
                     ) -> tuple[np.ndarray, np.ndarray, BoundingBox]:
-    """Crop an image (and its label map) to the bounding box of the non-zero region.
+    """Crop an image (and its label maps) to the bounding box of the non-zero region.
 
     Args:
         image: ``(C, *spatial)`` array.
-        seg: ``(*spatial)`` integer label map, or ``None`` (test cases).
+        seg: ``(*spatial)`` integer label map, or ``(L, *spatial)`` for a case with several label maps (one
+            per task), or ``None`` (test cases).
 
     Returns:
         ``(image_crop, seg_crop, bbox)``. ``image_crop`` is a view of ``image``. ``seg_crop`` is a new
-        signed integer array (int8 when labels fit) with -1 on background outside the filled non-zero
-        mask; without ``seg`` it is the int8 map of 0 inside and -1 outside the mask. ``bbox`` holds
-        half-open ``(start, stop)`` per spatial axis; an all-zero image is kept whole.
+        signed integer array shaped like ``seg`` (int8 when labels fit) with -1 on background outside the
+        filled non-zero mask, in every label map; without ``seg`` it is the int8 map of 0 inside and -1
+        outside the mask. ``bbox`` holds half-open ``(start, stop)`` per spatial axis; an all-zero image is
+        kept whole.
     """
-    if seg is not None and seg.shape != image.shape[1:]:
+    stacked = seg is not None and seg.ndim == image.ndim
+    if seg is not None and seg.shape[stacked:] != image.shape[1:]:
         raise ValueError(f"segmentation shape {seg.shape} differs from image shape {image.shape[1:]}")
     mask = nonzero_mask(image)
     bbox = mask_bbox(mask)
@@ -77,13 +80,12 @@ def crop_to_nonzero(image: np.ndarray, seg: np.ndarray | None = None,
     image_crop = image[(slice(None), *window)]
     if seg is None:
         return image_crop, np.where(inside, np.int8(0), np.int8(OUTSIDE_LABEL)), bbox
-    seg_window = seg[window]
+    seg_window = seg[(slice(None), *window)] if stacked else seg[window]
     if seg_window.size:
         dtype = signed_label_dtype(int(seg_window.min()), int(seg_window.max()))
     else:
         dtype = np.dtype(np.int8)
     seg_crop = seg_window.astype(dtype, copy=True)
-    outside = ~inside
-    outside &= seg_crop == 0
+    outside = ~inside & (seg_crop == 0)  # broadcasts over the label maps of a stacked seg
     seg_crop[outside] = OUTSIDE_LABEL
     return image_crop, seg_crop, bbox

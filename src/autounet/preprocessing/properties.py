@@ -51,7 +51,10 @@ class CaseProperties:
         spacing_after_resampling: Spacing of the stored arrays, mm.
         shape_after_resampling: Spatial shape of the stored arrays.
         class_locations: Foreground label -> sampled voxel coordinates ``(axis0, axis1[, axis2])`` in the
-            stored arrays, for foreground oversampling; empty for a label absent from the case.
+            stored arrays, for foreground oversampling; empty for a label absent from the case. For a case
+            with several label maps, those of the first.
+        further_map_class_locations: The same for each further label map of a case with several (one per
+            task after the first); empty for every nnU-Net v2 dataset.
     """
 
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -65,6 +68,7 @@ class CaseProperties:
     spacing_after_resampling: tuple[float, ...]
     shape_after_resampling: tuple[int, ...]
     class_locations: dict[int, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
+    further_map_class_locations: tuple[dict[int, tuple[tuple[int, ...], ...]], ...] = ()
 
     def locations(self, label: int) -> np.ndarray:
         """Coordinates of ``label`` as an int64 ``(N, ndim)`` array (``(0, ndim)`` when absent)."""
@@ -92,16 +96,24 @@ def coordinate_tuples(coords: np.ndarray) -> tuple[tuple[int, ...], ...]:
 
 
 def save_case_properties(path: str | os.PathLike, properties: CaseProperties) -> None:
-    """Write properties as JSON, atomically: indented fields, then one compact line per class."""
-    fields = to_dict(dataclasses.replace(properties, class_locations={}))
-    del fields["class_locations"]
+    """Write properties as JSON, atomically: indented fields, then one compact line per class (and, for cases
+    with several label maps, per class of every further map)."""
+    fields = to_dict(dataclasses.replace(properties, class_locations={}, further_map_class_locations=()))
+    del fields["class_locations"], fields["further_map_class_locations"]
     head = json.dumps(fields, indent=2, allow_nan=False)
-    with _gc_paused():
-        lines = [f'    "{label}": {json.dumps(coords, separators=(",", ":"))}'
-                 for label, coords in sorted(properties.class_locations.items())]
-    body = "{\n" + ",\n".join(lines) + "\n  }" if lines else "{}"
+    parts = [f'  "class_locations": {_locations_text(properties.class_locations, "  ")}']
+    if properties.further_map_class_locations:  # absent for one label map: such files stay as they were
+        maps = ",\n    ".join(_locations_text(m, "    ") for m in properties.further_map_class_locations)
+        parts.append(f'  "further_map_class_locations": [\n    {maps}\n  ]')
     with atomic_write(path) as handle:
-        handle.write(f'{head[:-2]},\n  "class_locations": {body}\n}}\n')
+        handle.write(head[:-2] + ",\n" + ",\n".join(parts) + "\n}\n")
+
+
+def _locations_text(locations: dict[int, tuple[tuple[int, ...], ...]], indent: str) -> str:
+    with _gc_paused():
+        lines = [f'{indent}  "{label}": {json.dumps(coords, separators=(",", ":"))}'
+                 for label, coords in sorted(locations.items())]
+    return "{\n" + ",\n".join(lines) + f"\n{indent}}}" if lines else "{}"
 
 
 def load_case_properties(path: str | os.PathLike) -> CaseProperties:
@@ -115,13 +127,24 @@ def load_case_properties(path: str | os.PathLike) -> CaseProperties:
     if not isinstance(data, dict):
         raise ConfigError("case properties must be a JSON object", path)
     raw_locations = data.pop("class_locations", {})
+    raw_further = data.pop("further_map_class_locations", [])
     properties = from_dict(CaseProperties, data, source=path)
-    if not isinstance(raw_locations, dict):
-        raise ConfigError("field 'CaseProperties.class_locations': expected an object", path)
+    if not isinstance(raw_further, list):
+        raise ConfigError("field 'CaseProperties.further_map_class_locations': expected a list", path)
     shape = properties.shape_after_resampling
+    locations = _parse_locations(raw_locations, shape, "CaseProperties.class_locations", path)
+    further = tuple(_parse_locations(raw, shape, f"CaseProperties.further_map_class_locations.{index}", path)
+                    for index, raw in enumerate(raw_further))
+    return dataclasses.replace(properties, class_locations=locations, further_map_class_locations=further)
+
+
+def _parse_locations(raw_locations: Any, shape: tuple[int, ...], field_name: str,
+                     path: str | os.PathLike) -> dict[int, tuple[tuple[int, ...], ...]]:
+    if not isinstance(raw_locations, dict):
+        raise ConfigError(f"field '{field_name}': expected an object", path)
     locations = {}
     for key, coords in raw_locations.items():
-        where = f"CaseProperties.class_locations.{key}"
+        where = f"{field_name}.{key}"
         try:
             label = int(key)
             array = np.asarray(coords, dtype=np.int64).reshape(-1, len(shape))
@@ -131,7 +154,7 @@ def load_case_properties(path: str | os.PathLike) -> CaseProperties:
         if array.size and (array.min() < 0 or np.any(array.max(axis=0) >= np.asarray(shape))):
             raise ConfigError(f"field '{where}': coordinates outside the shape {shape}", path)
         locations[label] = coordinate_tuples(array)
-    return dataclasses.replace(properties, class_locations=locations)
+    return locations
 
 
 def properties_path(folder: Path, case_id: str) -> Path:
