@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from autounet.dataset.description import load_dataset_json
-from autounet.ensembling import ensemble_folders
 from autounet.errors import ConfigError
 from autounet.paths import Paths
 from autounet.postprocessing import load_postprocessing
@@ -54,6 +53,9 @@ def run(args: argparse.Namespace, paths: Paths | None = None) -> int:
         ConfigError: No dataset.json to be found, an output folder among the inputs, a bad postprocessing file.
         DatasetError: A folder, case or file is missing or unusable.
     """
+    # Imported here, not at the top: building the parser (`autounet -h`) must not import torch (seconds).
+    from autounet.ensembling import ensemble_folders
+
     inputs = [Path(d) for d in args.input]
     output = Path(args.output)
     if any(d.resolve() == output.resolve() for d in inputs):

@@ -9,7 +9,6 @@ from autounet.cli._common import add_dataset_argument
 from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import CheckpointError, ConfigError, DatasetError
 from autounet.paths import Paths
-from autounet.sharing import export_model
 
 __all__ = ["register", "run"]
 
@@ -54,6 +53,9 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
         CheckpointError: No trained model for the dataset, or a missing configuration, fold or checkpoint.
         ConfigError: A fold that is neither an index nor ``all``, or a malformed JSON file.
     """
+    # Imported here, not at the top: building the parser (`autounet -h`) must not import torch (seconds).
+    from autounet.sharing import export_model
+
     try:
         dataset = find_raw_dataset(paths.results, args.dataset)
     except DatasetError:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
+from typing import TYPE_CHECKING
 
 from autounet.cli._common import add_dataset_argument, add_processes_argument
 from autounet.dataset.raw import find_raw_dataset
-from autounet.ensembling import FindBestResult, find_best
 from autounet.errors import ConfigError
 from autounet.paths import Paths
+
+if TYPE_CHECKING:
+    from autounet.ensembling import FindBestResult
 
 __all__ = ["register", "run"]
 
@@ -45,6 +48,9 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
         ConfigError: Invalid or repeated folds.
         DatasetError: Unknown dataset, no finished configuration, missing reference labels.
     """
+    # Imported here, not at the top: building the parser (`autounet -h`) must not import torch (seconds).
+    from autounet.ensembling import find_best
+
     folds = list(args.folds)
     if any(f < 0 for f in folds) or len(set(folds)) != len(folds):
         raise ConfigError(f"folds must be distinct indices >= 0, got {' '.join(map(str, folds))}")

@@ -6,8 +6,7 @@ import argparse
 
 from autounet.errors import ConfigError
 from autounet.paths import Paths
-from autounet.sharing import install_model
-from autounet.sharing.install import DEFAULT_MAX_BYTES
+from autounet.sharing.manifest import DEFAULT_MAX_BYTES
 
 __all__ = ["register", "run"]
 
@@ -49,6 +48,9 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
             without ``--force``.
         ConfigError: A non-positive ``--max-size-gib``.
     """
+    # Imported here, not at the top: building the parser (`autounet -h`) must not import torch (seconds).
+    from autounet.sharing import install_model
+
     if not args.max_size_gib > 0:
         raise ConfigError(f"--max-size-gib must be positive, got {args.max_size_gib}")
     installed = install_model(args.source, paths.results, force=args.force,

@@ -35,7 +35,10 @@ def _configure_logging(quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 success, 1 user error, 130 interrupted)."""
+    """Run the CLI; returns the exit code (0 success, 1 error, 2 usage error, 130 interrupted).
+
+    Errors are one line on stderr without a traceback (``--debug`` shows it), unexpected ones included.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
@@ -53,6 +56,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"autounet {args.command}: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # the last resort: checks at the right depth give better messages than this
+        if debug:
+            raise
+        print(f"autounet {args.command}: error: {_unexpected(exc)} (unexpected; rerun with --debug for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+def _unexpected(exc: BaseException) -> str:
+    """One line for an exception no check anticipated: its type, message and, where known, the file."""
+    filename = getattr(exc, "filename", None)
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    where = f"{filename}: " if filename and str(filename) not in message else ""
+    return f"{where}{type(exc).__name__}{': ' + message if message else ''}"
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m autounet.cli.main`

@@ -12,8 +12,6 @@ from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import ConfigError
 from autounet.fingerprint.extract import load_fingerprint
 from autounet.paths import Paths
-from autounet.planning.api import plan_dataset
-from autounet.planning.planner import plan_experiment
 from autounet.planning.plans import describe_plans, save_plans
 from autounet.planning.presets import PRESETS
 
@@ -53,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
 
 def run(args: argparse.Namespace, paths: Paths) -> int:
     """Plan a dataset (``-d``) or a fingerprint file (``--fingerprint``)."""
+    # Imported here, not at the top: building the parser (`autounet -h`) must not import torch (seconds).
+    from autounet.planning.api import plan_dataset
+
     if args.fingerprint is not None:
         return _plan_from_files(args)
     if args.dataset is None:
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _plan_from_files(args: argparse.Namespace) -> int:
+    from autounet.planning.planner import plan_experiment  # not at the top: see run()
+
     if args.dataset_json is None or args.out is None:
         raise ConfigError("--fingerprint needs --dataset-json FILE and --out FILE")
     fingerprint = load_fingerprint(args.fingerprint)

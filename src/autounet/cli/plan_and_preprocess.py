@@ -10,7 +10,6 @@ from autounet.cli.plan import add_planning_arguments
 from autounet.cli.preprocess import add_configurations_argument, preprocess_configurations
 from autounet.dataset.raw import find_raw_dataset, load_raw_dataset
 from autounet.paths import Paths
-from autounet.planning.api import plan_dataset
 
 __all__ = ["register", "run"]
 
@@ -32,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
 
 def run(args: argparse.Namespace, paths: Paths) -> int:
     """Plan, then preprocess the planned configurations."""
+    # Imported here, not at the top: building the parser (`autounet -h`) must not import torch (seconds).
+    from autounet.planning.api import plan_dataset
+
     root = find_raw_dataset(paths.raw, args.dataset)
     plans, plans_path = plan_dataset(root, paths.preprocessed, args.preset, args.gpu_memory, args.num_processes,
                                      verify=not args.no_verify, overwrite_fingerprint=args.overwrite_fingerprint)

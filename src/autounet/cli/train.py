@@ -9,11 +9,8 @@ from dataclasses import replace
 from autounet.cli._common import add_dataset_argument
 from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import ConfigError
-from autounet.inference.cpu_memory import tune_cpu_allocator
 from autounet.paths import Paths
-from autounet.training.distributed import distributed_session
 from autounet.training.recipe import BUILTIN_RECIPES, RunOptions, TrainingRecipe, load_recipe
-from autounet.training.run import FoldJob, train_fold
 
 __all__ = ["register", "run"]
 
@@ -62,6 +59,11 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
 
 def run(args: argparse.Namespace, paths: Paths) -> int:
     """Train the requested fold."""
+    # Imported here, not at the top: building the parser (`autounet -h`) must not import torch (seconds).
+    from autounet.inference.cpu_memory import tune_cpu_allocator
+    from autounet.training.distributed import distributed_session
+    from autounet.training.run import FoldJob, train_fold
+
     fold = args.fold if args.fold == "all" else _fold_index(args.fold)
     recipe = _recipe(args)
     options = RunOptions(device=args.device, num_workers=args.num_workers, resume=args.resume, compile=args.compile,

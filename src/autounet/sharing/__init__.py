@@ -1,12 +1,14 @@
 """Model sharing: export trained configurations to a zip archive, and install one (from a file or a URL)
 after checking it completely (safe member names, no links, bounded size, SHA-256 of every member,
-checkpoints loadable with ``weights_only=True``)."""
+checkpoints loadable with ``weights_only=True``).
+
+The names load lazily: the CLI builds its parser (``autounet -h``) without importing torch.
+"""
 
 from __future__ import annotations
 
-from autounet.sharing.export import export_model
-from autounet.sharing.install import DEFAULT_MAX_BYTES, InstalledModel, install_model
-from autounet.sharing.manifest import MANIFEST_NAME, MODEL_FORMAT, ModelManifest
+import importlib
+from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -17,3 +19,13 @@ __all__ = [
     "export_model",
     "install_model",
 ]
+
+_LAZY = {"DEFAULT_MAX_BYTES": "manifest", "MANIFEST_NAME": "manifest", "MODEL_FORMAT": "manifest",
+         "ModelManifest": "manifest", "InstalledModel": "install", "install_model": "install",
+         "export_model": "export"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"autounet.sharing.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'autounet.sharing' has no attribute {name!r}")

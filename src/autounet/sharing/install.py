@@ -33,7 +33,7 @@ from autounet.io.jsonio import read_json
 from autounet.planning.plans import load_plans
 from autounet.sharing.archive import Label, archive_error, extract_verified, inspect_archive, open_archive
 from autounet.sharing.download import download, is_url
-from autounet.sharing.manifest import FIND_BEST_FOLDER, ModelManifest
+from autounet.sharing.manifest import DEFAULT_MAX_BYTES, FIND_BEST_FOLDER, ModelManifest
 
 __all__ = ["DEFAULT_MAX_BYTES", "InstalledModel", "install_model"]
 
@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_MAX_BYTES = 16 << 30
 """Largest download and largest total unpacked size accepted by default (16 GiB: five folds of the largest
 nnU-Net configurations fit many times over, a zip bomb does not)."""
 

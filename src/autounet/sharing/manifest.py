@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "FIND_BEST_FOLDER",
     "MANIFEST_NAME",
     "MODEL_FORMAT",
@@ -28,6 +29,9 @@ __all__ = [
     "is_safe_component",
     "sha256_of_file",
 ]
+
+# Largest archive (and extracted size) install-model accepts unless told otherwise.
+DEFAULT_MAX_BYTES = 16 << 30
 
 MANIFEST_NAME = "autounet_model.json"
 MODEL_FORMAT = "autounet-model"

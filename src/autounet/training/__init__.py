@@ -3,37 +3,16 @@
 Entry point: :func:`train_fold` with a :class:`FoldJob`, a :class:`TrainingRecipe` (:func:`load_recipe` for named
 recipes) and :class:`RunOptions`. Parts: the :class:`Trainer` loop, the task-specific :class:`Objective`
 (:class:`SegmentationObjective`; :func:`register_objective` adds others), losses, online metrics, splits.
+
+The names load lazily, so the CLI and the preprocessing workers import only what they use (torch costs
+seconds).
 """
 
 from __future__ import annotations
 
-from autounet.training.losses import (
-    DeepSupervisionLoss,
-    DiceBCELoss,
-    DiceCELoss,
-    SegmentationLoss,
-    SoftDiceLoss,
-    build_loss,
-    deep_supervision_scales,
-    deep_supervision_weights,
-    downsample_targets,
-)
-from autounet.training.metrics import PseudoDiceTracker, tp_fp_fn
-from autounet.training.objectives import (
-    EpochMetric,
-    Objective,
-    ObjectiveContext,
-    SegmentationObjective,
-    build_objective,
-    objective_names,
-    register_objective,
-)
-from autounet.training.recipe import BUILTIN_RECIPES, RunOptions, TrainingRecipe, load_recipe
-from autounet.training.run import FoldJob, train_fold
-from autounet.training.splits import Fold, fold_cases, load_or_create_splits, make_splits
-from autounet.training.trainer import Trainer, TrainingParts, TrainingState
+import importlib
+from typing import Any
 
-# One name per line, grouped by module, so other modules' exports can be appended without conflicts.
 __all__ = [
     # losses
     "DeepSupervisionLoss",
@@ -74,3 +53,43 @@ __all__ = [
     "TrainingParts",
     "TrainingState",
 ]
+
+_LAZY = {
+    "DeepSupervisionLoss": "losses",
+    "DiceBCELoss": "losses",
+    "DiceCELoss": "losses",
+    "SegmentationLoss": "losses",
+    "SoftDiceLoss": "losses",
+    "build_loss": "losses",
+    "deep_supervision_scales": "losses",
+    "deep_supervision_weights": "losses",
+    "downsample_targets": "losses",
+    "PseudoDiceTracker": "metrics",
+    "tp_fp_fn": "metrics",
+    "EpochMetric": "objectives",
+    "Objective": "objectives",
+    "ObjectiveContext": "objectives",
+    "SegmentationObjective": "objectives",
+    "build_objective": "objectives",
+    "objective_names": "objectives",
+    "register_objective": "objectives",
+    "BUILTIN_RECIPES": "recipe",
+    "RunOptions": "recipe",
+    "TrainingRecipe": "recipe",
+    "load_recipe": "recipe",
+    "FoldJob": "run",
+    "train_fold": "run",
+    "Fold": "splits",
+    "fold_cases": "splits",
+    "load_or_create_splits": "splits",
+    "make_splits": "splits",
+    "Trainer": "trainer",
+    "TrainingParts": "trainer",
+    "TrainingState": "trainer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"autounet.training.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'autounet.training' has no attribute {name!r}")

@@ -10,14 +10,15 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from autounet.devices import cpu_has_native_bf16
 from autounet.errors import ConfigError
 from autounet.io.jsonio import read_json
 from autounet.io.serialization import from_dict, to_dict
+
+if TYPE_CHECKING:  # the CLI reads recipe defaults for its help without importing torch
+    import torch
 
 __all__ = ["BUILTIN_RECIPES", "RunOptions", "TrainingRecipe", "load_recipe"]
 
@@ -186,6 +187,8 @@ class RunOptions:
 
     def amp_dtype(self) -> torch.dtype | None:
         """The autocast dtype (``None``: float32 throughout)."""
+        import torch
+
         if self.amp is False:
             return None
         if self.device.startswith("cuda"):
