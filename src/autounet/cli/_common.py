@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
-__all__ = ["add_dataset_argument", "add_processes_argument", "common_parent", "default_processes"]
+from autounet.devices import DEVICE_PATTERN
+
+__all__ = ["add_dataset_argument", "add_device_argument", "add_processes_argument", "common_parent",
+           "default_processes"]
 
 
 def common_parent() -> argparse.ArgumentParser:
@@ -38,3 +41,16 @@ def add_processes_argument(parser: argparse.ArgumentParser, flag: str = "-np") -
     """``-np/--num-processes``: worker processes for per-case work."""
     parser.add_argument(flag, "--num-processes", type=int, default=default_processes(), metavar="N",
                         dest="num_processes", help="worker processes (default: %(default)s)")
+
+
+def _device_name(text: str) -> str:
+    """argparse type of ``--device``: a known device name (whether it exists is checked when the command runs)."""
+    if not DEVICE_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"unknown device '{text}'; use auto, cpu, cuda, cuda:N or mps")
+    return text
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``: ``auto`` (default: CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    parser.add_argument("--device", type=_device_name, default="auto",
+                        help="auto (default: CUDA, then MPS, then the CPU), cpu, cuda, cuda:N or mps")

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from dataclasses import replace
 
-from autounet.cli._common import add_dataset_argument
+from autounet.cli._common import add_dataset_argument, add_device_argument
 from autounet.dataset.raw import find_raw_dataset
+from autounet.devices import resolve_device
 from autounet.errors import ConfigError
 from autounet.paths import Paths
 from autounet.training.recipe import BUILTIN_RECIPES, RunOptions, TrainingRecipe, load_recipe
 
 __all__ = ["register", "run"]
+
+logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -43,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                         help=f"(recipe default: {defaults.checkpoint_every})")
     parser.add_argument("--seed", type=int, default=None, help=f"(recipe default: {defaults.seed})")
     parser.add_argument("--no-augmentation", action="store_true", help="train without data augmentation")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
+    add_device_argument(parser)
     parser.add_argument("--num-workers", type=int, default=2, help="background loader threads")
     parser.add_argument("--continue", action="store_true", dest="resume",
                         help="resume from checkpoint_latest.pt (none yet: start from scratch, with a warning)")
@@ -66,7 +70,9 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
 
     fold = args.fold if args.fold == "all" else _fold_index(args.fold)
     recipe = _recipe(args)
-    options = RunOptions(device=args.device, num_workers=args.num_workers, resume=args.resume, compile=args.compile,
+    device = resolve_device(args.device)
+    logger.info("device: %s", device)
+    options = RunOptions(device=device, num_workers=args.num_workers, resume=args.resume, compile=args.compile,
                          save_probabilities=args.save_probabilities, validate=not args.no_validation, amp=args.amp,
                          show_progress=not getattr(args, "quiet", False))
     raw = find_raw_dataset(paths.raw, args.dataset)
