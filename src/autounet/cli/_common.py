@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from autounet.devices import DEVICE_PATTERN
 
 __all__ = ["add_dataset_argument", "add_device_argument", "add_processes_argument", "common_parent",
-           "default_processes"]
+           "dataset_id", "default_processes", "fraction", "non_negative_int", "positive_float",
+           "positive_int"]
 
 
 def common_parent() -> argparse.ArgumentParser:
@@ -26,6 +28,59 @@ def common_parent() -> argparse.ArgumentParser:
     return parent
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a bad value is a usage error, exit 2, naming the flag)."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in (0, 1] (e.g. the sliding window's step size)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (sizes, memory budgets, tolerances)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def dataset_id(text: str) -> int:
+    """argparse type: a dataset id, 1 to 999 (``Dataset001`` .. ``Dataset999``, as nnU-Net numbers them)."""
+    value = _integer(text)
+    if not 1 <= value <= 999:
+        raise argparse.ArgumentTypeError(f"dataset ids run from 1 to 999, got {value}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: '{text}'") from None
+
+
 def default_processes() -> int:
     """Worker processes by default: the CPU cores, at most 8 (I/O and memory bound beyond that)."""
     return max(1, min(8, os.cpu_count() or 1))
@@ -39,7 +94,7 @@ def add_dataset_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_processes_argument(parser: argparse.ArgumentParser, flag: str = "-np") -> None:
     """``-np/--num-processes``: worker processes for per-case work."""
-    parser.add_argument(flag, "--num-processes", type=int, default=default_processes(), metavar="N",
+    parser.add_argument(flag, "--num-processes", type=positive_int, default=default_processes(), metavar="N",
                         dest="num_processes", help="worker processes (default: %(default)s)")
 
 

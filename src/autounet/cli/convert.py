@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from autounet.cli._common import add_processes_argument
+from autounet.cli._common import add_processes_argument, dataset_id
 from autounet.dataset.convert import PICTURE_ENDINGS, convert_images, convert_msd
 from autounet.dataset.description import load_dataset_json
 from autounet.dataset.nndet import convert_nndet
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "split into one file per channel with their exact geometry; macOS '._' files are "
                     "skipped.")
     msd.add_argument("task_folder", type=Path, metavar="TASK_FOLDER", help="the TaskNN_Name folder")
-    msd.add_argument("-d", "--dataset-id", type=int, default=None, metavar="ID",
+    msd.add_argument("-d", "--dataset-id", type=dataset_id, default=None, metavar="ID",
                      help="number of the new dataset (default: the task number, Task05_Prostate -> 5)")
     add_processes_argument(msd)
     _add_overwrite(msd)
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
         description="Convert TaskNNN_Name/ (dataset.json or .yaml, raw_splitted/) into a dataset whose label "
                     "files are instance maps with {case}.json beside them; instances are checked.")
     nndet.add_argument("task_folder", type=Path, metavar="TASK_FOLDER", help="the TaskNNN_Name folder")
-    nndet.add_argument("-d", "--dataset-id", type=int, default=None, metavar="ID",
+    nndet.add_argument("-d", "--dataset-id", type=dataset_id, default=None, metavar="ID",
                        help="number of the new dataset (default: the task number)")
     add_processes_argument(nndet)
     _add_overwrite(nndet)
@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "label_1, label_2, ... and non-consecutive values are renumbered.")
     images.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder of pictures")
     images.add_argument("--labels", type=Path, required=True, metavar="DIR", help="folder of label images")
-    images.add_argument("-d", "--dataset-id", type=int, required=True, metavar="ID",
+    images.add_argument("-d", "--dataset-id", type=dataset_id, required=True, metavar="ID",
                         help="number of the new dataset")
     images.add_argument("--name", required=True, help="short dataset name, e.g. Polyps")
     images.add_argument("--labels-json", type=Path, default=None, metavar="FILE",

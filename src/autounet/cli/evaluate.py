@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from autounet.cli._common import add_processes_argument
+from autounet.cli._common import add_processes_argument, positive_float
 from autounet.dataset.description import load_dataset_json
 from autounet.errors import ConfigError
 from autounet.evaluation.metrics import Label
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                              "non-zero value found in the references")
     parser.add_argument("--regions", action="store_true",
                         help="score the labels that dataset.json gives as value lists as regions (their unions)")
-    parser.add_argument("--tolerance", type=float, default=1.0, metavar="MM",
+    parser.add_argument("--tolerance", type=positive_float, default=1.0, metavar="MM",
                         help="tolerance of the normalised surface Dice in mm (default: %(default)s)")
     parser.add_argument("-o", "--output-dir", type=Path, default=None, metavar="DIR",
                         help="where summary.json and metrics.csv go (default: PRED_DIR)")

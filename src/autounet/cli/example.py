@@ -7,6 +7,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from autounet.cli._common import dataset_id, non_negative_int, positive_int
 from autounet.dataset.synthetic import (
     EXAMPLE_IDS,
     EXAMPLE_KINDS,
@@ -49,16 +50,16 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                         help=f"which examples: {', '.join(EXAMPLE_KINDS)}, {_DETECTION} or {_ALL} (default: {_ALL}, "
                              f"without {_DETECTION})")
     defaults = ExampleOptions()
-    parser.add_argument("--num-cases", type=int, default=defaults.num_cases, metavar="N",
+    parser.add_argument("--num-cases", type=positive_int, default=defaults.num_cases, metavar="N",
                         help="training cases per dataset (default: %(default)s)")
-    parser.add_argument("--num-test-cases", type=int, default=defaults.num_test_cases, metavar="N",
+    parser.add_argument("--num-test-cases", type=non_negative_int, default=defaults.num_test_cases, metavar="N",
                         help="test cases in imagesTs/, with labels in labelsTs/ (default: %(default)s)")
-    parser.add_argument("--shape", type=int, nargs="+", default=None, metavar="SIZE",
+    parser.add_argument("--shape", type=positive_int, nargs="+", default=None, metavar="SIZE",
                         help="nominal array shape, Z Y X for 3D kinds or Y X for png2d (default: per kind; "
                              "3D cases vary by a few voxels)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="random seed; the same seed writes identical files (default: %(default)s)")
-    parser.add_argument("--dataset-id", type=int, default=None, metavar="ID",
+    parser.add_argument("--dataset-id", type=dataset_id, default=None, metavar="ID",
                         help="dataset number instead of the kind's default (only with a single kind)")
     parser.add_argument("--full", action="store_true",
                         help="detection: nnDetection's full toy size (1000 training cases, 128^3)")

@@ -7,7 +7,7 @@ import math
 import shlex
 from typing import TYPE_CHECKING
 
-from autounet.cli._common import add_dataset_argument, add_processes_argument
+from autounet.cli._common import add_dataset_argument, add_processes_argument, non_negative_int
 from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import ConfigError
 from autounet.paths import Paths
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "foreground Dice, decide its postprocessing (keep largest components) and write "
                     "results/<Dataset>/find_best/ with the exact commands to predict new images.")
     add_dataset_argument(parser)
-    parser.add_argument("-f", "--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4], metavar="FOLD",
+    parser.add_argument("-f", "--folds", nargs="+", type=non_negative_int, default=[0, 1, 2, 3, 4], metavar="FOLD",
                         help="folds every configuration must have finished (default: 0 1 2 3 4)")
     add_processes_argument(parser)
     parser.set_defaults(handler=run)

@@ -7,7 +7,7 @@ import logging
 import math
 from dataclasses import replace
 
-from autounet.cli._common import add_dataset_argument, add_device_argument
+from autounet.cli._common import add_dataset_argument, add_device_argument, non_negative_int, positive_int
 from autounet.dataset.raw import find_raw_dataset
 from autounet.devices import resolve_device
 from autounet.errors import ConfigError
@@ -37,18 +37,18 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                         help="training recipe: a built-in name (" + ", ".join(sorted(BUILTIN_RECIPES)) + ") or a "
                              "JSON file (fields of the recipe, 'inherits_from' another); runs of other recipes go "
                              "to <configuration>__<recipe>__<plans>/ beside the default's (default: default)")
-    parser.add_argument("--epochs", type=int, default=None, help=f"(recipe default: {defaults.epochs})")
-    parser.add_argument("--iterations-per-epoch", type=int, default=None,
+    parser.add_argument("--epochs", type=positive_int, default=None, help=f"(recipe default: {defaults.epochs})")
+    parser.add_argument("--iterations-per-epoch", type=positive_int, default=None,
                         help=f"(recipe default: {defaults.iterations_per_epoch})")
-    parser.add_argument("--validation-iterations", type=int, default=None,
+    parser.add_argument("--validation-iterations", type=non_negative_int, default=None,
                         help="pseudo-Dice batches per epoch (default: the recipe's 50, or a fifth of the training "
                              "iterations when fewer than 250)")
-    parser.add_argument("--checkpoint-every", type=int, default=None, metavar="EPOCHS",
+    parser.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="EPOCHS",
                         help=f"(recipe default: {defaults.checkpoint_every})")
     parser.add_argument("--seed", type=int, default=None, help=f"(recipe default: {defaults.seed})")
     parser.add_argument("--no-augmentation", action="store_true", help="train without data augmentation")
     add_device_argument(parser)
-    parser.add_argument("--num-workers", type=int, default=2, help="background loader threads")
+    parser.add_argument("--num-workers", type=non_negative_int, default=2, help="background loader threads")
     parser.add_argument("--continue", action="store_true", dest="resume",
                         help="resume from checkpoint_latest.pt (none yet: start from scratch, with a warning)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
