@@ -15,9 +15,10 @@ from autounet.cli import _commands
 from autounet.cli import predict as predict_cli
 from autounet.cli.main import main
 from autounet.errors import CheckpointError
-from autounet.inference import PredictionSettings, Predictor, head_only_state_dict
+from autounet.inference import PredictionSettings, Predictor
 from autounet.io import read_image
 from autounet.io.checkpoints import load_checkpoint
+from autounet.networks import inference_state_dict
 from tests.conftest import write_tiny_dataset
 
 DATASET = "Dataset999_Tiny"
@@ -139,14 +140,13 @@ def test_folds_average_logits(data_root: Path, model_folder: Path) -> None:
 def test_deep_supervision_checkpoint_maps_to_final_head(model_folder: Path, predictor: Predictor) -> None:
     state = load_checkpoint(model_folder / "fold_0" / "checkpoint_final.pt")
     assert state["metadata"]["recipe"]["deep_supervision"] is True
-    heads = sorted({key.split(".")[2] for key in state["network"] if key.startswith("decoder.heads.")}, key=int)
+    heads = sorted({key.split(".")[2] for key in state["network"] if key.startswith("heads.levels.")}, key=int)
     assert len(heads) > 1  # the checkpoint really holds deep-supervision heads
-    mapped = head_only_state_dict(state["network"])
-    assert {key for key in mapped if key.startswith("decoder.heads.")} == {"decoder.heads.0.weight",
-                                                                           "decoder.heads.0.bias"}
-    assert torch.equal(mapped["decoder.heads.0.weight"], state["network"][f"decoder.heads.{heads[-1]}.weight"])
+    mapped = inference_state_dict(state["network"])
+    assert {key for key in mapped if key.startswith("heads.")} == {"heads.levels.0.weight", "heads.levels.0.bias"}
+    assert torch.equal(mapped["heads.levels.0.weight"], state["network"][f"heads.levels.{heads[-1]}.weight"])
     loaded = predictor.model.networks[0].state_dict()
-    assert torch.equal(loaded["decoder.heads.0.weight"], mapped["decoder.heads.0.weight"])
+    assert torch.equal(loaded["heads.levels.0.weight"], mapped["heads.levels.0.weight"])
 
 
 def test_predict_folder_skips_existing_outputs(data_root: Path, predictor: Predictor, tmp_path: Path) -> None:

@@ -220,7 +220,7 @@ def test_gradient_flows_through_network(region_based: bool) -> None:
     value = loss(network(torch.randn(2, 1, 16, 16)), seg)
     value.backward()
     assert torch.isfinite(value)
-    full_resolution_head = [p.grad for p in network.decoder.heads[-1].parameters()]
+    full_resolution_head = [p.grad for p in network.heads.levels[-1].parameters()]
     assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in full_resolution_head)
     # The lowest-resolution output has weight 0 and is skipped, so its head gets no gradient at all.
-    assert all(p.grad is None for p in network.decoder.heads[0].parameters())
+    assert all(p.grad is None for p in network.heads.levels[0].parameters())

@@ -82,3 +82,16 @@ def test_two_recipes_train_the_same_fold_side_by_side(tmp_path: Path) -> None:
     assert saved.loss_weights == {"ce": 0.5} and saved.epochs == 1
     assert short["recipe_hash"] == saved.fingerprint() != default["recipe_hash"]
     assert short["configuration"] == "3d_fullres"
+
+
+def test_recipe_with_an_unknown_network_suggests_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from autounet.cli.main import main
+    from tests.conftest import write_tiny_dataset
+
+    write_tiny_dataset(tmp_path / "raw", num_cases=5, num_channels=1, shape=(8, 16, 16))
+    common = ["--data-root", str(tmp_path), "-q"]
+    assert main(["plan-and-preprocess", "-d", "999", "-np", "1", "-c", "2d", *common]) == 0
+    recipe = tmp_path / "other_net.json"
+    recipe.write_text(json.dumps({"network": "unte"}))
+    assert main(["train", "-d", "999", "-c", "2d", "-f", "0", "--recipe", str(recipe), *common]) == 1
+    assert "did you mean 'unet'" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 from autounet.inference.cpu_memory import tune_cpu_allocator
 from autounet.inference.gaussian import gaussian_importance_map
 from autounet.inference.logits import logits_to_probabilities, logits_to_segmentation
-from autounet.inference.predictor import LoadedModel, PredictionSettings, Predictor, head_only_state_dict
+from autounet.inference.predictor import LoadedModel, PredictionSettings, Predictor
 from autounet.inference.sliding_window import (
     PatchModel,
     SlidingWindowSettings,
@@ -21,7 +21,6 @@ __all__ = [
     "Predictor",
     "SlidingWindowSettings",
     "gaussian_importance_map",
-    "head_only_state_dict",
     "logits_to_probabilities",
     "logits_to_segmentation",
     "mirror_dim_combinations",

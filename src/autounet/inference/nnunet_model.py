@@ -124,7 +124,7 @@ def load_nnunet_model(folder: str | Path, folds: Sequence[int | str] = (0,),
     for path, state in zip(paths, states, strict=True):
         network = _build_loaded_network(state["network_weights"], configuration.network, description.num_channels,
                                         conv_bias, path)
-        num_outputs = network.decoder.heads[0].out_channels
+        num_outputs = network.heads.levels[0].out_channels
         networks.append(network.to(device).eval())
     _check_outputs(description, num_outputs, folder)
     mirror = states[0].get("inference_allowed_mirroring_axes") or ()
@@ -243,7 +243,7 @@ def _nnunet_key(key: str, encoder: str, last_head: int) -> str:
         return f"decoder.transpconvs.{parts[2]}.{parts[3]}"
     if parts[1] == "stages":  # stages.<i>.<j>.<0|1>.<param>
         return f"decoder.stages.{parts[2]}.convs.{parts[3]}.{_PART[parts[4]]}.{parts[5]}"
-    return f"decoder.seg_layers.{last_head}.{parts[3]}"  # heads.0.<param>: the full-resolution head
+    return f"decoder.seg_layers.{last_head}.{parts[3]}"  # heads.levels.0.<param>: the full-resolution head
 
 
 def _strip_wrappers(key: str) -> str:

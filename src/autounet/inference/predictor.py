@@ -13,7 +13,6 @@ postprocessing, writing) runs in another, each at most one case ahead or behind 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,18 +32,16 @@ from autounet.inference.sliding_window import SlidingWindowSettings, predict_sli
 from autounet.io.checkpoints import load_checkpoint
 from autounet.io.geometry import ImageGeometry
 from autounet.io.images import read_image, split_ending, write_segmentation
-from autounet.networks.unet import build_network
+from autounet.networks.unet import build_network, full_resolution_head_key, inference_state_dict
 from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, save_plans
 from autounet.postprocessing import PostprocessingPlan, apply_postprocessing
 from autounet.preprocessing.case import preprocess_case
 from autounet.preprocessing.properties import CaseProperties
 from autounet.progress import progress
 
-__all__ = ["LoadedModel", "PredictionSettings", "Predictor", "head_only_state_dict"]
+__all__ = ["LoadedModel", "PredictionSettings", "Predictor"]
 
 logger = logging.getLogger(__name__)
-
-_HEAD_KEY = re.compile(r"^decoder\.heads\.(\d+)\.(.+)$")
 
 
 @dataclass(frozen=True)
@@ -114,37 +111,6 @@ class _PreparedCase:
     properties: CaseProperties
     previous_data: np.ndarray | None = None
     output_file: Path | None = None
-
-
-def head_only_state_dict(state: dict[str, torch.Tensor], source: Path | None = None) -> dict[str, torch.Tensor]:
-    """Map a U-Net state dict to the layout of a network built with ``deep_supervision=False``.
-
-    A deep-supervision network holds one head per decoder level (``decoder.heads.0`` .. ``decoder.heads.N``,
-    the last at full resolution); without deep supervision only the full-resolution head exists, as
-    ``decoder.heads.0``. The lower-resolution heads are dropped.
-
-    Args:
-        state: ``network`` entry of a checkpoint.
-        source: The checkpoint file, for error messages.
-
-    Returns:
-        A new dict with only the full-resolution head, renamed to ``decoder.heads.0``.
-
-    Raises:
-        CheckpointError: The state dict has no ``decoder.heads`` entries.
-    """
-    indices = {int(m.group(1)) for key in state if (m := _HEAD_KEY.match(key))}
-    if not indices:
-        raise CheckpointError("the network weights hold no segmentation head (decoder.heads.*)", source)
-    last = max(indices)
-    mapped = {}
-    for key, value in state.items():
-        match = _HEAD_KEY.match(key)
-        if match is None:
-            mapped[key] = value
-        elif int(match.group(1)) == last:
-            mapped[f"decoder.heads.0.{match.group(2)}"] = value
-    return mapped
 
 
 class Predictor:
@@ -442,8 +408,8 @@ def _load_network(state: dict[str, Any], configuration: ConfigurationPlan, in_ch
     weights = state.get("network")
     if not isinstance(weights, dict):
         raise CheckpointError("the checkpoint holds no 'network' weights", path)
-    mapped = head_only_state_dict(weights, path)
-    num_outputs = int(mapped["decoder.heads.0.weight"].shape[0])
+    mapped = inference_state_dict(weights, path)
+    num_outputs = int(mapped[f"{full_resolution_head_key(1)}.weight"].shape[0])
     network = build_network(configuration.network, in_channels, num_outputs, deep_supervision=False)
     try:
         network.load_state_dict(mapped, strict=True)

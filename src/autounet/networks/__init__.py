@@ -1,4 +1,5 @@
-"""U-Net networks built from a plan's :class:`UNetSpec`, and their activation-size estimate.
+"""Networks built by name from a plan's :class:`UNetSpec` (a registry), their parts, and their activation-size
+estimate.
 
 The torch-backed names load lazily: plans import :class:`UNetSpec`, and preprocessing workers that only
 need the spec should not pay for importing torch (about 2 s and 180 MB per process).
@@ -11,10 +12,13 @@ from typing import Any
 
 from autounet.networks.spec import EncoderKind, UNetSpec
 
-__all__ = ["Decoder", "Encoder", "EncoderKind", "UNet", "UNetSpec", "build_network", "conv_feature_map_elements"]
+__all__ = ["Decoder", "Encoder", "EncoderKind", "SegmentationHeads", "UNet", "UNetSpec", "build_network",
+           "conv_feature_map_elements", "full_resolution_head_key", "inference_state_dict", "network_names",
+           "register_network"]
 
-_LAZY = {"Decoder": "unet", "Encoder": "unet", "UNet": "unet", "build_network": "unet",
-         "conv_feature_map_elements": "memory"}
+_LAZY = {"Decoder": "unet", "Encoder": "unet", "UNet": "unet", "build_network": "registry",
+         "conv_feature_map_elements": "memory", "SegmentationHeads": "heads", "inference_state_dict": "unet",
+         "full_resolution_head_key": "unet", "network_names": "registry", "register_network": "registry"}
 
 
 def __getattr__(name: str) -> Any:

@@ -22,6 +22,8 @@ class UNetSpec:
         strides: Downsampling stride of each stage's first convolution (the first stage has 1s).
         blocks_per_stage: Encoder convolutions (plain) or residual blocks (residual) per stage.
         convs_per_decoder_stage: Convolutions per decoder stage, from the bottom up (one fewer stage).
+        kind: Registry key of the network built from this spec (:func:`autounet.networks.build_network`);
+            plans written before it existed mean ``"unet"``.
     """
 
     ndim: int
@@ -31,6 +33,7 @@ class UNetSpec:
     strides: tuple[tuple[int, ...], ...]
     blocks_per_stage: tuple[int, ...]
     convs_per_decoder_stage: tuple[int, ...]
+    kind: str = "unet"
 
     def __post_init__(self) -> None:
         n = len(self.features_per_stage)

@@ -129,7 +129,7 @@ class Plans:
         configurations: Named configurations.
     """
 
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2  # 2: network specs name their registry key (UNetSpec.kind)
 
     schema_version: int
     dataset_name: str

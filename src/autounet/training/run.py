@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import shutil
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ from autounet.dataset.raw import RawDataset, load_raw_dataset
 from autounet.errors import CheckpointError, ConfigError
 from autounet.io.checkpoints import load_checkpoint
 from autounet.io.serialization import from_dict, load_dataclass, save_dataclass, to_dict
-from autounet.networks.unet import build_network
+from autounet.networks.registry import build_network, network_names
 from autounet.paths import run_folder_name, sibling_run_folder
 from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, save_plans
 from autounet.preprocessing.storage import case_finished
@@ -86,7 +87,7 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
         CheckpointError: A finished or started run without ``--continue``. ``--continue`` with no checkpoint yet
             starts from scratch with a warning.
     """
-    plans = _load_plans(job)
+    plans = _with_recipe_network(_load_plans(job), job.configuration, recipe)
     configuration = plans.configuration(job.configuration)
     dataset = load_raw_dataset(job.raw_dataset)
     labels = LabelScheme.from_description(dataset.description)
@@ -149,6 +150,24 @@ def _previous_stage_folder(job: FoldJob, configuration: ConfigurationPlan, case_
             f"fold of it first: autounet train -d {job.results.name} -c {configuration.previous_stage} -f 0 "
             "(then 1, 2, 3, 4)", folder)
     return folder
+
+
+def _with_recipe_network(plans: Plans, name: str, recipe: TrainingRecipe) -> Plans:
+    """The plans with the recipe's network (if it names one) in the trained configuration. These plans go into
+    the run folder, so prediction builds the network that was trained.
+
+    Raises:
+        ConfigError: The recipe names an unregistered network ("did you mean").
+    """
+    if recipe.network is None:
+        return plans
+    if recipe.network not in network_names():
+        close = difflib.get_close_matches(recipe.network, network_names(), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(network_names())}"
+        raise ConfigError(f"the recipe's network '{recipe.network}' is not registered ({hint})")
+    configuration = plans.configuration(name)
+    changed = replace(configuration, network=replace(configuration.network, kind=recipe.network))
+    return replace(plans, configurations={**plans.configurations, name: changed})
 
 
 def _load_plans(job: FoldJob) -> Plans:
