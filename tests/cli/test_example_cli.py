@@ -53,12 +53,16 @@ def test_run_writes_and_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     assert "3 x 0.8 x 0.8" in caplog.text
 
 
-def test_existing_dataset_needs_overwrite(tmp_path: Path) -> None:
+def test_rerun_keeps_the_same_example_and_other_options_need_overwrite(tmp_path: Path) -> None:
     argv = ["png2d", *TINY, "--shape", "32", "32"]
     assert example.run(parse(argv), Paths.under(tmp_path)) == 0
+    folder = tmp_path / "raw" / "Dataset504_ExamplePNG"
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    assert example.run(parse(argv), Paths.under(tmp_path)) == 0  # the README's first command reruns
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
     with pytest.raises(DatasetError, match="--overwrite"):
-        example.run(parse(argv), Paths.under(tmp_path))
-    assert example.run(parse([*argv, "--overwrite"]), Paths.under(tmp_path)) == 0
+        example.run(parse([*argv, "--seed", "9"]), Paths.under(tmp_path))
+    assert example.run(parse([*argv, "--seed", "9", "--overwrite"]), Paths.under(tmp_path)) == 0
 
 
 def test_dataset_id_needs_a_single_kind(tmp_path: Path) -> None:
@@ -83,4 +87,5 @@ def test_full_command_line(tmp_path: Path) -> None:
     argv = ["example", "mr", "--num-cases", "2", "--shape", "12", "24", "24", "--data-root", str(tmp_path)]
     assert main(argv) == 0
     assert (tmp_path / "raw" / "Dataset501_ExampleMR" / "dataset.json").is_file()
-    assert main(argv) == 1  # exists: a one-line error, non-zero exit
+    assert main(argv) == 0  # the same example exists: kept
+    assert main([*argv, "--seed", "3"]) == 1  # another one exists: a one-line error, non-zero exit

@@ -166,3 +166,13 @@ def test_main_exit_codes(folders: tuple[Path, Path], tmp_path: Path, capsys: pyt
     assert error == [f"autounet evaluate: error: {tmp_path / 'missing'}: folder not found"]
     assert main(["evaluate", str(ref), str(pred), "--regions"]) == 1
     assert "-j/--dataset-json" in capsys.readouterr().err
+
+
+def test_csv_cells_are_plain_numbers(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    ref, pred = folders
+    summary = evaluate_folders(ref, pred, output_dir=tmp_path / "out", tolerance_mm=2.0)
+    with summary.csv_file.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    cells = [value for row in rows for key, value in row.items() if key not in ("case", "label") and value]
+    assert cells and all(float(cell) == float(cell) for cell in cells)  # raises on "np.float64(...)"
+    assert not any("np." in cell for cell in cells)

@@ -35,7 +35,7 @@ from autounet.dataset._synthetic_shapes import (
     multichannel_case,
     png_case,
 )
-from autounet.dataset.description import DatasetDescription, save_dataset_json
+from autounet.dataset.description import DatasetDescription, load_dataset_json, save_dataset_json
 from autounet.dataset.raw import dataset_folder_name
 from autounet.errors import DatasetError
 from autounet.io.images import write_image, write_segmentation
@@ -201,11 +201,27 @@ def generate_example(kind: ExampleKind, raw_root: Path, options: ExampleOptions 
     info = example_info(kind, options)
     raw_root = Path(raw_root)
     final = raw_root / info.folder_name
+    description = _description(kind, info, options)
+    if not overwrite and _already_written(final, description):
+        logger.info("example dataset %s exists with these options; kept", final)
+        return final
     with staged_dataset(final, info.dataset_id, overwrite, id_option="--dataset-id") as staging:
         _write_cases(kind, staging, info, options)
-        save_dataset_json(staging / "dataset.json", _description(kind, info, options))
+        save_dataset_json(staging / "dataset.json", description)
     logger.debug("wrote example dataset %s", final)
     return final
+
+
+def _already_written(folder: Path, description: DatasetDescription) -> bool:
+    """Whether ``folder`` holds this very example: datasets appear only complete (staged, then renamed), so an
+    identical ``dataset.json`` (which records the generator's options) means nothing is left to write."""
+    path = folder / "dataset.json"
+    if not path.is_file():
+        return False
+    try:
+        return load_dataset_json(path) == description
+    except DatasetError:  # not ours, or damaged: let the usual check refuse it
+        return False
 
 
 def _case_rng(kind: ExampleKind, seed: int, index: int) -> np.random.Generator:

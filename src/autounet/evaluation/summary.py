@@ -262,7 +262,11 @@ def evaluate_folders(reference_dir: Path, prediction_dir: Path, output_dir: Path
 
 
 def _csv_value(value: float | int) -> str:
-    return "" if isinstance(value, float) and math.isnan(value) else repr(value)
+    # Plain Python numbers: repr of a NumPy scalar would write "np.float64(0.5)".
+    if isinstance(value, (bool, int, np.integer)):
+        return str(int(value))
+    value = float(value)
+    return "" if math.isnan(value) else repr(value)
 
 
 def _write_csv(summary: EvaluationSummary) -> None:
