@@ -13,39 +13,33 @@ postprocessing, writing) runs in another, each at most one case ahead or behind 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from autounet.dataset.description import DatasetDescription, load_dataset_json, save_dataset_json
+from autounet.dataset.description import save_dataset_json
 from autounet.dataset.raw import group_channel_files
 from autounet.errors import CheckpointError, ConfigError, DatasetError, ImageIOError
 from autounet.inference._pipeline import run_pipelined
 from autounet.inference.cascade import previous_stage_one_hot, segmentation_for_next_stage
-from autounet.inference.export import export_prediction, save_probabilities
+from autounet.inference.loaded_model import LoadedModel
+from autounet.inference.model_folder import load_model_folder
+from autounet.inference.original_geometry import save_probabilities, to_original_geometry
 from autounet.inference.sliding_window import SlidingWindowSettings, predict_sliding_window
-from autounet.io.checkpoints import load_checkpoint
 from autounet.io.geometry import ImageGeometry
 from autounet.io.images import read_image, split_ending, write_segmentation
-from autounet.networks.unet import build_network
-from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, save_plans
+from autounet.planning.plans import save_plans
 from autounet.postprocessing import PostprocessingPlan, apply_postprocessing
 from autounet.preprocessing.case import preprocess_case
 from autounet.preprocessing.properties import CaseProperties
 from autounet.progress import progress
 
-__all__ = ["LoadedModel", "PredictionSettings", "Predictor", "head_only_state_dict"]
+__all__ = ["PredictionSettings", "Predictor"]
 
 logger = logging.getLogger(__name__)
-
-_HEAD_KEY = re.compile(r"^decoder\.heads\.(\d+)\.(.+)$")
-
 
 @dataclass(frozen=True)
 class PredictionSettings:
@@ -75,31 +69,6 @@ class PredictionSettings:
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    """Everything a :class:`Predictor` needs, loaded from a model folder.
-
-    Attributes:
-        plans: The dataset's plans (axis order, configurations).
-        configuration: The configuration the networks were trained with.
-        description: The dataset's ``dataset.json`` (channels, labels, file ending).
-        networks: One network per fold, in eval mode, on the prediction device; each maps
-            ``(B, C, *patch)`` to logits ``(B, num_outputs, *patch)``.
-        num_outputs: Output channels (classes incl. background, or regions).
-        mirror_axes: Patch axes the models were trained with mirroring on.
-        previous_stage: For a cascade stage, the loaded model of its previous stage (same folds), whose
-            networks take the image channels plus one one-hot channel per foreground label; else ``None``.
-    """
-
-    plans: Plans
-    configuration: ConfigurationPlan
-    description: DatasetDescription
-    networks: tuple[nn.Module, ...]
-    num_outputs: int
-    mirror_axes: tuple[int, ...] = ()
-    previous_stage: LoadedModel | None = None
-
-
-@dataclass(frozen=True)
 class _PreparedCase:
     """A case read and preprocessed, waiting for the network.
 
@@ -114,37 +83,6 @@ class _PreparedCase:
     properties: CaseProperties
     previous_data: np.ndarray | None = None
     output_file: Path | None = None
-
-
-def head_only_state_dict(state: dict[str, torch.Tensor], source: Path | None = None) -> dict[str, torch.Tensor]:
-    """Map a U-Net state dict to the layout of a network built with ``deep_supervision=False``.
-
-    A deep-supervision network holds one head per decoder level (``decoder.heads.0`` .. ``decoder.heads.N``,
-    the last at full resolution); without deep supervision only the full-resolution head exists, as
-    ``decoder.heads.0``. The lower-resolution heads are dropped.
-
-    Args:
-        state: ``network`` entry of a checkpoint.
-        source: The checkpoint file, for error messages.
-
-    Returns:
-        A new dict with only the full-resolution head, renamed to ``decoder.heads.0``.
-
-    Raises:
-        CheckpointError: The state dict has no ``decoder.heads`` entries.
-    """
-    indices = {int(m.group(1)) for key in state if (m := _HEAD_KEY.match(key))}
-    if not indices:
-        raise CheckpointError("the network weights hold no segmentation head (decoder.heads.*)", source)
-    last = max(indices)
-    mapped = {}
-    for key, value in state.items():
-        match = _HEAD_KEY.match(key)
-        if match is None:
-            mapped[key] = value
-        elif int(match.group(1)) == last:
-            mapped[f"decoder.heads.0.{match.group(2)}"] = value
-    return mapped
 
 
 class Predictor:
@@ -197,40 +135,7 @@ class Predictor:
                 cascade stage, a missing previous-stage folder (``../<previous_stage>``) or fold.
             ConfigError: Folds trained with different configurations.
         """
-        model_folder = Path(model_folder)
-        # Imported here: nnunet_model builds a LoadedModel, so importing it at the top would be circular.
-        from autounet.inference.nnunet_model import is_nnunet_model_folder, load_nnunet_model
-        if is_nnunet_model_folder(model_folder):
-            return cls(load_nnunet_model(model_folder, folds, checkpoint, device), device, settings)
-        if not model_folder.is_dir():
-            raise CheckpointError("model folder not found; train a configuration first", model_folder)
-        for name in ("plans.json", "dataset.json"):
-            if not (model_folder / name).is_file():
-                raise CheckpointError(f"the model folder lacks {name}; it is not a complete trained model",
-                                      model_folder)
-        if not folds:
-            raise CheckpointError("no fold given", model_folder)
-        plans = load_plans(model_folder / "plans.json")
-        description = load_dataset_json(model_folder / "dataset.json")
-        torch_device = torch.device(device)
-        states = [(path, load_checkpoint(path, map_location="cpu"))
-                  for path in (model_folder / f"fold_{fold}" / checkpoint for fold in folds)]
-        configuration = plans.configuration(_configuration_name(states, model_folder))
-        previous = None
-        in_channels = description.num_channels
-        if configuration.previous_stage is not None:
-            previous = _load_previous_stage(cls, model_folder, configuration, folds, checkpoint, device)
-            in_channels += len(description.foreground_labels)  # one-hot of the previous stage's labels
-        networks, num_outputs = [], 0
-        for path, state in states:
-            network, num_outputs = _load_network(state, configuration, in_channels, path)
-            networks.append(network.to(torch_device).eval())
-        mirror_axes = tuple(int(a) for a in states[0][1].get("metadata", {}).get("mirror_axes", ()))
-        model = LoadedModel(plans=plans, configuration=configuration, description=description,
-                            networks=tuple(networks), num_outputs=num_outputs, mirror_axes=mirror_axes,
-                            previous_stage=previous)
-        _check_outputs(model, model_folder)
-        return cls(model, torch_device, settings)
+        return cls(load_model_folder(Path(model_folder), folds, checkpoint, device), torch.device(device), settings)
 
     @property
     def region_class_order(self) -> tuple[int, ...] | None:
@@ -278,7 +183,7 @@ class Predictor:
                                f"{expected} channel(s)")
         prepared = self._preprocess(image, geometry)
         logits = self._case_logits(prepared)
-        return self._export(logits, prepared.properties)
+        return self._in_original_geometry(logits, prepared.properties)
 
     def predict_files(self, files: Sequence[Path], output_file: Path) -> None:
         """Segment one case from its channel files and write the label map with the input's geometry.
@@ -375,9 +280,10 @@ class Predictor:
         logits = self._case_logits(prepared)
         return replace(prepared, data=np.empty(0, np.float32), previous_data=None), logits
 
-    def _export(self, logits: torch.Tensor, properties: CaseProperties) -> tuple[np.ndarray, np.ndarray | None]:
+    def _in_original_geometry(self, logits: torch.Tensor,
+                              properties: CaseProperties) -> tuple[np.ndarray, np.ndarray | None]:
         """Label map (postprocessed) and optional probabilities in the original grid."""
-        seg, probabilities = export_prediction(logits, properties, self.model.plans, self.model.configuration,
+        seg, probabilities = to_original_geometry(logits, properties, self.model.plans, self.model.configuration,
                                                self.region_class_order,
                                                return_probabilities=self.settings.save_probabilities)
         if self.settings.postprocessing is not None:
@@ -388,7 +294,7 @@ class Predictor:
         """Pipeline last stage: export and write one case (probabilities first, the label map last)."""
         assert prepared.output_file is not None  # set by _prepare_files
         output_file = prepared.output_file
-        seg, probabilities = self._export(logits, prepared.properties)
+        seg, probabilities = self._in_original_geometry(logits, prepared.properties)
         del logits
         if probabilities is not None:
             stem = split_ending(output_file.name)
@@ -406,65 +312,3 @@ class Predictor:
                                f"0000 to {expected - 1:04d}", channels[min(channels)])
         return [channels[c] for c in range(expected)]
 
-
-def _load_previous_stage(cls: type[Predictor], model_folder: Path, configuration: ConfigurationPlan,
-                         folds: Sequence[int | str], checkpoint: str, device: str) -> LoadedModel:
-    """The previous stage of a cascade, from the sibling folder ``../<previous_stage>``, with the same folds.
-
-    Raises:
-        CheckpointError: The previous stage's folder (naming it) or one of its folds is missing.
-    """
-    assert configuration.previous_stage is not None
-    folder = model_folder.parent / configuration.previous_stage
-    if not folder.is_dir():
-        raise CheckpointError(f"configuration '{configuration.name}' is a cascade stage and needs its previous "
-                              f"stage '{configuration.previous_stage}', but its model folder is missing; train "
-                              f"'{configuration.previous_stage}' with the same folds first", folder)
-    return cls.from_model_folder(folder, folds, checkpoint, device).model
-
-
-def _configuration_name(states: list[tuple[Path, dict[str, Any]]], model_folder: Path) -> str:
-    """The configuration recorded in the checkpoints (the folder name when they do not say)."""
-    names = {str(state.get("metadata", {}).get("configuration", model_folder.name)) for _, state in states}
-    if len(names) > 1:
-        raise ConfigError(f"the folds were trained with different configurations: {', '.join(sorted(names))}",
-                          model_folder)
-    return names.pop()
-
-
-def _load_network(state: dict[str, Any], configuration: ConfigurationPlan, in_channels: int,
-                  path: Path) -> tuple[nn.Module, int]:
-    """Build the non-deep-supervision U-Net of ``configuration`` and load a checkpoint's weights into it.
-
-    Returns:
-        The network (CPU, train mode) and its number of outputs, read from the head's weight shape.
-    """
-    weights = state.get("network")
-    if not isinstance(weights, dict):
-        raise CheckpointError("the checkpoint holds no 'network' weights", path)
-    mapped = head_only_state_dict(weights, path)
-    num_outputs = int(mapped["decoder.heads.0.weight"].shape[0])
-    network = build_network(configuration.network, in_channels, num_outputs, deep_supervision=False)
-    try:
-        network.load_state_dict(mapped, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise CheckpointError(f"the weights do not fit configuration '{configuration.name}' with {in_channels} "
-                              f"input channel(s): {first}", path) from None
-    return network, num_outputs
-
-
-def _check_outputs(model: LoadedModel, model_folder: Path) -> None:
-    """Reject weights whose output count disagrees with the labels of ``dataset.json``."""
-    description = model.description
-    if description.is_region_based:
-        order = description.regions_class_order or ()
-        if len(order) != model.num_outputs:
-            raise CheckpointError(f"the network has {model.num_outputs} outputs but dataset.json's "
-                                  f"regions_class_order has {len(order)} entries", model_folder)
-        return
-    ignore = description.ignore_label
-    labels = [v for v in description.allowed_label_values if v != ignore]
-    if len(labels) != model.num_outputs:
-        raise CheckpointError(f"the network has {model.num_outputs} outputs but dataset.json declares "
-                              f"{len(labels)} labels including background", model_folder)

@@ -1,0 +1,183 @@
+"""Loading a model folder: autounet's own, an exported or installed one (same layout), or nnU-Net v2's.
+
+An autounet model folder is a run folder ``results/<Dataset>/<configuration>/`` (other recipes or plans:
+``<configuration>__<recipe>__<plans>/``, see :func:`autounet.paths.run_folder_name`) with ``plans.json`` and
+``dataset.json`` beside ``fold_<f>/<checkpoint>``. A cascade stage (``3d_cascade_fullres``) brings the model
+of its previous stage from the sibling run folder trained the same way (``../3d_lowres``). An nnU-Net v2
+folder is converted by :mod:`autounet.inference.nnunet_model`. Either way the result is one
+:class:`~autounet.inference.loaded_model.LoadedModel`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autounet.dataset.description import load_dataset_json
+from autounet.errors import CheckpointError, ConfigError
+from autounet.inference.loaded_model import LoadedModel
+from autounet.inference.nnunet_model import is_nnunet_model_folder, load_nnunet_model
+from autounet.io.checkpoints import load_checkpoint
+from autounet.networks.unet import build_network
+from autounet.paths import configuration_of_run_folder, sibling_run_folder
+from autounet.planning.plans import ConfigurationPlan, load_plans
+
+__all__ = ["head_only_state_dict", "load_model_folder"]
+
+_HEAD_KEY = re.compile(r"^decoder\.heads\.(\d+)\.(.+)$")
+
+
+def load_model_folder(model_folder: Path, folds: Sequence[int | str] = (0,), checkpoint: str = "checkpoint_final.pt",
+                      device: str | torch.device = "cpu") -> LoadedModel:
+    """Load ``plans.json``, ``dataset.json`` and one checkpoint per fold from a model folder.
+
+    Args:
+        model_folder: A run folder ``results/<Dataset>/<configuration>[__<recipe>__<plans>]``, an exported or
+            installed model (same layout), or an nnU-Net v2 ``<Trainer>__<Plans>__<configuration>`` folder.
+        folds: Fold indices or ``"all"``; ``fold_<f>/<checkpoint>`` is loaded for each. Repeating a fold
+            loads it twice (an ensemble of identical members).
+        checkpoint: Checkpoint file name inside each fold folder.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; where the networks are put.
+
+    Returns:
+        The plans, description and one network per fold (eval mode, no deep supervision); for a cascade stage
+        also its previous stage's model.
+
+    Raises:
+        CheckpointError: Missing folder, plans, checkpoint, or weights that do not fit the plans; for a
+            cascade stage, a missing previous-stage folder or fold.
+        ConfigError: Folds trained with different configurations.
+    """
+    model_folder = Path(model_folder)
+    if is_nnunet_model_folder(model_folder):
+        return load_nnunet_model(model_folder, folds, checkpoint, device)
+    if not model_folder.is_dir():
+        raise CheckpointError("model folder not found; train a configuration first", model_folder)
+    for name in ("plans.json", "dataset.json"):
+        if not (model_folder / name).is_file():
+            raise CheckpointError(f"the model folder lacks {name}; it is not a complete trained model",
+                                  model_folder)
+    if not folds:
+        raise CheckpointError("no fold given", model_folder)
+    plans = load_plans(model_folder / "plans.json")
+    description = load_dataset_json(model_folder / "dataset.json")
+    torch_device = torch.device(device)
+    states = [(path, load_checkpoint(path, map_location="cpu"))
+              for path in (model_folder / f"fold_{fold}" / checkpoint for fold in folds)]
+    configuration = plans.configuration(_configuration_name(states, model_folder))
+    previous = None
+    in_channels = description.num_channels
+    if configuration.previous_stage is not None:
+        previous = _load_previous_stage(model_folder, configuration, folds, checkpoint, device)
+        in_channels += len(description.foreground_labels)  # one-hot of the previous stage's labels
+    networks, num_outputs = [], 0
+    for path, state in states:
+        network, num_outputs = _load_network(state, configuration, in_channels, path)
+        networks.append(network.to(torch_device).eval())
+    mirror_axes = tuple(int(a) for a in states[0][1].get("metadata", {}).get("mirror_axes", ()))
+    model = LoadedModel(plans=plans, configuration=configuration, description=description,
+                        networks=tuple(networks), num_outputs=num_outputs, mirror_axes=mirror_axes,
+                        previous_stage=previous)
+    _check_outputs(model, model_folder)
+    return model
+
+
+def head_only_state_dict(state: dict[str, torch.Tensor], source: Path | None = None) -> dict[str, torch.Tensor]:
+    """Map a U-Net state dict to the layout of a network built with ``deep_supervision=False``.
+
+    A deep-supervision network holds one head per decoder level (``decoder.heads.0`` .. ``decoder.heads.N``,
+    the last at full resolution); without deep supervision only the full-resolution head exists, as
+    ``decoder.heads.0``. The lower-resolution heads are dropped.
+
+    Args:
+        state: ``network`` entry of a checkpoint.
+        source: The checkpoint file, for error messages.
+
+    Returns:
+        A new dict with only the full-resolution head, renamed to ``decoder.heads.0``.
+
+    Raises:
+        CheckpointError: The state dict has no ``decoder.heads`` entries.
+    """
+    indices = {int(m.group(1)) for key in state if (m := _HEAD_KEY.match(key))}
+    if not indices:
+        raise CheckpointError("the network weights hold no segmentation head (decoder.heads.*)", source)
+    last = max(indices)
+    mapped = {}
+    for key, value in state.items():
+        match = _HEAD_KEY.match(key)
+        if match is None:
+            mapped[key] = value
+        elif int(match.group(1)) == last:
+            mapped[f"decoder.heads.0.{match.group(2)}"] = value
+    return mapped
+
+
+def _load_previous_stage(model_folder: Path, configuration: ConfigurationPlan, folds: Sequence[int | str],
+                         checkpoint: str, device: str | torch.device) -> LoadedModel:
+    """The previous stage of a cascade, from the sibling run folder trained the same way (same recipe and
+    plans: ``../<previous_stage>`` for the defaults), with the same folds.
+
+    Raises:
+        CheckpointError: The previous stage's folder (naming it) or one of its folds is missing.
+    """
+    assert configuration.previous_stage is not None
+    folder = sibling_run_folder(model_folder, configuration.name, configuration.previous_stage)
+    if not folder.is_dir():
+        raise CheckpointError(f"configuration '{configuration.name}' is a cascade stage and needs its previous "
+                              f"stage '{configuration.previous_stage}', but its model folder is missing; train "
+                              f"'{configuration.previous_stage}' with the same folds first", folder)
+    return load_model_folder(folder, folds, checkpoint, device)
+
+
+def _configuration_name(states: list[tuple[Path, dict[str, Any]]], model_folder: Path) -> str:
+    """The configuration recorded in the checkpoints (else the one the run folder's name says)."""
+    fallback = configuration_of_run_folder(model_folder.name)
+    names = {str(state.get("metadata", {}).get("configuration", fallback)) for _, state in states}
+    if len(names) > 1:
+        raise ConfigError(f"the folds were trained with different configurations: {', '.join(sorted(names))}",
+                          model_folder)
+    return names.pop()
+
+
+def _load_network(state: dict[str, Any], configuration: ConfigurationPlan, in_channels: int,
+                  path: Path) -> tuple[nn.Module, int]:
+    """Build the non-deep-supervision U-Net of ``configuration`` and load a checkpoint's weights into it.
+
+    Returns:
+        The network (CPU, train mode) and its number of outputs, read from the head's weight shape.
+    """
+    weights = state.get("network")
+    if not isinstance(weights, dict):
+        raise CheckpointError("the checkpoint holds no 'network' weights", path)
+    mapped = head_only_state_dict(weights, path)
+    num_outputs = int(mapped["decoder.heads.0.weight"].shape[0])
+    network = build_network(configuration.network, in_channels, num_outputs, deep_supervision=False)
+    try:
+        network.load_state_dict(mapped, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise CheckpointError(f"the weights do not fit configuration '{configuration.name}' with {in_channels} "
+                              f"input channel(s): {first}", path) from None
+    return network, num_outputs
+
+
+def _check_outputs(model: LoadedModel, model_folder: Path) -> None:
+    """Reject weights whose output count disagrees with the labels of ``dataset.json``."""
+    description = model.description
+    if description.is_region_based:
+        order = description.regions_class_order or ()
+        if len(order) != model.num_outputs:
+            raise CheckpointError(f"the network has {model.num_outputs} outputs but dataset.json's "
+                                  f"regions_class_order has {len(order)} entries", model_folder)
+        return
+    ignore = description.ignore_label
+    labels = [v for v in description.allowed_label_values if v != ignore]
+    if len(labels) != model.num_outputs:
+        raise CheckpointError(f"the network has {model.num_outputs} outputs but dataset.json declares "
+                              f"{len(labels)} labels including background", model_folder)
