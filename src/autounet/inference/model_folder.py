@@ -10,8 +10,10 @@ folder is converted by :mod:`autounet.inference.nnunet_model`. Either way the re
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from torch import nn
 from autounet.dataset.description import load_dataset_json
 from autounet.errors import CheckpointError, ConfigError
 from autounet.inference.loaded_model import LoadedModel
-from autounet.inference.nnunet_model import is_nnunet_model_folder, load_nnunet_model
+from autounet.inference.nnunet_model import is_nnunet_model_folder, load_nnunet_model, nnunet_checkpoint_name
 from autounet.io.checkpoints import load_checkpoint
 from autounet.networks.unet import build_network
 from autounet.paths import configuration_of_run_folder, sibling_run_folder
@@ -55,7 +57,8 @@ def load_model_folder(model_folder: Path, folds: Sequence[int | str] = (0,), che
     """
     model_folder = Path(model_folder)
     if is_nnunet_model_folder(model_folder):
-        return load_nnunet_model(model_folder, folds, checkpoint, device)
+        model = load_nnunet_model(model_folder, folds, checkpoint, device)
+        return replace(model, origin=_origin(model_folder, folds, nnunet_checkpoint_name(checkpoint), None))
     if not model_folder.is_dir():
         raise CheckpointError("model folder not found; train a configuration first", model_folder)
     for name in ("plans.json", "dataset.json"):
@@ -82,9 +85,26 @@ def load_model_folder(model_folder: Path, folds: Sequence[int | str] = (0,), che
     mirror_axes = tuple(int(a) for a in states[0][1].get("metadata", {}).get("mirror_axes", ()))
     model = LoadedModel(plans=plans, configuration=configuration, description=description,
                         networks=tuple(networks), num_outputs=num_outputs, mirror_axes=mirror_axes,
-                        previous_stage=previous)
+                        previous_stage=previous, origin=_origin(model_folder, folds, checkpoint, previous))
     _check_outputs(model, model_folder)
     return model
+
+
+def _origin(model_folder: Path, folds: Sequence[int | str], checkpoint: str, previous: LoadedModel | None) -> str:
+    """``<Dataset>/<run folder> (folds ..., <checkpoint>, <digest>)``: the digest covers ``plans.json``,
+    ``dataset.json``, each checkpoint's fold, name and size, and a cascade's previous stage, so retraining,
+    other folds or another model in the same place give another origin (sizes, not contents: cheap)."""
+    digest = hashlib.sha256()
+    for name in ("plans.json", "dataset.json"):
+        digest.update((model_folder / name).read_bytes())
+    for fold in folds:
+        path = model_folder / f"fold_{fold}" / checkpoint
+        digest.update(f"fold_{fold}/{checkpoint}:{path.stat().st_size}\n".encode())
+    if previous is not None:
+        digest.update(previous.origin.encode())
+    fold_list = ", ".join(str(f) for f in folds)
+    where = f"{model_folder.parent.name}/{model_folder.name}"
+    return f"{where} (folds {fold_list}, {checkpoint}, {digest.hexdigest()[:12]})"
 
 
 def head_only_state_dict(state: dict[str, torch.Tensor], source: Path | None = None) -> dict[str, torch.Tensor]:

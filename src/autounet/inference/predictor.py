@@ -12,6 +12,8 @@ postprocessing, writing) runs in another, each at most one case ahead or behind 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -20,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from autounet.dataset.description import save_dataset_json
-from autounet.dataset.raw import group_channel_files
+from autounet.dataset.raw import case_channel_files, group_channel_files
 from autounet.errors import CheckpointError, ConfigError, DatasetError, ImageIOError
+from autounet.inference._output_folder import prepare_output_folder
 from autounet.inference._pipeline import run_pipelined
 from autounet.inference.cascade import previous_stage_one_hot, segmentation_for_next_stage
 from autounet.inference.loaded_model import LoadedModel
@@ -31,7 +33,7 @@ from autounet.inference.original_geometry import save_probabilities, to_original
 from autounet.inference.sliding_window import SlidingWindowSettings, predict_sliding_window
 from autounet.io.geometry import ImageGeometry
 from autounet.io.images import read_image, split_ending, write_segmentation
-from autounet.planning.plans import save_plans
+from autounet.io.serialization import to_dict
 from autounet.postprocessing import PostprocessingPlan, apply_postprocessing
 from autounet.preprocessing.case import preprocess_case
 from autounet.preprocessing.properties import CaseProperties
@@ -57,6 +59,9 @@ class PredictionSettings:
             one over the windows of large cases.
         postprocessing: Applied to every label map before it is returned or written (never to the
             probabilities); ``None``: none. The CLI loads the model folder's ``postprocessing.json`` here.
+        overwrite: :meth:`Predictor.predict_folder` predicts every case again, replacing earlier outputs,
+            also those of another model (without it, finished cases are skipped and a folder predicted by
+            another model is refused).
     """
 
     step_size: float = 0.5
@@ -66,6 +71,7 @@ class PredictionSettings:
     batch_size: int = 1
     show_progress: bool = True
     postprocessing: PostprocessingPlan | None = None
+    overwrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,16 @@ class Predictor:
         return cls(load_model_folder(Path(model_folder), folds, checkpoint, device), torch.device(device), settings)
 
     @property
+    def origin(self) -> str:
+        """What the model was loaded from (:attr:`LoadedModel.origin`); for a model assembled in code, a
+        digest of its plans, labels, configuration and number of networks."""
+        if self.model.origin:
+            return self.model.origin
+        text = json.dumps([to_dict(self.model.plans), self.model.description.to_json_dict(),
+                           self.model.configuration.name, len(self.model.networks)], sort_keys=True, default=str)
+        return f"model in memory ({hashlib.sha256(text.encode()).hexdigest()[:12]})"
+
+    @property
     def region_class_order(self) -> tuple[int, ...] | None:
         """For region-based models, the label painted for each output channel; else ``None``."""
         description = self.model.description
@@ -201,11 +217,14 @@ class Predictor:
         self._finish(prepared, self._case_logits(prepared))
 
     def predict_folder(self, input_dir: Path, output_dir: Path) -> list[Path]:
-        """Segment every ``{case}_{NNNN}{ending}`` case of a folder; cases with an output are skipped.
+        """Segment every ``{case}_{NNNN}{ending}`` case of a folder; cases with an output are skipped (unless
+        ``settings.overwrite``).
 
-        Reading + preprocessing of the next case and export of the previous one overlap with the network
-        (see the module docstring). The model's ``dataset.json`` and ``plans.json`` are written into
-        ``output_dir`` too (ensembling reads the labels from them); no other file there is touched.
+        Reading + preprocessing of the next case and the restoring of the previous one to its original
+        geometry overlap with the network (see the module docstring). The model's ``dataset.json`` (recording
+        which model predicted the folder) and ``plans.json`` are written into ``output_dir`` too (ensembling
+        reads the labels from them), never over such files that autounet did not write; no other file there
+        is touched.
 
         Args:
             input_dir: Folder of channel files named as in ``imagesTs`` (``ending`` from ``dataset.json``).
@@ -215,7 +234,11 @@ class Predictor:
             The output file of every case, predicted now or earlier, sorted by case id.
 
         Raises:
-            DatasetError: No case found, or a case whose channel files are not ``0000`` .. the model's count.
+            DatasetError: No case found, or a case whose channel files are not ``0000`` .. the model's count
+                (fewer for natural images, one file holding several channels; see
+                :func:`autounet.dataset.raw.case_channel_files`).
+            ConfigError: The folder holds a ``dataset.json``/``plans.json`` autounet did not write, or
+                predictions of another model (without ``settings.overwrite``).
             AutounetError: The first error of any case (unreadable input, failed write), naming its file.
         """
         input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -225,12 +248,12 @@ class Predictor:
             raise DatasetError(f"no case found: expected files named <case>_0000{ending}", input_dir)
         for stray in strays:
             logger.warning("ignored (not <case>_NNNN%s): %s", ending, stray)
-        cases = {case: self._channel_files(channels) for case, channels in sorted(groups.items())}
+        expected = self.model.description.num_channels
+        cases = {case: case_channel_files(channels, ending, expected) for case, channels in sorted(groups.items())}
         outputs = {case: output_dir / f"{case}{ending}" for case in cases}
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_dataset_json(output_dir / "dataset.json", self.model.description)
-        save_plans(output_dir / "plans.json", self.model.plans)
-        todo = [case for case in cases if not outputs[case].exists()]
+        prepare_output_folder(output_dir, self.model.description, self.model.plans, self.origin,
+                              self.settings.overwrite)
+        todo = [case for case in cases if self.settings.overwrite or not outputs[case].exists()]
         if len(todo) < len(cases):
             logger.info("skipping %d case(s) already predicted in %s", len(cases) - len(todo), output_dir)
 
@@ -302,13 +325,3 @@ class Predictor:
             save_probabilities(output_file.with_name(f"{stem[0]}.npz"), probabilities)
             del probabilities
         write_segmentation(seg, prepared.properties.original_geometry, output_file)
-
-    def _channel_files(self, channels: dict[int, Path]) -> list[Path]:
-        """Channel files in order; raise naming a file when channels are missing or extra."""
-        expected = self.model.description.num_channels
-        if sorted(channels) != list(range(expected)):
-            found = ", ".join(f"{c:04d}" for c in sorted(channels))
-            raise ImageIOError(f"case has channel files {found} but the model expects {expected} channel(s), "
-                               f"0000 to {expected - 1:04d}", channels[min(channels)])
-        return [channels[c] for c in range(expected)]
-
