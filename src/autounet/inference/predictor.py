@@ -1,13 +1,15 @@
 """Prediction with a trained model folder: load once, then segment arrays, files or whole folders.
 
-A model folder is ``results/<Dataset>/<configuration>/`` with ``plans.json`` and ``dataset.json`` beside
-``fold_<f>/checkpoint_final.pt``. Several folds form an ensemble whose logits are averaged before the
-nonlinearity, as nnU-Net does. A cascade stage (``3d_cascade_fullres``) brings the model of its previous stage
-(the sibling folder ``../3d_lowres``), whose prediction becomes extra one-hot input channels.
+The model comes from :func:`autounet.inference.model_folder.load_model_folder` (an autounet, exported,
+installed or nnU-Net v2 model folder) as a :class:`~autounet.inference.loaded_model.LoadedModel`, whose
+networks are plain patch callables. Several folds form an ensemble whose logits are averaged before the
+nonlinearity, as nnU-Net does. A cascade stage (``3d_cascade_fullres``) brings the model of its previous
+stage, whose prediction becomes extra one-hot input channels.
 
 Folders are predicted as a pipeline (:mod:`autounet.inference._pipeline`): the next case is read and
-preprocessed in a background thread while the network runs, and export (resampling back, un-cropping,
-postprocessing, writing) runs in another, each at most one case ahead or behind to bound memory.
+preprocessed in a background thread while the network runs, and the way back to the original geometry
+(resampling, un-cropping, postprocessing, writing) runs in another, each at most one case ahead or behind to
+bound memory.
 """
 
 from __future__ import annotations
@@ -126,10 +128,12 @@ class Predictor:
     def from_model_folder(cls, model_folder: Path, folds: Sequence[int | str] = (0,),
                           checkpoint: str = "checkpoint_final.pt", device: str = "cpu",
                           settings: PredictionSettings | None = None) -> Predictor:
-        """Load ``plans.json``, ``dataset.json`` and one checkpoint per fold from a model folder.
+        """Load ``plans.json``, ``dataset.json`` and one checkpoint per fold from a model folder
+        (:func:`~autounet.inference.model_folder.load_model_folder`).
 
         Args:
-            model_folder: ``results/<Dataset>/<configuration>``.
+            model_folder: ``results/<Dataset>/<configuration>`` (or ``<configuration>__<recipe>__<plans>``), an
+                exported or installed model, or an nnU-Net v2 model folder.
             folds: Fold indices or ``"all"``; ``fold_<f>/<checkpoint>`` is loaded for each. Repeating a fold
                 loads it twice (an ensemble of identical members).
             checkpoint: Checkpoint file name inside each fold folder.
@@ -138,7 +142,7 @@ class Predictor:
 
         Raises:
             CheckpointError: Missing folder, plans, checkpoint, or weights that do not fit the plans; for a
-                cascade stage, a missing previous-stage folder (``../<previous_stage>``) or fold.
+                cascade stage, a missing previous-stage folder (the sibling run folder) or fold.
             ConfigError: Folds trained with different configurations.
         """
         return cls(load_model_folder(Path(model_folder), folds, checkpoint, device), torch.device(device), settings)
