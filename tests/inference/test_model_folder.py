@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,14 @@ def test_cascade_needs_the_sibling_of_the_same_recipe(data_root: Path, tmp_path:
     with pytest.raises(CheckpointError) as caught:
         load_model_folder(folder, (0,))
     assert caught.value.path == renamed / "3d_lowres__long__plans"
+
+
+def test_networks_are_plain_patch_callables(data_root: Path) -> None:
+    folder = data_root / "results" / DATASET / "3d_fullres"
+    model = load_model_folder(folder, (0, 1))
+    # Plain functions (as an ONNX Runtime session would be wrapped) stand in for the torch modules.
+    wrapped = tuple((lambda patches, network=network: network(patches)) for network in model.networks)
+    image, geometry = read_image([data_root / "raw" / DATASET / "imagesTr" / "case_000_0000.nii.gz"])
+    expected, _ = Predictor(model, settings=FAST).predict_array(image, geometry)
+    seg, _ = Predictor(replace(model, networks=wrapped), settings=FAST).predict_array(image, geometry)
+    assert np.array_equal(seg, expected)

@@ -111,8 +111,8 @@ class GaussianLogitMerger:
 def _normalise_slices(logits: torch.Tensor, windows: Sequence[Window], weights: torch.Tensor | None) -> None:
     """Divide slice-wise (2D windows on a 3D image) logits by each slice's in-plane weight sum.
 
-    The sliding window tiles every slice alike, so the one in-plane sum of a set of windows serves every
-    slice tiled by that set (a broadcast division when that is all of them)."""
+    The sliding window tiles every slice alike, so the in-plane sum of a set of windows is computed once and
+    serves every slice tiled by that set (division is per voxel, so slice by slice equals one broadcast)."""
     per_slice: dict[int, list[Window]] = {}
     for window in windows:
         first = window[0]
@@ -120,16 +120,13 @@ def _normalise_slices(logits: torch.Tensor, windows: Sequence[Window], weights: 
         per_slice.setdefault(first, []).append(window[1:])
     plane_shape = tuple(logits.shape[2:])
     sums: dict[tuple[tuple[int, int], ...], torch.Tensor] = {}
-    keys = {}
+    keys: dict[int, tuple[tuple[int, int], ...]] = {}
     for depth, plane_windows in per_slice.items():
         # Slices are unhashable before Python 3.12: key by (start, stop) pairs.
         key = tuple((w.start, w.stop) for window in plane_windows for w in window if isinstance(w, slice))
         if key not in sums:
             sums[key] = _weight_sum(plane_shape, plane_windows, weights, logits.device)
         keys[depth] = key
-    if len(sums) == 1 and len(keys) == logits.shape[1]:
-        logits.div_(next(iter(sums.values())))
-        return
     for depth, key in keys.items():
         logits[:, depth].div_(sums[key])
 
