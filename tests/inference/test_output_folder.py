@@ -12,7 +12,8 @@ import pytest
 from autounet.cli.main import main
 from autounet.dataset.description import save_dataset_json
 from autounet.errors import ConfigError
-from autounet.inference import PredictionSettings, Predictor
+from autounet.inference import PredictionSettings, Predictor, load_model_folder
+from autounet.io.checkpoints import load_checkpoint, save_checkpoint
 from autounet.planning.plans import save_plans
 from tests.inference.random_models import DATASET, write_random_models
 
@@ -101,3 +102,15 @@ def test_cli_refuses_another_model_in_one_line_and_overwrites_on_request(
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "another model" in error and "--overwrite" in error
     assert predict("1", "--overwrite") == 0
+
+
+def test_origin_follows_the_weights_not_the_place(data_root: Path, tmp_path: Path) -> None:
+    source = data_root / "results" / DATASET / "3d_fullres"
+    first = shutil.copytree(source, tmp_path / "a" / DATASET / "3d_fullres")
+    second = shutil.copytree(source, tmp_path / "b" / DATASET / "3d_fullres")
+    assert load_model_folder(first).origin == load_model_folder(second).origin  # a copy is the same model
+    checkpoint = second / "fold_0" / "checkpoint_final.pt"
+    state = load_checkpoint(checkpoint)
+    state["network"] = {key: value + 1 for key, value in state["network"].items()}  # "retrained": same size
+    save_checkpoint(checkpoint, state)
+    assert load_model_folder(first).origin != load_model_folder(second).origin

@@ -27,8 +27,8 @@ class LoadedModel:
         previous_stage: For a cascade stage, the loaded model of its previous stage (same folds), whose
             networks take the image channels plus one one-hot channel per foreground label; else ``None``.
         origin: What the model was loaded from: the model folder, folds, checkpoint and a digest of its
-            plans, ``dataset.json`` and checkpoint sizes (a prediction folder records it, to notice a change
-            of model); empty for a model assembled in code.
+            plans, ``dataset.json`` and checkpoints (a prediction folder records it, to notice a change of
+            model); empty for a model assembled in code.
     """
 
     plans: Plans

@@ -32,6 +32,7 @@ from autounet.planning.plans import ConfigurationPlan, load_plans
 __all__ = ["head_only_state_dict", "load_model_folder"]
 
 _HEAD_KEY = re.compile(r"^decoder\.heads\.(\d+)\.(.+)$")
+_HASH_CHUNK_BYTES = 8 * 2**20
 
 
 def load_model_folder(model_folder: Path, folds: Sequence[int | str] = (0,), checkpoint: str = "checkpoint_final.pt",
@@ -92,14 +93,17 @@ def load_model_folder(model_folder: Path, folds: Sequence[int | str] = (0,), che
 
 def _origin(model_folder: Path, folds: Sequence[int | str], checkpoint: str, previous: LoadedModel | None) -> str:
     """``<Dataset>/<run folder> (folds ..., <checkpoint>, <digest>)``: the digest covers ``plans.json``,
-    ``dataset.json``, each checkpoint's fold, name and size, and a cascade's previous stage, so retraining,
-    other folds or another model in the same place give another origin (sizes, not contents: cheap)."""
-    digest = hashlib.sha256()
+    ``dataset.json``, each fold's checkpoint (name and contents) and a cascade's previous stage, so retraining,
+    other folds or another model in the same place give another origin, and a copied model the same one."""
+    digest = hashlib.blake2b(digest_size=16)
     for name in ("plans.json", "dataset.json"):
         digest.update((model_folder / name).read_bytes())
     for fold in folds:
-        path = model_folder / f"fold_{fold}" / checkpoint
-        digest.update(f"fold_{fold}/{checkpoint}:{path.stat().st_size}\n".encode())
+        digest.update(f"fold_{fold}/{checkpoint}\n".encode())
+        with (model_folder / f"fold_{fold}" / checkpoint).open("rb") as handle:
+            # Just read by torch.load, so served from the page cache; chunks keep memory flat.
+            while chunk := handle.read(_HASH_CHUNK_BYTES):
+                digest.update(chunk)
     if previous is not None:
         digest.update(previous.origin.encode())
     fold_list = ", ".join(str(f) for f in folds)
