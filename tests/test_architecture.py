@@ -1,4 +1,5 @@
-"""Imports flow one way through the pipeline stages; this test parses every module and enforces it.
+"""Imports flow one way through the pipeline stages, and no modules import each other in a circle; these
+tests parse every module and enforce both.
 
 ``networks`` sits below ``planning`` because a plan embeds the network specification and the planner
 estimates memory from the very network the trainer builds (see README, "Layout").
