@@ -199,8 +199,9 @@ def test_existing_dataset_is_protected(tmp_path: Path) -> None:
     options = tiny("png2d", num_cases=1, num_test_cases=0)
     folder = generate_example("png2d", tmp_path, options)
     before = file_hashes(folder)
+    assert generate_example("png2d", tmp_path, options) == folder  # the same example: kept as it is
     with pytest.raises(DatasetError, match="--overwrite"):
-        generate_example("png2d", tmp_path, options)
+        generate_example("png2d", tmp_path, tiny("png2d", num_cases=1, num_test_cases=0, seed=3))
     assert file_hashes(folder) == before
     generate_example("png2d", tmp_path, tiny("png2d", num_cases=1, num_test_cases=0, seed=3), overwrite=True)
     assert file_hashes(folder) != before

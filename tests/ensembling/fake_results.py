@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autounet.inference.export import save_probabilities
+from autounet.inference.original_geometry import save_probabilities
 from autounet.io import ImageGeometry, write_segmentation
 
 DATASET = "Dataset501_Fake"

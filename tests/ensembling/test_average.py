@@ -10,7 +10,7 @@ import pytest
 from autounet.dataset.description import parse_dataset_json
 from autounet.ensembling import average_probabilities, ensemble_folders, probabilities_to_segmentation
 from autounet.errors import ImageIOError
-from autounet.inference.export import save_probabilities
+from autounet.inference.original_geometry import save_probabilities
 from autounet.io import read_segmentation
 from autounet.postprocessing import PostprocessingPlan
 from tests.ensembling import fake_results

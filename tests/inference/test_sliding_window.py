@@ -265,7 +265,8 @@ def test_tune_cpu_allocator_applies_on_glibc_and_is_idempotent() -> None:
 
 
 def test_slab_normalisation_equals_whole_volume_weight_sum() -> None:
-    from autounet.inference.sliding_window import _normalise_in_slabs, _weight_sum, _windows
+    from autounet.inference.merger import _normalise_in_slabs, _weight_sum
+    from autounet.inference.sliding_window import _windows
 
     shape, patch = (13, 9, 10), (4, 5, 6)
     windows = _windows(window_starts(shape, patch, 0.5), patch)

@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "(logits averaged over folds). Outputs keep the input geometry exactly; cases whose output "
                     "exists are skipped, so an interrupted run resumes when started again. A cascade "
                     "configuration (3d_cascade_fullres) runs its low-resolution stage first, from the sibling "
-                    "model folder. The model's dataset.json and plans.json are written beside the outputs.")
+                    "model folder. The model's dataset.json and plans.json are written beside the outputs (never "
+                    "over such files autounet did not write); a folder predicted by another model is refused "
+                    "unless --overwrite.")
     parser.add_argument("-i", "--input", required=True, type=Path, metavar="DIR", help="folder of input images")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="folder for segmentations")
     parser.add_argument("-d", "--dataset", metavar="ID", help="dataset id, folder name or short name (with -c)")
@@ -43,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="windows per network call (default: 4 on the CPU, where batching roughly halves the "
                              "time per window; 1 on a GPU); results do not depend on it")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="predict every case again, replacing earlier outputs (also another model's)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pt", metavar="NAME",
                         help="checkpoint file in each fold folder (default: %(default)s)")
     post = parser.add_mutually_exclusive_group()
@@ -64,7 +68,8 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
                                   save_probabilities=args.save_probabilities,
                                   batch_size=args.batch_size or (4 if str(args.device) == "cpu" else 1),
                                   show_progress=not getattr(args, "quiet", False),
-                                  postprocessing=postprocessing_for(args, model_folder))
+                                  postprocessing=postprocessing_for(args, model_folder),
+                                  overwrite=bool(getattr(args, "overwrite", False)))
     if str(args.device) == "cpu":
         tune_cpu_allocator()
     predictor = Predictor.from_model_folder(model_folder, folds, checkpoint, args.device, settings)

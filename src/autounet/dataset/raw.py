@@ -19,10 +19,12 @@ from pathlib import Path
 
 from autounet.dataset.description import DatasetDescription, load_dataset_json
 from autounet.errors import DatasetError
+from autounet.io.images import MULTICHANNEL_ENDINGS
 
 __all__ = [
     "RawCase",
     "RawDataset",
+    "case_channel_files",
     "dataset_folder_name",
     "find_raw_dataset",
     "group_channel_files",
@@ -138,6 +140,37 @@ def group_channel_files(folder: Path, ending: str) -> tuple[dict[str, dict[int, 
             continue
         groups[match.group("case")][int(match.group("channel"))] = path
     return dict(groups), strays
+
+
+def case_channel_files(channels: dict[int, Path], ending: str, num_channels: int) -> list[Path]:
+    """The channel files of one case in channel order, by the rule ``verify`` applies and training reads.
+
+    A case holds ``_0000`` .. ``_{n-1}`` without gaps. Normally ``n`` is the declared channel count; with a
+    natural-image ending (PNG, BMP, TIFF), where one file may hold several channels (an RGB image holds
+    three), ``n`` may be smaller, and the channel count after reading is what must match.
+
+    Args:
+        channels: ``{channel: file}`` of one case (from :func:`group_channel_files`).
+        ending: The dataset's file ending.
+        num_channels: Channels declared in ``dataset.json``.
+
+    Returns:
+        The files, ``_0000`` first.
+
+    Raises:
+        DatasetError: Missing or extra channel files, naming the first file of the case.
+    """
+    present = sorted(channels)
+    natural = ending.lower() in MULTICHANNEL_ENDINGS
+    fits = present == list(range(len(present))) and (len(present) <= num_channels if natural
+                                                      else len(present) == num_channels)
+    if not present or not fits:
+        found = ", ".join(f"{c:04d}" for c in present) or "none"
+        expected = f"0000 to {num_channels - 1:04d}" + (" (fewer when one file holds several channels, as RGB)"
+                                                         if natural and num_channels > 1 else "")
+        raise DatasetError(f"case has channel files {found} but the model expects {num_channels} channel(s), "
+                           f"{expected}", channels[present[0]] if present else None)
+    return [channels[c] for c in present]
 
 
 def load_raw_dataset(root: str | os.PathLike) -> RawDataset:

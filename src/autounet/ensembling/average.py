@@ -21,7 +21,7 @@ from autounet.dataset.description import DatasetDescription
 from autounet.dataset.labels import LabelScheme
 from autounet.errors import ImageIOError
 from autounet.inference import logits_to_segmentation
-from autounet.inference.export import save_probabilities
+from autounet.inference.original_geometry import save_probabilities
 from autounet.io.images import read_segmentation, write_segmentation
 from autounet.postprocessing import PostprocessingPlan, apply_postprocessing
 from autounet.progress import progress

@@ -15,6 +15,7 @@ import torch
 
 from autounet.inference.logits import logits_to_segmentation
 from autounet.planning.plans import ConfigurationPlan
+from autounet.preprocessing.resample import resample_to_shape
 
 __all__ = ["previous_stage_one_hot", "segmentation_for_next_stage"]
 
@@ -37,8 +38,6 @@ def segmentation_for_next_stage(logits: torch.Tensor, target_shape: Sequence[int
     Returns:
         Label map ``target_shape``, ``uint8`` (``int32`` beyond 255 labels).
     """
-    from autounet.preprocessing.resample import resample_to_shape
-
     spacing = tuple(configuration.spacing)
     plan = replace(configuration.resampling, image_order=1)
     resampled = resample_to_shape(logits.float().cpu().numpy(), target_shape, spacing, spacing, plan)

@@ -25,7 +25,7 @@ from torch import nn
 
 from autounet.dataset.description import DatasetDescription, load_dataset_json
 from autounet.errors import AutounetError, CheckpointError, ConfigError
-from autounet.inference.predictor import LoadedModel
+from autounet.inference.loaded_model import LoadedModel
 from autounet.io.jsonio import read_json
 from autounet.networks.spec import UNetSpec
 from autounet.networks.unet import build_network

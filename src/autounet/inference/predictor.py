@@ -1,48 +1,49 @@
 """Prediction with a trained model folder: load once, then segment arrays, files or whole folders.
 
-A model folder is ``results/<Dataset>/<configuration>/`` with ``plans.json`` and ``dataset.json`` beside
-``fold_<f>/checkpoint_final.pt``. Several folds form an ensemble whose logits are averaged before the
-nonlinearity, as nnU-Net does. A cascade stage (``3d_cascade_fullres``) brings the model of its previous stage
-(the sibling folder ``../3d_lowres``), whose prediction becomes extra one-hot input channels.
+The model comes from :func:`autounet.inference.model_folder.load_model_folder` (an autounet, exported,
+installed or nnU-Net v2 model folder) as a :class:`~autounet.inference.loaded_model.LoadedModel`, whose
+networks are plain patch callables. Several folds form an ensemble whose logits are averaged before the
+nonlinearity, as nnU-Net does. A cascade stage (``3d_cascade_fullres``) brings the model of its previous
+stage, whose prediction becomes extra one-hot input channels.
 
 Folders are predicted as a pipeline (:mod:`autounet.inference._pipeline`): the next case is read and
-preprocessed in a background thread while the network runs, and export (resampling back, un-cropping,
-postprocessing, writing) runs in another, each at most one case ahead or behind to bound memory.
+preprocessed in a background thread while the network runs, and the way back to the original geometry
+(resampling, un-cropping, postprocessing, writing) runs in another, each at most one case ahead or behind to
+bound memory.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from autounet.dataset.description import DatasetDescription, load_dataset_json, save_dataset_json
-from autounet.dataset.raw import group_channel_files
+from autounet.dataset.raw import case_channel_files, group_channel_files
 from autounet.errors import CheckpointError, ConfigError, DatasetError, ImageIOError
+from autounet.inference._output_folder import prepare_output_folder
 from autounet.inference._pipeline import run_pipelined
 from autounet.inference.cascade import previous_stage_one_hot, segmentation_for_next_stage
-from autounet.inference.export import export_prediction, save_probabilities
+from autounet.inference.loaded_model import LoadedModel
+from autounet.inference.model_folder import load_model_folder
+from autounet.inference.original_geometry import save_probabilities, to_original_geometry
 from autounet.inference.sliding_window import SlidingWindowSettings, predict_sliding_window
-from autounet.io.checkpoints import load_checkpoint
 from autounet.io.geometry import ImageGeometry
 from autounet.io.images import read_image, split_ending, write_segmentation
-from autounet.networks.unet import build_network, full_resolution_head_key, inference_state_dict
-from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, save_plans
+from autounet.io.serialization import to_dict
 from autounet.postprocessing import PostprocessingPlan, apply_postprocessing
 from autounet.preprocessing.case import preprocess_case
 from autounet.preprocessing.properties import CaseProperties
 from autounet.progress import progress
 
-__all__ = ["LoadedModel", "PredictionSettings", "Predictor"]
+__all__ = ["PredictionSettings", "Predictor"]
 
 logger = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class PredictionSettings:
@@ -60,6 +61,9 @@ class PredictionSettings:
             one over the windows of large cases.
         postprocessing: Applied to every label map before it is returned or written (never to the
             probabilities); ``None``: none. The CLI loads the model folder's ``postprocessing.json`` here.
+        overwrite: :meth:`Predictor.predict_folder` predicts every case again, replacing earlier outputs,
+            also those of another model (without it, finished cases are skipped and a folder predicted by
+            another model is refused).
     """
 
     step_size: float = 0.5
@@ -69,31 +73,7 @@ class PredictionSettings:
     batch_size: int = 1
     show_progress: bool = True
     postprocessing: PostprocessingPlan | None = None
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """Everything a :class:`Predictor` needs, loaded from a model folder.
-
-    Attributes:
-        plans: The dataset's plans (axis order, configurations).
-        configuration: The configuration the networks were trained with.
-        description: The dataset's ``dataset.json`` (channels, labels, file ending).
-        networks: One network per fold, in eval mode, on the prediction device; each maps
-            ``(B, C, *patch)`` to logits ``(B, num_outputs, *patch)``.
-        num_outputs: Output channels (classes incl. background, or regions).
-        mirror_axes: Patch axes the models were trained with mirroring on.
-        previous_stage: For a cascade stage, the loaded model of its previous stage (same folds), whose
-            networks take the image channels plus one one-hot channel per foreground label; else ``None``.
-    """
-
-    plans: Plans
-    configuration: ConfigurationPlan
-    description: DatasetDescription
-    networks: tuple[nn.Module, ...]
-    num_outputs: int
-    mirror_axes: tuple[int, ...] = ()
-    previous_stage: LoadedModel | None = None
+    overwrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,10 +128,12 @@ class Predictor:
     def from_model_folder(cls, model_folder: Path, folds: Sequence[int | str] = (0,),
                           checkpoint: str = "checkpoint_final.pt", device: str = "cpu",
                           settings: PredictionSettings | None = None) -> Predictor:
-        """Load ``plans.json``, ``dataset.json`` and one checkpoint per fold from a model folder.
+        """Load ``plans.json``, ``dataset.json`` and one checkpoint per fold from a model folder
+        (:func:`~autounet.inference.model_folder.load_model_folder`).
 
         Args:
-            model_folder: ``results/<Dataset>/<configuration>``.
+            model_folder: ``results/<Dataset>/<configuration>`` (or ``<configuration>__<recipe>__<plans>``), an
+                exported or installed model, or an nnU-Net v2 model folder.
             folds: Fold indices or ``"all"``; ``fold_<f>/<checkpoint>`` is loaded for each. Repeating a fold
                 loads it twice (an ensemble of identical members).
             checkpoint: Checkpoint file name inside each fold folder.
@@ -160,43 +142,20 @@ class Predictor:
 
         Raises:
             CheckpointError: Missing folder, plans, checkpoint, or weights that do not fit the plans; for a
-                cascade stage, a missing previous-stage folder (``../<previous_stage>``) or fold.
+                cascade stage, a missing previous-stage folder (the sibling run folder) or fold.
             ConfigError: Folds trained with different configurations.
         """
-        model_folder = Path(model_folder)
-        # Imported here: nnunet_model builds a LoadedModel, so importing it at the top would be circular.
-        from autounet.inference.nnunet_model import is_nnunet_model_folder, load_nnunet_model
-        if is_nnunet_model_folder(model_folder):
-            return cls(load_nnunet_model(model_folder, folds, checkpoint, device), device, settings)
-        if not model_folder.is_dir():
-            raise CheckpointError("model folder not found; train a configuration first", model_folder)
-        for name in ("plans.json", "dataset.json"):
-            if not (model_folder / name).is_file():
-                raise CheckpointError(f"the model folder lacks {name}; it is not a complete trained model",
-                                      model_folder)
-        if not folds:
-            raise CheckpointError("no fold given", model_folder)
-        plans = load_plans(model_folder / "plans.json")
-        description = load_dataset_json(model_folder / "dataset.json")
-        torch_device = torch.device(device)
-        states = [(path, load_checkpoint(path, map_location="cpu"))
-                  for path in (model_folder / f"fold_{fold}" / checkpoint for fold in folds)]
-        configuration = plans.configuration(_configuration_name(states, model_folder))
-        previous = None
-        in_channels = description.num_channels
-        if configuration.previous_stage is not None:
-            previous = _load_previous_stage(cls, model_folder, configuration, folds, checkpoint, device)
-            in_channels += len(description.foreground_labels)  # one-hot of the previous stage's labels
-        networks, num_outputs = [], 0
-        for path, state in states:
-            network, num_outputs = _load_network(state, configuration, in_channels, path)
-            networks.append(network.to(torch_device).eval())
-        mirror_axes = tuple(int(a) for a in states[0][1].get("metadata", {}).get("mirror_axes", ()))
-        model = LoadedModel(plans=plans, configuration=configuration, description=description,
-                            networks=tuple(networks), num_outputs=num_outputs, mirror_axes=mirror_axes,
-                            previous_stage=previous)
-        _check_outputs(model, model_folder)
-        return cls(model, torch_device, settings)
+        return cls(load_model_folder(Path(model_folder), folds, checkpoint, device), torch.device(device), settings)
+
+    @property
+    def origin(self) -> str:
+        """What the model was loaded from (:attr:`LoadedModel.origin`); for a model assembled in code, a
+        digest of its plans, labels, configuration and number of networks."""
+        if self.model.origin:
+            return self.model.origin
+        text = json.dumps([to_dict(self.model.plans), self.model.description.to_json_dict(),
+                           self.model.configuration.name, len(self.model.networks)], sort_keys=True, default=str)
+        return f"model in memory ({hashlib.sha256(text.encode()).hexdigest()[:12]})"
 
     @property
     def region_class_order(self) -> tuple[int, ...] | None:
@@ -244,7 +203,7 @@ class Predictor:
                                f"{expected} channel(s)")
         prepared = self._preprocess(image, geometry)
         logits = self._case_logits(prepared)
-        return self._export(logits, prepared.properties)
+        return self._in_original_geometry(logits, prepared.properties)
 
     def predict_files(self, files: Sequence[Path], output_file: Path) -> None:
         """Segment one case from its channel files and write the label map with the input's geometry.
@@ -262,11 +221,14 @@ class Predictor:
         self._finish(prepared, self._case_logits(prepared))
 
     def predict_folder(self, input_dir: Path, output_dir: Path) -> list[Path]:
-        """Segment every ``{case}_{NNNN}{ending}`` case of a folder; cases with an output are skipped.
+        """Segment every ``{case}_{NNNN}{ending}`` case of a folder; cases with an output are skipped (unless
+        ``settings.overwrite``).
 
-        Reading + preprocessing of the next case and export of the previous one overlap with the network
-        (see the module docstring). The model's ``dataset.json`` and ``plans.json`` are written into
-        ``output_dir`` too (ensembling reads the labels from them); no other file there is touched.
+        Reading + preprocessing of the next case and the restoring of the previous one to its original
+        geometry overlap with the network (see the module docstring). The model's ``dataset.json`` (recording
+        which model predicted the folder) and ``plans.json`` are written into ``output_dir`` too (ensembling
+        reads the labels from them), never over such files that autounet did not write; no other file there
+        is touched.
 
         Args:
             input_dir: Folder of channel files named as in ``imagesTs`` (``ending`` from ``dataset.json``).
@@ -276,7 +238,11 @@ class Predictor:
             The output file of every case, predicted now or earlier, sorted by case id.
 
         Raises:
-            DatasetError: No case found, or a case whose channel files are not ``0000`` .. the model's count.
+            DatasetError: No case found, or a case whose channel files are not ``0000`` .. the model's count
+                (fewer for natural images, one file holding several channels; see
+                :func:`autounet.dataset.raw.case_channel_files`).
+            ConfigError: The folder holds a ``dataset.json``/``plans.json`` autounet did not write, or
+                predictions of another model (without ``settings.overwrite``).
             AutounetError: The first error of any case (unreadable input, failed write), naming its file.
         """
         input_dir, output_dir = Path(input_dir), Path(output_dir)
@@ -286,12 +252,12 @@ class Predictor:
             raise DatasetError(f"no case found: expected files named <case>_0000{ending}", input_dir)
         for stray in strays:
             logger.warning("ignored (not <case>_NNNN%s): %s", ending, stray)
-        cases = {case: self._channel_files(channels) for case, channels in sorted(groups.items())}
+        expected = self.model.description.num_channels
+        cases = {case: case_channel_files(channels, ending, expected) for case, channels in sorted(groups.items())}
         outputs = {case: output_dir / f"{case}{ending}" for case in cases}
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_dataset_json(output_dir / "dataset.json", self.model.description)
-        save_plans(output_dir / "plans.json", self.model.plans)
-        todo = [case for case in cases if not outputs[case].exists()]
+        prepare_output_folder(output_dir, self.model.description, self.model.plans, self.origin,
+                              self.settings.overwrite)
+        todo = [case for case in cases if self.settings.overwrite or not outputs[case].exists()]
         if len(todo) < len(cases):
             logger.info("skipping %d case(s) already predicted in %s", len(cases) - len(todo), output_dir)
 
@@ -341,9 +307,10 @@ class Predictor:
         logits = self._case_logits(prepared)
         return replace(prepared, data=np.empty(0, np.float32), previous_data=None), logits
 
-    def _export(self, logits: torch.Tensor, properties: CaseProperties) -> tuple[np.ndarray, np.ndarray | None]:
+    def _in_original_geometry(self, logits: torch.Tensor,
+                              properties: CaseProperties) -> tuple[np.ndarray, np.ndarray | None]:
         """Label map (postprocessed) and optional probabilities in the original grid."""
-        seg, probabilities = export_prediction(logits, properties, self.model.plans, self.model.configuration,
+        seg, probabilities = to_original_geometry(logits, properties, self.model.plans, self.model.configuration,
                                                self.region_class_order,
                                                return_probabilities=self.settings.save_probabilities)
         if self.settings.postprocessing is not None:
@@ -354,7 +321,7 @@ class Predictor:
         """Pipeline last stage: export and write one case (probabilities first, the label map last)."""
         assert prepared.output_file is not None  # set by _prepare_files
         output_file = prepared.output_file
-        seg, probabilities = self._export(logits, prepared.properties)
+        seg, probabilities = self._in_original_geometry(logits, prepared.properties)
         del logits
         if probabilities is not None:
             stem = split_ending(output_file.name)
@@ -362,75 +329,3 @@ class Predictor:
             save_probabilities(output_file.with_name(f"{stem[0]}.npz"), probabilities)
             del probabilities
         write_segmentation(seg, prepared.properties.original_geometry, output_file)
-
-    def _channel_files(self, channels: dict[int, Path]) -> list[Path]:
-        """Channel files in order; raise naming a file when channels are missing or extra."""
-        expected = self.model.description.num_channels
-        if sorted(channels) != list(range(expected)):
-            found = ", ".join(f"{c:04d}" for c in sorted(channels))
-            raise ImageIOError(f"case has channel files {found} but the model expects {expected} channel(s), "
-                               f"0000 to {expected - 1:04d}", channels[min(channels)])
-        return [channels[c] for c in range(expected)]
-
-
-def _load_previous_stage(cls: type[Predictor], model_folder: Path, configuration: ConfigurationPlan,
-                         folds: Sequence[int | str], checkpoint: str, device: str) -> LoadedModel:
-    """The previous stage of a cascade, from the sibling folder ``../<previous_stage>``, with the same folds.
-
-    Raises:
-        CheckpointError: The previous stage's folder (naming it) or one of its folds is missing.
-    """
-    assert configuration.previous_stage is not None
-    folder = model_folder.parent / configuration.previous_stage
-    if not folder.is_dir():
-        raise CheckpointError(f"configuration '{configuration.name}' is a cascade stage and needs its previous "
-                              f"stage '{configuration.previous_stage}', but its model folder is missing; train "
-                              f"'{configuration.previous_stage}' with the same folds first", folder)
-    return cls.from_model_folder(folder, folds, checkpoint, device).model
-
-
-def _configuration_name(states: list[tuple[Path, dict[str, Any]]], model_folder: Path) -> str:
-    """The configuration recorded in the checkpoints (the folder name when they do not say)."""
-    names = {str(state.get("metadata", {}).get("configuration", model_folder.name)) for _, state in states}
-    if len(names) > 1:
-        raise ConfigError(f"the folds were trained with different configurations: {', '.join(sorted(names))}",
-                          model_folder)
-    return names.pop()
-
-
-def _load_network(state: dict[str, Any], configuration: ConfigurationPlan, in_channels: int,
-                  path: Path) -> tuple[nn.Module, int]:
-    """Build the non-deep-supervision U-Net of ``configuration`` and load a checkpoint's weights into it.
-
-    Returns:
-        The network (CPU, train mode) and its number of outputs, read from the head's weight shape.
-    """
-    weights = state.get("network")
-    if not isinstance(weights, dict):
-        raise CheckpointError("the checkpoint holds no 'network' weights", path)
-    mapped = inference_state_dict(weights, path)
-    num_outputs = int(mapped[f"{full_resolution_head_key(1)}.weight"].shape[0])
-    network = build_network(configuration.network, in_channels, num_outputs, deep_supervision=False)
-    try:
-        network.load_state_dict(mapped, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise CheckpointError(f"the weights do not fit configuration '{configuration.name}' with {in_channels} "
-                              f"input channel(s): {first}", path) from None
-    return network, num_outputs
-
-
-def _check_outputs(model: LoadedModel, model_folder: Path) -> None:
-    """Reject weights whose output count disagrees with the labels of ``dataset.json``."""
-    description = model.description
-    if description.is_region_based:
-        order = description.regions_class_order or ()
-        if len(order) != model.num_outputs:
-            raise CheckpointError(f"the network has {model.num_outputs} outputs but dataset.json's "
-                                  f"regions_class_order has {len(order)} entries", model_folder)
-        return
-    ignore = description.ignore_label
-    labels = [v for v in description.allowed_label_values if v != ignore]
-    if len(labels) != model.num_outputs:
-        raise CheckpointError(f"the network has {model.num_outputs} outputs but dataset.json declares "
-                              f"{len(labels)} labels including background", model_folder)

@@ -1,9 +1,11 @@
 """Sliding-window prediction of a whole image with any patch-wise model.
 
 The model is any callable mapping a batch of patches ``(B, C, *patch)`` to logits ``(B, K, *patch)``: a torch
-module, a compiled module, or a wrapper around ONNX Runtime or a quantised model. Windows are placed as in
-nnU-Net, their logits weighted with a Gaussian, optionally averaged over mirrored inputs (test-time
-augmentation), and blended into one float32 logit volume.
+module, a compiled module, or a wrapper around ONNX Runtime or a quantised model. Two roles split the work:
+placement (:func:`iter_window_batches`, windows as in nnU-Net) and merging (a
+:class:`~autounet.inference.merger.WindowMerger`). :func:`merge_windows` drives both, with mirroring
+(test-time augmentation) between them; :func:`predict_sliding_window` is that driver with today's merger,
+which weights logits with a Gaussian and blends them into one float32 logit volume.
 """
 
 from __future__ import annotations
@@ -12,16 +14,24 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
 from torch.nn import functional
 
-from autounet.inference.gaussian import gaussian_importance_map
+from autounet.inference.merger import GaussianLogitMerger, Window, WindowGrid, WindowMerger
 from autounet.inference.tta import mirror_dim_combinations, predict_mirrored
 from autounet.progress import progress
 
-__all__ = ["PatchModel", "SlidingWindowSettings", "predict_sliding_window", "window_starts"]
+__all__ = [
+    "PatchModel",
+    "SlidingWindowSettings",
+    "iter_window_batches",
+    "merge_windows",
+    "predict_sliding_window",
+    "window_starts",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +41,7 @@ _PROGRESS_MIN_WINDOWS = 64
 PatchModel = Callable[[torch.Tensor], torch.Tensor | Sequence[torch.Tensor]]
 """Maps patches ``(B, C, *patch)`` to logits ``(B, K, *patch)`` (or a deep-supervision list, first entry used)."""
 
-# Index of one window into a (C, *spatial) array without the channel axis: an int selects one slice along
-# axis 0 (2D model on a 3D image), slices cover the patch.
-_Window = tuple[int | slice, ...]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -109,15 +117,93 @@ def window_starts(image_size: Sequence[int], patch_size: Sequence[int], step_siz
     return starts
 
 
+def iter_window_batches(spatial_shape: Sequence[int], settings: SlidingWindowSettings) -> Iterator[list[Window]]:
+    """Every window of an image by nnU-Net's placement (:func:`window_starts`), in batches for the model.
+
+    With a patch of as many axes as the image, windows are tuples of slices covering the patch. With a 2D
+    patch on a 3D image every axis-0 slice is tiled in 2D: a window is ``(z, slice_y, slice_x)``, the ``int``
+    selecting the slice, and windows of several slices may share one batch. Windows come slice by slice,
+    each slice's (or the volume's) windows in C order of their starts.
+
+    Args:
+        spatial_shape: Spatial shape of the (padded) image; at least the patch size on the patch's axes.
+        settings: Patch size, step size, batch size and progress display (a transient bar over the windows
+            when there are at least 64 batches).
+
+    Yields:
+        Lists of at most ``settings.batch_size`` windows, indices into ``(C, *spatial)`` without the
+        channel axis.
+
+    Raises:
+        ValueError: The shape has fewer axes than the patch, more than one extra axis, or is smaller than it.
+    """
+    patch = tuple(int(p) for p in settings.patch_size)
+    leading = len(spatial_shape) - len(patch)
+    if leading not in (0, 1) or (leading == 1 and len(patch) != 2):
+        raise ValueError(f"spatial shape {tuple(spatial_shape)} does not fit the {len(patch)}D patch {patch}")
+    plane_windows = _windows(window_starts(tuple(spatial_shape)[leading:], patch, settings.step_size), patch)
+    windows: list[Window] = ([(z, *w) for z in range(spatial_shape[0]) for w in plane_windows] if leading
+                             else plane_windows)
+    num_passes = 2 ** len(settings.mirror_axes)
+    logger.debug("sliding window: %d windows of %s, %d passes each", len(windows), patch, num_passes)
+    items: Iterable[Window] = windows
+    # Only cases that take a while get a (transient) bar; small ones would just flicker.
+    if settings.show_progress and len(windows) >= _PROGRESS_MIN_WINDOWS * settings.batch_size:
+        items = progress(windows, "Sliding window", total=len(windows), unit="window", leave=False)
+    yield from _chunks(items, settings.batch_size)
+
+
+def merge_windows(model: PatchModel, image: torch.Tensor, num_outputs: int, settings: SlidingWindowSettings,
+                  merger: Callable[[WindowGrid], WindowMerger[T]], device: torch.device | None = None) -> T:
+    """Run ``model`` on every window of an image and combine the outputs with a merger.
+
+    The image is zero-padded to at least the patch size (the difference split evenly, the extra voxel after
+    the content, as nnU-Net); windows (:func:`iter_window_batches`) go to ``model`` in batches under
+    ``torch.inference_mode()``; with mirroring, each batch is flipped, predicted and flipped back once per
+    subset of ``settings.mirror_axes`` and the passes are summed (:func:`predict_mirrored`), so memory stays
+    bounded by one batch. Each batch's summed outputs go to the merger, which also removes the padding.
+
+    Args:
+        model: See :func:`predict_sliding_window`.
+        image: Preprocessed image ``(C, *spatial)``, floating dtype, on any device.
+        num_outputs: Output channels the model returns per window (checked on every call).
+        settings: Window placement, mirroring and batching (``use_gaussian`` is the merger's business).
+        merger: Builds the merger for the padded image (called once, outside inference mode).
+        device: Where the model runs and outputs are merged; default ``image.device``.
+
+    Returns:
+        Whatever the merger's ``finalize`` returns.
+
+    Raises:
+        ValueError: The image's dimensionality does not fit the patch, the image is not floating point,
+            ``num_outputs < 1``, or the model returns outputs of the wrong shape.
+    """
+    _check_image(image, num_outputs, settings)
+    device = image.device if device is None else torch.device(device)
+    if isinstance(model, nn.Module) and model.training:
+        logger.warning("the model is in training mode; call model.eval() before inference (dropout, norms)")
+    patch = tuple(int(p) for p in settings.patch_size)
+    with torch.inference_mode():
+        padded, crop = _pad_to_patch(image.to(device), patch)
+    grid = WindowGrid(shape=tuple(padded.shape[1:]), crop=crop, patch_size=patch,
+                      passes_per_window=2 ** len(settings.mirror_axes), device=device)
+    sink = merger(grid)
+    flip_dims = mirror_dim_combinations(settings.mirror_axes)
+    expected = (num_outputs, *patch)
+    with torch.inference_mode():
+        for batch in iter_window_batches(grid.shape, settings):
+            patches = torch.stack([padded[(slice(None), *window)] for window in batch])
+            sink.add(batch, predict_mirrored(model, patches, flip_dims, expected, device))
+    return sink.finalize()
+
+
 def predict_sliding_window(model: PatchModel, image: torch.Tensor, num_outputs: int,
                            settings: SlidingWindowSettings, device: torch.device | None = None) -> torch.Tensor:
     """Predict logits for a whole image by blending overlapping window predictions.
 
-    The image is zero-padded to at least the patch size (the difference split evenly, the extra voxel after
-    the content, as nnU-Net) and the padding is removed from the result. Windows go to ``model`` in batches of
-    ``settings.batch_size`` under ``torch.inference_mode()``; with mirroring, each batch is flipped, predicted
-    and flipped back once per subset of ``settings.mirror_axes``, so memory stays bounded by one batch. The
-    result is ``sum_w g_w * mean_m(logits_wm) / sum_w g_w`` per voxel (``g``: Gaussian weights or 1).
+    :func:`merge_windows` with a :class:`~autounet.inference.merger.GaussianLogitMerger`: the result is
+    ``sum_w g_w * mean_m(logits_wm) / sum_w g_w`` per voxel (``g``: Gaussian weights or 1, ``m``: mirrored
+    passes), the padding removed.
 
     With a 2D patch on a 3D image (``len(patch_size) == image.ndim - 2``) every axis-0 slice is tiled in 2D;
     windows of several slices share one model call.
@@ -140,107 +226,20 @@ def predict_sliding_window(model: PatchModel, image: torch.Tensor, num_outputs: 
         ValueError: The image's dimensionality does not fit the patch, the image is not floating point,
             ``num_outputs < 1``, or the model returns logits of the wrong shape.
     """
-    slice_wise = _check_image(image, num_outputs, settings)
-    device = image.device if device is None else torch.device(device)
-    if isinstance(model, nn.Module) and model.training:
-        logger.warning("the model is in training mode; call model.eval() before inference (dropout, norms)")
-    patch = tuple(int(p) for p in settings.patch_size)
-    with torch.inference_mode():
-        padded, crop = _pad_to_patch(image.to(device), patch)
-    plane_shape = padded.shape[-len(patch):]
-    plane_windows = _windows(window_starts(plane_shape, patch, settings.step_size), patch)
-    windows = [(z, *w) for z in range(padded.shape[1]) for w in plane_windows] if slice_wise else plane_windows
-    # Allocated outside inference mode so the returned tensor is an ordinary one; in-place updates of it
-    # inside inference mode are allowed.
-    logits = torch.zeros((num_outputs, *padded.shape[1:]), dtype=torch.float32, device=device)
-    with torch.inference_mode():
-        weights = gaussian_importance_map(patch, device=device) if settings.use_gaussian else None
-        num_passes = 2 ** len(settings.mirror_axes)
-        # Averaging over mirrored passes is folded into the per-window weights: one multiply per batch.
-        scale = weights / num_passes if weights is not None else (1.0 / num_passes if num_passes > 1 else None)
-        logger.debug("sliding window: %d windows of %s, %d passes each", len(windows), patch, num_passes)
-        _accumulate(model, padded, windows, logits, settings, scale)
-        if slice_wise:
-            # Windows tile every slice alike, so in 2D mode one in-plane weight sum serves all slices.
-            logits.div_(_weight_sum(plane_shape, plane_windows, weights, device))
-        else:
-            _normalise_in_slabs(logits, plane_windows, weights, patch[0])
-    return logits[(slice(None), *crop)].to("cpu").contiguous()
+    return merge_windows(model, image, num_outputs, settings,
+                         lambda grid: GaussianLogitMerger(grid, num_outputs, settings.use_gaussian), device)
 
 
-def _accumulate(model: PatchModel, padded: torch.Tensor, windows: list[_Window], logits: torch.Tensor,
-                settings: SlidingWindowSettings, scale: torch.Tensor | float | None) -> None:
-    """Add ``scale * sum over mirrored passes of the model's logits`` of every window into ``logits``.
-
-    Args:
-        model: The patch model (see :func:`predict_sliding_window`).
-        padded: Padded image ``(C, *spatial)`` on the accumulation device.
-        windows: Window indices into ``padded`` without the channel axis.
-        logits: Float32 accumulator ``(K, *spatial)``, updated in place.
-        settings: Patch size, mirroring, batch size and progress display.
-        scale: Per-window weight ``(*patch)`` (or a scalar, or ``None`` for 1), already divided by the number
-            of mirrored passes.
-    """
-    flip_dims = mirror_dim_combinations(settings.mirror_axes)
-    expected = (logits.shape[0], *settings.patch_size)
-    items: Iterable[_Window] = windows
-    # Only cases that take a while get a (transient) bar; small ones would just flicker.
-    if settings.show_progress and len(windows) >= _PROGRESS_MIN_WINDOWS * settings.batch_size:
-        items = progress(windows, "Sliding window", total=len(windows), unit="window", leave=False)
-    for batch in _chunks(items, settings.batch_size):
-        patches = torch.stack([padded[(slice(None), *window)] for window in batch])
-        predicted = predict_mirrored(model, patches, flip_dims, expected, logits.device)
-        if scale is not None:
-            predicted.mul_(scale)
-        for index, window in enumerate(batch):
-            # add_ on the view: `logits[w] += p` would also copy the view onto itself via __setitem__.
-            logits[(slice(None), *window)].add_(predicted[index])
-
-
-def _weight_sum(plane_shape: Sequence[int], plane_windows: list[_Window], weights: torch.Tensor | None,
-                device: torch.device) -> torch.Tensor:
-    """Sum of the window weights (Gaussian, or 1 each) per voxel of the tiled plane or volume, float32."""
-    total = torch.zeros(tuple(plane_shape), dtype=torch.float32, device=device)
-    for window in plane_windows:
-        total[window].add_(weights if weights is not None else 1.0)
-    return total
-
-
-def _normalise_in_slabs(logits: torch.Tensor, windows: list[_Window], weights: torch.Tensor | None,
-                        rows: int) -> None:
-    """Divide 3D logits ``(K, *spatial)`` by the per-voxel weight sum, computed for ``rows`` axis-0 slices at a
-    time: a full-volume weight array would cost as much memory as one more logit channel. Each voxel's sum
-    adds the same window weights in the same order as a whole-volume sum, so the result is identical."""
-    depth = logits.shape[1]
-    for start in range(0, depth, rows):
-        stop = min(start + rows, depth)
-        total = torch.zeros((stop - start, *logits.shape[2:]), dtype=torch.float32, device=logits.device)
-        for window in windows:
-            first = window[0]
-            assert isinstance(first, slice)  # 3D windows hold slices only
-            low, high = max(first.start, start), min(first.stop, stop)
-            if low >= high:
-                continue
-            part = weights[low - first.start:high - first.start] if weights is not None else 1.0
-            total[(slice(low - start, high - start), *window[1:])].add_(part)
-        logits[:, start:stop].div_(total)
-
-
-def _check_image(image: torch.Tensor, num_outputs: int, settings: SlidingWindowSettings) -> bool:
-    """Validate the inputs; return whether a 2D patch tiles a 3D image slice by slice."""
+def _check_image(image: torch.Tensor, num_outputs: int, settings: SlidingWindowSettings) -> None:
+    """Validate the inputs: the image has the patch's spatial axes (or 3 for a 2D patch), floating dtype."""
     ndim = len(settings.patch_size)
-    if image.ndim - 1 == ndim:
-        slice_wise = False
-    elif ndim == 2 and image.ndim == 4:
-        slice_wise = True
-    else:
+    if image.ndim - 1 != ndim and not (ndim == 2 and image.ndim == 4):
         raise ValueError(f"image of shape {tuple(image.shape)} (C, *spatial) does not fit the {ndim}D patch "
                          f"{settings.patch_size}; expected {ndim} spatial axes (or 3 for a 2D patch)")
     if not image.is_floating_point():
         raise ValueError(f"image must have a floating dtype, got {image.dtype}")
     if num_outputs < 1:
         raise ValueError(f"num_outputs must be >= 1, got {num_outputs}")
-    return slice_wise
 
 
 def _pad_to_patch(image: torch.Tensor, patch: tuple[int, ...]) -> tuple[torch.Tensor, tuple[slice, ...]]:
@@ -261,17 +260,17 @@ def _pad_to_patch(image: torch.Tensor, patch: tuple[int, ...]) -> tuple[torch.Te
     return functional.pad(image, pad, mode="constant", value=0.0), crop
 
 
-def _windows(starts: list[list[int]], patch: tuple[int, ...]) -> list[_Window]:
+def _windows(starts: list[list[int]], patch: tuple[int, ...]) -> list[Window]:
     """All combinations of per-axis starts as slice tuples, last axis fastest (memory order)."""
-    windows: list[_Window] = [()]
+    windows: list[Window] = [()]
     for axis_starts, extent in zip(starts, patch, strict=True):
         windows = [(*w, slice(s, s + extent)) for w in windows for s in axis_starts]
     return windows
 
 
-def _chunks(items: Iterable[_Window], size: int) -> Iterator[list[_Window]]:
+def _chunks(items: Iterable[Window], size: int) -> Iterator[list[Window]]:
     """Consecutive lists of ``size`` items (the last may be shorter)."""
-    chunk: list[_Window] = []
+    chunk: list[Window] = []
     for item in items:
         chunk.append(item)
         if len(chunk) == size:

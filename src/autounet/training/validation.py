@@ -19,7 +19,7 @@ from autounet.dataset.raw import RawDataset
 from autounet.errors import ConfigError
 from autounet.evaluation.metrics import label_overlaps
 from autounet.inference.cascade import previous_stage_one_hot, segmentation_for_next_stage
-from autounet.inference.export import export_prediction, save_probabilities
+from autounet.inference.original_geometry import save_probabilities, to_original_geometry
 from autounet.inference.sliding_window import SlidingWindowSettings, predict_sliding_window
 from autounet.io.images import read_segmentation, write_segmentation
 from autounet.io.jsonio import atomic_write, nan_to_none, write_json
@@ -87,8 +87,8 @@ def run_final_validation(network: nn.Module, job: ValidationJob, device: torch.d
         logits = predict_sliding_window(network, inputs, job.labels.num_outputs, settings, device)
         if job.next_stage is not None and job.next_stage_output is not None:
             _write_next_stage(logits, properties, job, case_id, regions)
-        seg, probabilities = export_prediction(logits, properties, job.plans, job.configuration, regions,
-                                               return_probabilities=job.save_probabilities)
+        seg, probabilities = to_original_geometry(logits, properties, job.plans, job.configuration, regions,
+                                                  return_probabilities=job.save_probabilities)
         if probabilities is not None:  # first, so an existing label map marks a finished case
             save_probabilities(job.output / f"{case_id}.npz", probabilities)
         write_segmentation(seg, properties.original_geometry, job.output / f"{case_id}{ending}")

@@ -29,13 +29,13 @@ from autounet.planning.plans import ConfigurationPlan, Plans
 from autounet.preprocessing.properties import CaseProperties
 from autounet.preprocessing.resample import resample_to_shape
 
-__all__ = ["DEFAULT_CHUNK_VOXELS", "export_prediction", "probabilities_in_slabs", "save_probabilities"]
+__all__ = ["DEFAULT_CHUNK_VOXELS", "probabilities_in_slabs", "save_probabilities", "to_original_geometry"]
 
 DEFAULT_CHUNK_VOXELS = 2**24
 """Voxels per slab of the softmax (times K float32 values of scratch memory)."""
 
 
-def export_prediction(logits: torch.Tensor, properties: CaseProperties, plans: Plans,
+def to_original_geometry(logits: torch.Tensor, properties: CaseProperties, plans: Plans,
                       configuration: ConfigurationPlan, region_class_order: Sequence[int] | None = None,
                       return_probabilities: bool = False,
                       chunk_voxels: int = DEFAULT_CHUNK_VOXELS) -> tuple[np.ndarray, np.ndarray | None]:

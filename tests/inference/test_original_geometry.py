@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from autounet.inference.export import export_prediction, probabilities_in_slabs
 from autounet.inference.logits import SegmentationBuilder, logits_to_probabilities, logits_to_segmentation
+from autounet.inference.original_geometry import probabilities_in_slabs
+from autounet.inference.original_geometry import to_original_geometry as export_prediction
 from autounet.io.geometry import ImageGeometry
 from autounet.planning.plans import Plans
 from autounet.preprocessing.properties import CaseProperties

@@ -1,0 +1,41 @@
+"""The one type a loaded model folder becomes: plans, dataset description and one patch model per fold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autounet.dataset.description import DatasetDescription
+from autounet.inference.sliding_window import PatchModel
+from autounet.planning.plans import ConfigurationPlan, Plans
+
+__all__ = ["LoadedModel"]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """Everything a :class:`~autounet.inference.predictor.Predictor` needs, loaded from a model folder.
+
+    Attributes:
+        plans: The dataset's plans (axis order, configurations).
+        configuration: The configuration the networks were trained with.
+        description: The dataset's ``dataset.json`` (channels, labels, file ending).
+        networks: One patch model per fold, ready on the prediction device: any callable mapping
+            ``(B, C, *patch)`` to logits ``(B, num_outputs, *patch)`` (a torch module in eval mode, or a
+            runtime session wrapped as one); nothing relies on them being torch modules.
+        num_outputs: Output channels (classes incl. background, or regions).
+        mirror_axes: Patch axes the models were trained with mirroring on.
+        previous_stage: For a cascade stage, the loaded model of its previous stage (same folds), whose
+            networks take the image channels plus one one-hot channel per foreground label; else ``None``.
+        origin: What the model was loaded from: the model folder, folds, checkpoint and a digest of its
+            plans, ``dataset.json`` and checkpoints (a prediction folder records it, to notice a change of
+            model); empty for a model assembled in code.
+    """
+
+    plans: Plans
+    configuration: ConfigurationPlan
+    description: DatasetDescription
+    networks: tuple[PatchModel, ...]
+    num_outputs: int
+    mirror_axes: tuple[int, ...] = ()
+    previous_stage: LoadedModel | None = None
+    origin: str = ""
