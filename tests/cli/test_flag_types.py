@@ -26,3 +26,25 @@ def test_bad_values_are_usage_errors(argv: list[str], flag: str, capsys: pytest.
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"argument {flag}" in err
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["predict", "-i", "in", "-o", "out", "-m", "m", "--step-size", "0"], "--step-size"),
+    (["predict", "-i", "in", "-o", "out", "-m", "m", "--step-size", "1.5"], "--step-size"),
+    (["predict", "-i", "in", "-o", "out", "-m", "m", "--batch-size", "0"], "--batch-size"),
+    (["predict", "-i", "in", "-o", "out", "-m", "m", "--device", "tpu"], "--device"),
+])
+def test_bad_predict_values_are_usage_errors(argv: list[str], flag: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
+
+
+def test_output_that_is_a_file_is_a_usage_error(tmp_path, capsys: pytest.CaptureFixture) -> None:
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine")
+    for output in (existing, existing / "below"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["predict", "-i", str(tmp_path), "-o", str(output), "-m", str(tmp_path)])
+        assert exit_info.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+    assert existing.read_text() == "mine"

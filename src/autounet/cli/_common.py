@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from pathlib import Path
 
 from autounet.devices import DEVICE_PATTERN
 
 __all__ = ["add_dataset_argument", "add_device_argument", "add_processes_argument", "common_parent",
-           "dataset_id", "default_processes", "fraction", "non_negative_int", "positive_float",
-           "positive_int"]
+           "dataset_id", "default_processes", "fraction", "non_negative_int", "output_folder",
+           "positive_float", "positive_int"]
 
 
 def common_parent() -> argparse.ArgumentParser:
@@ -72,6 +73,17 @@ def dataset_id(text: str) -> int:
     if not 1 <= value <= 999:
         raise argparse.ArgumentTypeError(f"dataset ids run from 1 to 999, got {value}")
     return value
+
+
+def output_folder(text: str) -> Path:
+    """argparse type: a folder to write into; it may not exist yet, but it may not be a file (or lie below one)."""
+    path = Path(text)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise argparse.ArgumentTypeError(f"'{candidate}' is a file, not a folder")
+            break
+    return path
 
 
 def _integer(text: str) -> int:

@@ -6,11 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
+from autounet.cli._common import add_device_argument, fraction, output_folder, positive_int
 from autounet.dataset.raw import find_raw_dataset
+from autounet.devices import resolve_device
 from autounet.errors import CheckpointError, ConfigError, DatasetError
-from autounet.inference.cpu_memory import tune_cpu_allocator
-from autounet.inference.nnunet_model import is_nnunet_model_folder, nnunet_checkpoint_name
-from autounet.inference.predictor import PredictionSettings, Predictor
 from autounet.paths import Paths
 from autounet.postprocessing import POSTPROCESSING_FILE, PostprocessingPlan, load_postprocessing
 
@@ -31,18 +30,19 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "over such files autounet did not write); a folder predicted by another model is refused "
                     "unless --overwrite.")
     parser.add_argument("-i", "--input", required=True, type=Path, metavar="DIR", help="folder of input images")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="folder for segmentations")
+    parser.add_argument("-o", "--output", required=True, type=output_folder, metavar="DIR",
+                        help="folder for segmentations")
     parser.add_argument("-d", "--dataset", metavar="ID", help="dataset id, folder name or short name (with -c)")
     parser.add_argument("-c", "--configuration", help="2d, 3d_fullres, ... (with -d)")
     parser.add_argument("-m", "--model-folder", type=Path, metavar="DIR",
                         help="results/<Dataset>/<configuration> folder (instead of -d/-c)")
     parser.add_argument("-f", "--folds", nargs="+", metavar="FOLD",
                         help="folds to ensemble, indices or 'all' (default: every fold_N with the checkpoint)")
-    parser.add_argument("--step-size", type=float, default=0.5, help="window step as a patch fraction (0.5)")
+    parser.add_argument("--step-size", type=fraction, default=0.5, help="window step as a patch fraction (0.5)")
     parser.add_argument("--disable-tta", action="store_true", help="no mirroring test-time augmentation (faster)")
     parser.add_argument("--save-probabilities", action="store_true", help="also write <case>.npz probabilities")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+    add_device_argument(parser)
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                         help="windows per network call (default: 4 on the CPU, where batching roughly halves the "
                              "time per window; 1 on a GPU); results do not depend on it")
     parser.add_argument("--overwrite", action="store_true",
@@ -60,19 +60,26 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
 
 def run(args: argparse.Namespace, paths: Paths) -> int:
     """Predict every case of ``args.input`` into ``args.output``."""
+    # Imported here, not at the top: building the parser (`autounet -h`) must not import torch (seconds).
+    from autounet.inference.cpu_memory import tune_cpu_allocator
+    from autounet.inference.nnunet_model import is_nnunet_model_folder, nnunet_checkpoint_name
+    from autounet.inference.predictor import PredictionSettings, Predictor
+
+    device = resolve_device(args.device)
+    logger.info("device: %s", device)
     model_folder = model_folder_for(args, paths)
     # An nnU-Net v2 model folder names its checkpoints .pth (checkpoint_final.pth).
     checkpoint = nnunet_checkpoint_name(args.checkpoint) if is_nnunet_model_folder(model_folder) else args.checkpoint
     folds = _parse_folds(args.folds) if args.folds else available_folds(model_folder, checkpoint)
     settings = PredictionSettings(step_size=args.step_size, use_mirroring=not args.disable_tta,
                                   save_probabilities=args.save_probabilities,
-                                  batch_size=args.batch_size or (4 if str(args.device) == "cpu" else 1),
+                                  batch_size=args.batch_size or (4 if device == "cpu" else 1),
                                   show_progress=not getattr(args, "quiet", False),
                                   postprocessing=postprocessing_for(args, model_folder),
                                   overwrite=bool(getattr(args, "overwrite", False)))
-    if str(args.device) == "cpu":
+    if device == "cpu":
         tune_cpu_allocator()
-    predictor = Predictor.from_model_folder(model_folder, folds, checkpoint, args.device, settings)
+    predictor = Predictor.from_model_folder(model_folder, folds, checkpoint, device, settings)
     outputs = predictor.predict_folder(args.input, args.output)
     print(f"predicted: {len(outputs)} case(s) in {args.output}")
     return 0
