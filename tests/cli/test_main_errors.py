@@ -13,7 +13,8 @@ from autounet.cli import verify
 
 @pytest.mark.parametrize(("error", "expected"), [
     (RuntimeError("boom\nsecond line"), "RuntimeError: boom (unexpected"),
-    (FileNotFoundError(2, "No such file or directory", "/data/x.nii.gz"), "FileNotFoundError: [Errno 2] No such file or directory: '/data/x.nii.gz'"),
+    (FileNotFoundError(2, "No such file or directory", "/data/x.nii.gz"),
+     "FileNotFoundError: [Errno 2] No such file or directory: '/data/x.nii.gz'"),
     (MemoryError(), "MemoryError (unexpected"),
 ])
 def test_unexpected_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
