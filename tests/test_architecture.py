@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "src" / "autounet"
-BASE = {"errors", "paths", "typing", "progress", "devices", "__init__"}
+BASE = {"errors", "paths", "typing", "progress", "devices", "registry", "__init__"}
 
 # Stage -> the autounet stages it may import (besides BASE modules). Stages not listed may import anything
 # below them only once they are added here; an unknown stage fails the test so it gets a rule.

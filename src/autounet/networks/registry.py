@@ -8,23 +8,22 @@ which :func:`build_network` makes sure of.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from autounet.errors import ConfigError
 from autounet.networks.spec import UNetSpec
+from autounet.registry import Registry
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["NetworkBuilder", "build_network", "network_names", "register_network"]
+__all__ = ["NetworkBuilder", "build_network", "network_builder", "network_names", "register_network"]
 
 NetworkBuilder = Callable[[UNetSpec, int, int, bool], "nn.Module"]
 """``(spec, in_channels, num_outputs, deep_supervision) -> network``."""
 
-_BUILDERS: dict[str, NetworkBuilder] = {}
+_BUILDERS: Registry[NetworkBuilder] = Registry("network")
 # Modules whose import registers the built-in networks.
 _BUILT_IN_MODULES = ("autounet.networks.unet",)
 
@@ -35,20 +34,23 @@ def register_network(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:
     Raises:
         ValueError: ``name`` is already registered.
     """
-
-    def register(builder: NetworkBuilder) -> NetworkBuilder:
-        if name in _BUILDERS:
-            raise ValueError(f"network '{name}' is already registered")
-        _BUILDERS[name] = builder
-        return builder
-
-    return register
+    return _BUILDERS.register(name)
 
 
 def network_names() -> tuple[str, ...]:
     """Names of the registered networks, sorted."""
     _load_built_ins()
-    return tuple(sorted(_BUILDERS))
+    return _BUILDERS.names()
+
+
+def network_builder(name: str) -> NetworkBuilder:
+    """The builder registered as ``name``.
+
+    Raises:
+        ConfigError: No network of that name ("did you mean" the closest).
+    """
+    _load_built_ins()
+    return _BUILDERS.get(name)
 
 
 def build_network(spec: UNetSpec, in_channels: int, num_outputs: int, deep_supervision: bool = True) -> nn.Module:
@@ -63,13 +65,7 @@ def build_network(spec: UNetSpec, in_channels: int, num_outputs: int, deep_super
     Raises:
         ConfigError: No network of that name ("did you mean" the closest).
     """
-    _load_built_ins()
-    builder = _BUILDERS.get(spec.kind)
-    if builder is None:
-        close = difflib.get_close_matches(spec.kind, _BUILDERS, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(_BUILDERS))}"
-        raise ConfigError(f"unknown network '{spec.kind}' in the plan ({hint})")
-    return builder(spec, in_channels, num_outputs, deep_supervision)
+    return network_builder(spec.kind)(spec, in_channels, num_outputs, deep_supervision)
 
 
 def _load_built_ins() -> None:

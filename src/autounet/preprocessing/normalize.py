@@ -8,13 +8,13 @@ with :func:`register_normalizer`, which rejects a second registration of a name.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from autounet.errors import ConfigError
 from autounet.planning.plans import ChannelNormalization
+from autounet.registry import Registry
 
 __all__ = [
     "Normalizer",
@@ -27,7 +27,7 @@ __all__ = [
 
 Normalizer = Callable[[np.ndarray, "np.ndarray | None", ChannelNormalization], np.ndarray]
 
-_NORMALIZERS: dict[str, Normalizer] = {}
+_NORMALIZERS: Registry[Normalizer] = Registry("normalisation scheme")
 # nnU-Net's guard against division by (near) zero spreads.
 _EPS = 1e-8
 
@@ -38,19 +38,12 @@ def register_normalizer(name: str) -> Callable[[Normalizer], Normalizer]:
     Raises:
         ValueError: ``name`` is already registered.
     """
-
-    def decorator(function: Normalizer) -> Normalizer:
-        if name in _NORMALIZERS:
-            raise ValueError(f"a normaliser named '{name}' is already registered")
-        _NORMALIZERS[name] = function
-        return function
-
-    return decorator
+    return _NORMALIZERS.register(name)
 
 
 def available_normalizers() -> tuple[str, ...]:
     """Registered scheme names, sorted."""
-    return tuple(sorted(_NORMALIZERS))
+    return _NORMALIZERS.names()
 
 
 def get_normalizer(name: str) -> Normalizer:
@@ -59,13 +52,7 @@ def get_normalizer(name: str) -> Normalizer:
     Raises:
         ConfigError: Unknown name; the message suggests the closest registered one.
     """
-    try:
-        return _NORMALIZERS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _NORMALIZERS, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown normalisation scheme '{name}' (known: "
-                          f"{', '.join(available_normalizers())}){hint}") from None
+    return _NORMALIZERS.get(name)
 
 
 @register_normalizer("ct")

@@ -11,7 +11,6 @@ A recipe names its objective (``TrainingRecipe.objective``); :func:`build_object
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,9 +22,9 @@ from torch import Tensor, nn
 
 from autounet.dataset.labels import LabelScheme
 from autounet.dataset.raw import RawDataset
-from autounet.errors import ConfigError
 from autounet.inference.cascade import previous_stage_one_hot
 from autounet.planning.plans import ConfigurationPlan, Plans
+from autounet.registry import Registry
 from autounet.training.losses import build_loss
 from autounet.training.metrics import PseudoDiceTracker, tp_fp_fn
 from autounet.training.recipe import TrainingRecipe
@@ -153,7 +152,7 @@ class ObjectiveContext:
 
 
 ObjectiveFactory = Callable[[ObjectiveContext], Objective]
-_OBJECTIVES: dict[str, ObjectiveFactory] = {}
+_OBJECTIVES: Registry[ObjectiveFactory] = Registry("training objective")
 
 
 def register_objective(name: str) -> Callable[[ObjectiveFactory], ObjectiveFactory]:
@@ -162,19 +161,12 @@ def register_objective(name: str) -> Callable[[ObjectiveFactory], ObjectiveFacto
     Raises:
         ValueError: ``name`` is already registered.
     """
-
-    def register(factory: ObjectiveFactory) -> ObjectiveFactory:
-        if name in _OBJECTIVES:
-            raise ValueError(f"objective '{name}' is already registered")
-        _OBJECTIVES[name] = factory
-        return factory
-
-    return register
+    return _OBJECTIVES.register(name)
 
 
 def objective_names() -> tuple[str, ...]:
     """Names of the registered objectives, sorted."""
-    return tuple(sorted(_OBJECTIVES))
+    return _OBJECTIVES.names()
 
 
 def build_objective(name: str, context: ObjectiveContext) -> Objective:
@@ -183,12 +175,7 @@ def build_objective(name: str, context: ObjectiveContext) -> Objective:
     Raises:
         ConfigError: No objective of that name ("did you mean" the closest one).
     """
-    factory = _OBJECTIVES.get(name)
-    if factory is None:
-        close = difflib.get_close_matches(name, _OBJECTIVES, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(objective_names())}"
-        raise ConfigError(f"unknown training objective '{name}'{hint}")
-    return factory(context)
+    return _OBJECTIVES.get(name)(context)
 
 
 @register_objective("segmentation")

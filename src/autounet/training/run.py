@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import shutil
 from dataclasses import dataclass, replace
@@ -20,7 +19,7 @@ from autounet.dataset.raw import RawDataset, load_raw_dataset
 from autounet.errors import CheckpointError, ConfigError
 from autounet.io.checkpoints import load_checkpoint
 from autounet.io.serialization import from_dict, load_dataclass, save_dataclass, to_dict
-from autounet.networks.registry import build_network, network_names
+from autounet.networks.registry import build_network, network_builder
 from autounet.paths import run_folder_name, sibling_run_folder
 from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, save_plans
 from autounet.preprocessing.storage import case_finished
@@ -161,10 +160,7 @@ def _with_recipe_network(plans: Plans, name: str, recipe: TrainingRecipe) -> Pla
     """
     if recipe.network is None:
         return plans
-    if recipe.network not in network_names():
-        close = difflib.get_close_matches(recipe.network, network_names(), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(network_names())}"
-        raise ConfigError(f"the recipe's network '{recipe.network}' is not registered ({hint})")
+    network_builder(recipe.network)  # an unknown name fails now, with a suggestion
     configuration = plans.configuration(name)
     changed = replace(configuration, network=replace(configuration.network, kind=recipe.network))
     return replace(plans, configurations={**plans.configurations, name: changed})
