@@ -31,18 +31,12 @@ def common_parent() -> argparse.ArgumentParser:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (a bad value is a usage error, exit 2, naming the flag)."""
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    return _integer_at_least(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    return _integer_at_least(text, 0)
 
 
 def fraction(text: str) -> float:
@@ -91,6 +85,13 @@ def _integer(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: '{text}'") from None
+
+
+def _integer_at_least(text: str, minimum: int) -> int:
+    value = _integer(text)
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+    return value
 
 
 def default_processes() -> int:
