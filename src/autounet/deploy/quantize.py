@@ -114,8 +114,9 @@ def _quantize_nncf(model: object, patches: np.ndarray, out_path: Path, keep_floa
     nncf = require("nncf")
     onnx = require("onnx")
     ignored = nncf.IgnoredScope(names=list(keep_float)) if keep_float else None
-    quantized = nncf.quantize(model, nncf.Dataset(list(_batches(patches))), subset_size=len(patches),
-                              ignored_scope=ignored)
+    input_name = model.graph.input[0].name
+    dataset = nncf.Dataset([{input_name: batch} for batch in _batches(patches)])
+    quantized = nncf.quantize(model, dataset, subset_size=len(patches), ignored_scope=ignored)
     temporary = out_path.with_name(out_path.name + ".tmp")
     onnx.save(quantized, str(temporary))
     temporary.replace(out_path)
