@@ -49,3 +49,20 @@ def test_graph_that_does_not_fit_the_plan_is_refused(onnx_2d: Path, in_channels:
     with pytest.raises(OnnxModelError, match=expected) as caught:
         OrtPatchModel(onnx_2d, in_channels, num_outputs, ndim)
     assert str(onnx_2d) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_openvino_patch_model_agrees_and_refuses_bad_files(onnx_2d: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    from autounet.deploy.runtime import OpenVinoPatchModel
+
+    reference = OrtPatchModel(onnx_2d, 2, 3, 2, threads=1)
+    model = OpenVinoPatchModel(onnx_2d, 2, 3, 2, threads=1)
+    patches = torch.randn(2, 2, 8, 12)
+    torch.testing.assert_close(model(patches), reference(patches), atol=1e-4, rtol=0)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(onnx_2d.read_bytes()[:100])
+    with pytest.raises(OnnxModelError, match="cannot load") as caught:
+        OpenVinoPatchModel(broken, 2, 3, 2)
+    assert str(broken) in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(OnnxModelError, match="output has 3 channels, the plan expects 5"):
+        OpenVinoPatchModel(onnx_2d, 2, 5, 2)

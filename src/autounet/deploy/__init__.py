@@ -2,7 +2,8 @@
 
 The stage turns a torch network into a patch model (``(B, C, *patch)`` float tensor -> logits) that
 ``inference`` can run in place of the torch network. Its third-party packages (``onnx``, ``onnxruntime``,
-``onnxscript``) are the optional ``deploy`` extra: importing this package works without them, and using a
+``onnxscript``, ``nncf``, ``openvino``) are the optional ``deploy`` extra: importing this package works without them,
+and using a
 function that needs them raises :class:`MissingDependencyError` saying what to install.
 """
 
