@@ -21,9 +21,14 @@ def test_importing_the_stage_needs_no_optional_package(monkeypatch: pytest.Monke
         _hide(monkeypatch, package)
     for name in [n for n in sys.modules if n.startswith("autounet.deploy")]:
         monkeypatch.delitem(sys.modules, name)
-    for module in ("autounet.deploy", "autounet.deploy.onnx_export", "autounet.deploy.runtime",
-                   "autounet.deploy.calibration", "autounet.deploy.quantize"):
-        importlib.import_module(module)
+    try:
+        for module in ("autounet.deploy", "autounet.deploy.onnx_export", "autounet.deploy.runtime",
+                       "autounet.deploy.calibration", "autounet.deploy.quantize"):
+            importlib.import_module(module)
+    finally:
+        # drop the fresh copies, so later tests see the error classes their own imports bound
+        for name in [n for n in sys.modules if n.startswith("autounet.deploy")]:
+            del sys.modules[name]
 
 
 @pytest.mark.parametrize("package", ["onnxruntime", "onnx"])
