@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/autounet ]; then
     "$PYTHON" -m venv .venv
     # torch first and pinned: the CPU wheel; an unpinned torch would pull GBs of CUDA packages.
     .venv/bin/pip install -q torch==2.13.0
-    .venv/bin/pip install -q -e ".[test]"
+    .venv/bin/pip install -q -e ".[test,deploy]"
 fi
 export AUTOUNET_DATA=${AUTOUNET_DATA:-$PWD/autounet_data}
 export PATH="$PWD/.venv/bin:$PATH"
