@@ -5,11 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/autounet ]; then
+if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
     # torch first and pinned: the CPU wheel; an unpinned torch would pull GBs of CUDA packages.
     .venv/bin/pip install -q torch==2.13.0
-    .venv/bin/pip install -q -e ".[test,deploy]"
+fi
+if ! .venv/bin/python -c "import autounet, onnx, openvino, pycocotools" 2>/dev/null; then
+    echo "torch==2.13.0" > .venv/constraints.txt   # the extras must not pull another torch
+    .venv/bin/pip install -q -e ".[test,deploy]" -c .venv/constraints.txt
 fi
 export AUTOUNET_DATA=${AUTOUNET_DATA:-$PWD/autounet_data}
 export PATH="$PWD/.venv/bin:$PATH"

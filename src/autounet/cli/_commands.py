@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from autounet.cli import (
     convert,
+    deploy,
     ensemble,
     evaluate,
     example,
@@ -38,5 +39,6 @@ REGISTRARS = (
     ensemble.register,
     find_best.register,
     export_model.register,
+    deploy.register,
     install_model.register,
 )

@@ -61,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
 def run(args: argparse.Namespace, paths: Paths) -> int:
     """Predict every case of ``args.input`` into ``args.output``."""
     # Imported here, not at the top: building the parser (`autounet -h`) must not import torch (seconds).
+    from autounet.deploy.model_folder import is_deployed_model_folder  # also lets the predictor load them
     from autounet.inference.cpu_memory import tune_cpu_allocator
     from autounet.inference.nnunet_model import is_nnunet_model_folder, nnunet_checkpoint_name
     from autounet.inference.predictor import PredictionSettings, Predictor
@@ -70,7 +71,10 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     model_folder = model_folder_for(args, paths)
     # An nnU-Net v2 model folder names its checkpoints .pth (checkpoint_final.pth).
     checkpoint = nnunet_checkpoint_name(args.checkpoint) if is_nnunet_model_folder(model_folder) else args.checkpoint
-    folds = _parse_folds(args.folds) if args.folds else available_folds(model_folder, checkpoint)
+    if args.folds:
+        folds = _parse_folds(args.folds)
+    else:  # a deployed model: every deployed fold
+        folds = [] if is_deployed_model_folder(model_folder) else available_folds(model_folder, checkpoint)
     settings = PredictionSettings(step_size=args.step_size, use_mirroring=not args.disable_tta,
                                   save_probabilities=args.save_probabilities,
                                   batch_size=args.batch_size or (4 if device == "cpu" else 1),

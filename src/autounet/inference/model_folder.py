@@ -11,7 +11,7 @@ folder is converted by :mod:`autounet.inference.nnunet_model`. Either way the re
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,27 @@ from autounet.networks.unet import build_network, full_resolution_head_key, infe
 from autounet.paths import configuration_of_run_folder, sibling_run_folder
 from autounet.planning.plans import ConfigurationPlan, load_plans
 
-__all__ = ["load_model_folder"]
+__all__ = ["FolderLoader", "load_model_folder", "register_model_folder_kind"]
 
 _HASH_CHUNK_BYTES = 8 * 2**20
+
+FolderLoader = Callable[[Path, Sequence["int | str"], str, "str | torch.device"], LoadedModel]
+"""``(folder, folds, checkpoint, device) -> LoadedModel`` for one kind of model folder."""
+
+# Other kinds of model folder (e.g. deployed ONNX models), tried first: (name, recognises the folder, loads it).
+# Stages above inference register theirs, so a predictor runs any backend without knowing it.
+_FOLDER_KINDS: list[tuple[str, Callable[[Path], bool], FolderLoader]] = []
+
+
+def register_model_folder_kind(name: str, recognise: Callable[[Path], bool], load: FolderLoader) -> None:
+    """Let :func:`load_model_folder` load another kind of model folder (its networks any patch callables).
+
+    Raises:
+        ValueError: ``name`` is already registered.
+    """
+    if any(existing == name for existing, _, _ in _FOLDER_KINDS):
+        raise ValueError(f"a model folder kind named '{name}' is already registered")
+    _FOLDER_KINDS.append((name, recognise, load))
 
 
 def load_model_folder(model_folder: Path, folds: Sequence[int | str] = (0,), checkpoint: str = "checkpoint_final.pt",
@@ -55,6 +73,9 @@ def load_model_folder(model_folder: Path, folds: Sequence[int | str] = (0,), che
         ConfigError: Folds trained with different configurations.
     """
     model_folder = Path(model_folder)
+    for _, recognise, load in _FOLDER_KINDS:
+        if recognise(model_folder):
+            return load(model_folder, folds, checkpoint, device)
     if is_nnunet_model_folder(model_folder):
         model = load_nnunet_model(model_folder, folds, checkpoint, device)
         return replace(model, origin=_origin(model_folder, folds, nnunet_checkpoint_name(checkpoint), None))
