@@ -262,7 +262,13 @@ def evaluate_folders(reference_dir: Path, prediction_dir: Path, output_dir: Path
 
 
 def _csv_value(value: float | int) -> str:
-    return "" if isinstance(value, float) and math.isnan(value) else repr(value)
+    # Plain Python numbers: repr() of a NumPy scalar would write "np.float64(0.5)" into the table.
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    number = float(value)
+    return "" if math.isnan(number) else repr(number)
 
 
 def _write_csv(summary: EvaluationSummary) -> None:
