@@ -41,7 +41,6 @@ class NiftiFormat:
                              "channel per file (_0000, _0001, ...), e.g. with 'autounet convert msd'")
         if data.ndim == 2:
             data = data[..., None]
-        _check_pixdim(image.header)
         affine = np.asarray(image.affine, dtype=np.float64)
         # NIfTI voxel axis v becomes array axis 2 - v.
         columns = affine[:3, :3][:, ::-1]
@@ -106,6 +105,7 @@ def _check_declared_size(path: Path) -> None:
     dims = [int(d) for d in header["dim"][1: int(header["dim"][0]) + 1]] if 0 < int(header["dim"][0]) <= 7 else []
     if not dims or any(d <= 0 for d in dims):
         raise ValueError(f"header declares invalid dimensions {header['dim'].tolist()}")
+    _check_pixdim(header)
     nbytes = header.get_data_dtype().itemsize * float(np.prod([float(d) for d in dims]))
     limit = path.stat().st_size * (_MAX_DEFLATE_RATIO if path.name.lower().endswith(".gz") else 1)
     if nbytes > limit:
@@ -114,7 +114,7 @@ def _check_declared_size(path: Path) -> None:
 
 
 def _check_pixdim(header: nib.Nifti1Header) -> None:
-    """Zero, negative or non-finite voxel sizes: nibabel would silently read them as 1 or as their absolute."""
+    """Zero, negative or non-finite voxel sizes, checked on the raw header: nibabel's load replaces them by 1."""
     ndim = min(3, max(1, int(header["dim"][0])))
     pixdim = np.asarray(header["pixdim"][1: ndim + 1], dtype=np.float64)
     if not np.all(np.isfinite(pixdim)) or np.any(pixdim <= 0):
