@@ -53,9 +53,21 @@ def test_run_writes_and_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     assert "3 x 0.8 x 0.8" in caplog.text
 
 
-def test_existing_dataset_needs_overwrite(tmp_path: Path) -> None:
+def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_complete_dataset_is_skipped_and_a_different_one_needs_overwrite(tmp_path: Path) -> None:
     argv = ["png2d", *TINY, "--shape", "32", "32"]
     assert example.run(parse(argv), Paths.under(tmp_path)) == 0
+    before = _snapshot(tmp_path)
+    assert example.run(parse(argv), Paths.under(tmp_path)) == 0  # a rerun skips what is finished
+    assert _snapshot(tmp_path) == before
+    with pytest.raises(DatasetError, match="--overwrite"):  # other options: not the same dataset
+        example.run(parse(["png2d", "--num-cases", "3", "--num-test-cases", "1", "--shape", "32", "32"]),
+                    Paths.under(tmp_path))
+    assert _snapshot(tmp_path) == before
+    next(tmp_path.rglob("labelsTr/*.png")).unlink()  # incomplete: not skipped, refused
     with pytest.raises(DatasetError, match="--overwrite"):
         example.run(parse(argv), Paths.under(tmp_path))
     assert example.run(parse([*argv, "--overwrite"]), Paths.under(tmp_path)) == 0
@@ -83,4 +95,5 @@ def test_full_command_line(tmp_path: Path) -> None:
     argv = ["example", "mr", "--num-cases", "2", "--shape", "12", "24", "24", "--data-root", str(tmp_path)]
     assert main(argv) == 0
     assert (tmp_path / "raw" / "Dataset501_ExampleMR" / "dataset.json").is_file()
-    assert main(argv) == 1  # exists: a one-line error, non-zero exit
+    assert main(argv) == 0  # exists and complete: skipped, so the README's first command can be rerun
+    assert main([*argv[:3], "3", *argv[4:]]) == 1  # exists with other options: a one-line error

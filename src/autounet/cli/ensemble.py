@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from autounet.cli._common import output_dir
 from autounet.dataset.description import load_dataset_json
 from autounet.ensembling import ensemble_folders
 from autounet.errors import ConfigError
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "already written are skipped, so an interrupted run resumes when started again.")
     parser.add_argument("-i", "--input", required=True, nargs="+", type=Path, metavar="DIR",
                         help="prediction folders holding <case>.npz (the first also <case><ending>)")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="folder for the ensemble")
+    parser.add_argument("-o", "--output", required=True, type=output_dir, metavar="DIR", help="folder for the ensemble")
     parser.add_argument("-j", "--dataset-json", type=Path, default=None, metavar="FILE",
                         help="dataset.json of the models (labels or regions, file ending); default: the "
                              "dataset.json in the first input folder")

@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from autounet.cli._common import add_processes_argument
+from autounet.cli._common import add_processes_argument, output_dir
 from autounet.dataset.description import load_dataset_json
 from autounet.errors import ConfigError
 from autounet.evaluation.metrics import Label
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                         help="score the labels that dataset.json gives as value lists as regions (their unions)")
     parser.add_argument("--tolerance", type=float, default=1.0, metavar="MM",
                         help="tolerance of the normalised surface Dice in mm (default: %(default)s)")
-    parser.add_argument("-o", "--output-dir", type=Path, default=None, metavar="DIR",
+    parser.add_argument("-o", "--output-dir", type=output_dir, default=None, metavar="DIR",
                         help="where summary.json and metrics.csv go (default: PRED_DIR)")
     add_processes_argument(parser)
     parser.set_defaults(handler=run)

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from autounet.cli._common import non_negative_int, positive_int
 from autounet.dataset.synthetic import (
     EXAMPLE_IDS,
     EXAMPLE_KINDS,
@@ -13,6 +14,7 @@ from autounet.dataset.synthetic import (
     ExampleKind,
     ExampleOptions,
     example_info,
+    example_is_complete,
     generate_example,
 )
 from autounet.errors import DatasetError
@@ -43,11 +45,11 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("kinds", nargs="*", choices=[*EXAMPLE_KINDS, _ALL], default=_ALL, metavar="KIND",
                         help=f"which examples: {', '.join(EXAMPLE_KINDS)} or {_ALL} (default: {_ALL})")
     defaults = ExampleOptions()
-    parser.add_argument("--num-cases", type=int, default=defaults.num_cases, metavar="N",
+    parser.add_argument("--num-cases", type=positive_int, default=defaults.num_cases, metavar="N",
                         help="training cases per dataset (default: %(default)s)")
-    parser.add_argument("--num-test-cases", type=int, default=defaults.num_test_cases, metavar="N",
+    parser.add_argument("--num-test-cases", type=non_negative_int, default=defaults.num_test_cases, metavar="N",
                         help="test cases in imagesTs/, with labels in labelsTs/ (default: %(default)s)")
-    parser.add_argument("--shape", type=int, nargs="+", default=None, metavar="SIZE",
+    parser.add_argument("--shape", type=positive_int, nargs="+", default=None, metavar="SIZE",
                         help="nominal array shape, Z Y X for 3D kinds or Y X for png2d (default: per kind; "
                              "3D cases vary by a few voxels)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
 
     Raises:
         DatasetError: Invalid options (checked for every kind before anything is written), or a dataset
-            exists and ``--overwrite`` was not given.
+            exists but differs or is incomplete and ``--overwrite`` was not given (complete ones are skipped).
     """
     kinds = _selected_kinds(args.kinds)
     if args.dataset_id is not None and len(kinds) != 1:
@@ -92,6 +94,9 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     # Validate all kinds first, so a bad --shape for the last kind does not leave the first ones written.
     infos = [example_info(kind, options) for kind in kinds]
     for info in infos:
+        if not args.overwrite and example_is_complete(info.kind, paths.raw, options):
+            logger.info("%s exists and is complete; skipped (--overwrite replaces it)", paths.raw / info.folder_name)
+            continue
         folder = generate_example(info.kind, paths.raw, options, overwrite=args.overwrite)
         logger.info("%s", _summary(info, folder, options))
     return 0

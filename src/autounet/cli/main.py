@@ -13,7 +13,7 @@ from autounet.cli._common import common_parent
 from autounet.errors import AutounetError
 from autounet.paths import resolve_paths
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "unexpected_error_line"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +53,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"autounet {args.command}: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last resort: never a traceback without --debug
+        if debug:
+            raise
+        print(f"autounet {args.command}: {unexpected_error_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def unexpected_error_line(exc: BaseException) -> str:
+    """One line for an exception no check anticipated: its type, message and file (if it names one).
+
+    Args:
+        exc: The exception that ended the command.
+
+    Returns:
+        A line like ``unexpected error (ValueError: ...) on /path/file; rerun with --debug for the traceback``.
+    """
+    message = " ".join(str(exc).split()) or "no message"
+    filename = getattr(exc, "filename", None)
+    where = f" on {filename}" if filename else ""
+    return (f"unexpected error ({type(exc).__name__}: {message}){where}; this is a bug or an unchecked input, "
+            "rerun with --debug for the traceback")
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m autounet.cli.main`

@@ -6,7 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from autounet.cli._common import output_dir, positive_int, step_size
 from autounet.dataset.raw import find_raw_dataset
+from autounet.devices import device_name, resolve_device
 from autounet.errors import CheckpointError, ConfigError, DatasetError
 from autounet.inference.cpu_memory import tune_cpu_allocator
 from autounet.inference.nnunet_model import is_nnunet_model_folder, nnunet_checkpoint_name
@@ -29,18 +31,20 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "configuration (3d_cascade_fullres) runs its low-resolution stage first, from the sibling "
                     "model folder. The model's dataset.json and plans.json are written beside the outputs.")
     parser.add_argument("-i", "--input", required=True, type=Path, metavar="DIR", help="folder of input images")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="folder for segmentations")
+    parser.add_argument("-o", "--output", required=True, type=output_dir, metavar="DIR",
+                        help="folder for segmentations")
     parser.add_argument("-d", "--dataset", metavar="ID", help="dataset id, folder name or short name (with -c)")
     parser.add_argument("-c", "--configuration", help="2d, 3d_fullres, ... (with -d)")
     parser.add_argument("-m", "--model-folder", type=Path, metavar="DIR",
                         help="results/<Dataset>/<configuration> folder (instead of -d/-c)")
     parser.add_argument("-f", "--folds", nargs="+", metavar="FOLD",
                         help="folds to ensemble, indices or 'all' (default: every fold_N with the checkpoint)")
-    parser.add_argument("--step-size", type=float, default=0.5, help="window step as a patch fraction (0.5)")
+    parser.add_argument("--step-size", type=step_size, default=0.5, help="window step as a patch fraction (0.5)")
     parser.add_argument("--disable-tta", action="store_true", help="no mirroring test-time augmentation (faster)")
     parser.add_argument("--save-probabilities", action="store_true", help="also write <case>.npz probabilities")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+    parser.add_argument("--device", type=device_name, default=None,
+                        help="cpu, cuda, cuda:N or mps (default: the best available: CUDA, then MPS, then CPU)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                         help="windows per network call (default: 4 on the CPU, where batching roughly halves the "
                              "time per window; 1 on a GPU); results do not depend on it")
     parser.add_argument("--checkpoint", default="checkpoint_final.pt", metavar="NAME",
@@ -56,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
 
 def run(args: argparse.Namespace, paths: Paths) -> int:
     """Predict every case of ``args.input`` into ``args.output``."""
+    args.device = resolve_device(args.device)
     model_folder = model_folder_for(args, paths)
     # An nnU-Net v2 model folder names its checkpoints .pth (checkpoint_final.pth).
     checkpoint = nnunet_checkpoint_name(args.checkpoint) if is_nnunet_model_folder(model_folder) else args.checkpoint

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 
-from autounet.cli._common import add_dataset_argument
+from autounet.cli._common import add_dataset_argument, non_negative_int, positive_int
 from autounet.dataset.raw import find_raw_dataset
+from autounet.devices import device_name, resolve_device
 from autounet.errors import ConfigError
 from autounet.inference.cpu_memory import tune_cpu_allocator
 from autounet.paths import Paths
@@ -31,16 +32,17 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     add_dataset_argument(parser)
     parser.add_argument("-c", "--configuration", required=True, help="2d, 3d_fullres, 3d_lowres, ...")
     parser.add_argument("-f", "--fold", required=True, help="fold index (0-4) or 'all'")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--iterations-per-epoch", type=int, default=defaults.iterations_per_epoch)
-    parser.add_argument("--validation-iterations", type=int, default=None,
+    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    parser.add_argument("--iterations-per-epoch", type=positive_int, default=defaults.iterations_per_epoch)
+    parser.add_argument("--validation-iterations", type=positive_int, default=None,
                         help="pseudo-Dice batches per epoch (default: 50, or a fifth of the training "
                              "iterations when fewer than 250)")
-    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, metavar="EPOCHS")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every, metavar="EPOCHS")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-augmentation", action="store_true", help="train without data augmentation")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
-    parser.add_argument("--num-workers", type=int, default=2, help="background loader threads")
+    parser.add_argument("--device", type=device_name, default=None,
+                        help="cpu, cuda, cuda:N or mps (default: the best available: CUDA, then MPS, then CPU)")
+    parser.add_argument("--num-workers", type=non_negative_int, default=2, help="background loader threads")
     parser.add_argument("--continue", action="store_true", dest="resume", help="resume from checkpoint_latest.pt")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     recipe = TrainingRecipe(epochs=args.epochs, iterations_per_epoch=args.iterations_per_epoch,
                             validation_iterations=validation, checkpoint_every=args.checkpoint_every,
                             seed=args.seed, augmentation=not args.no_augmentation)
-    options = RunOptions(device=args.device, num_workers=args.num_workers, resume=args.resume, compile=args.compile,
+    options = RunOptions(device=resolve_device(args.device), num_workers=args.num_workers, resume=args.resume,
+                         compile=args.compile,
                          save_probabilities=args.save_probabilities, validate=not args.no_validation, amp=args.amp,
                          show_progress=not getattr(args, "quiet", False))
     raw = find_raw_dataset(paths.raw, args.dataset)

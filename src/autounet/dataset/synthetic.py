@@ -34,7 +34,7 @@ from autounet.dataset._synthetic_shapes import (
     multichannel_case,
     png_case,
 )
-from autounet.dataset.description import DatasetDescription, save_dataset_json
+from autounet.dataset.description import DatasetDescription, load_dataset_json, save_dataset_json
 from autounet.dataset.raw import dataset_folder_name
 from autounet.errors import DatasetError
 from autounet.io.images import write_image, write_segmentation
@@ -48,6 +48,7 @@ __all__ = [
     "ExampleKind",
     "ExampleOptions",
     "example_info",
+    "example_is_complete",
     "generate_example",
 ]
 
@@ -202,6 +203,36 @@ def generate_example(kind: ExampleKind, raw_root: Path, options: ExampleOptions 
         save_dataset_json(staging / "dataset.json", _description(kind, info, options))
     logger.debug("wrote example dataset %s", final)
     return final
+
+
+def example_is_complete(kind: ExampleKind, raw_root: Path, options: ExampleOptions = _DEFAULT_OPTIONS) -> bool:
+    """Whether ``raw_root`` already holds this example, written with these options and with every file present.
+
+    Args:
+        kind: Which example.
+        raw_root: The raw-data folder.
+        options: The options the dataset would be written with.
+
+    Returns:
+        True when ``dataset.json`` matches and every image and label file exists; a rerun can skip it.
+    """
+    info = example_info(kind, options)
+    folder = Path(raw_root) / info.folder_name
+    try:
+        if load_dataset_json(folder / "dataset.json") != _description(kind, info, options):
+            return False
+    except DatasetError:
+        return False
+    # The folder is moved into place only once complete; this catches files deleted since.
+    prefix = _SPECS[kind].case_prefix
+    for index in range(options.num_cases + options.num_test_cases):
+        split = "Tr" if index < options.num_cases else "Ts"
+        case = f"{prefix}_{index:03d}"
+        expected = (folder / f"labels{split}" / f"{case}{info.file_ending}",
+                    folder / f"images{split}" / f"{case}_0000{info.file_ending}")
+        if not all(path.is_file() for path in expected):
+            return False
+    return True
 
 
 def _case_rng(kind: ExampleKind, seed: int, index: int) -> np.random.Generator:
