@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 
 from autounet.cli.main import main
@@ -36,9 +39,76 @@ def _two_problems(root: Path) -> None:
     (root / "imagesTr" / f"case_000_0001{NII}").unlink()
 
 
+def _rewrite(root: Path, change: Callable[[nib.Nifti1Image], nib.Nifti1Image]) -> None:
+    path = root / "imagesTr" / f"case_001_0000{NII}"
+    nib.save(change(nib.load(path)), path)
+
+
+def _with_affine(image: nib.Nifti1Image, affine: np.ndarray) -> nib.Nifti1Image:
+    out = nib.Nifti1Image(np.asarray(image.dataobj), affine)
+    out.header.set_qform(None, code=0)
+    out.header.set_sform(affine, code=2)
+    return out
+
+
+def _zero_spacing(root: Path) -> None:
+    path = root / "imagesTr" / f"case_001_0000{NII}"
+    block = bytearray(gzip.decompress(path.read_bytes()))
+    block[84:88] = np.float32(0.0).tobytes()  # pixdim[2]; nibabel's save would rewrite it from the affine
+    path.write_bytes(gzip.compress(bytes(block)))
+
+
+def _singular_affine(root: Path) -> None:
+    affine = np.eye(4)
+    affine[:3, 1] = affine[:3, 0]  # two voxel axes along the same world direction
+    _rewrite(root, lambda im: _with_affine(im, affine))
+
+
+def _sheared_affine(root: Path) -> None:
+    affine = np.eye(4)
+    affine[0, 1] = 0.5
+    _rewrite(root, lambda im: _with_affine(im, affine))
+
+
+def _complex_voxels(root: Path) -> None:
+    _rewrite(root, lambda im: nib.Nifti1Image(np.asarray(im.dataobj).astype(np.complex64), im.affine))
+
+
+def _rgb_voxels(root: Path) -> None:
+    def rgb(im: nib.Nifti1Image) -> nib.Nifti1Image:
+        data = np.zeros(im.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+        return nib.Nifti1Image(data, im.affine)
+    _rewrite(root, rgb)
+
+
+def _damaged_gzip(root: Path) -> None:
+    path = root / "imagesTr" / f"case_001_0000{NII}"
+    block = bytearray(path.read_bytes())
+    block[-12] ^= 0xFF  # a byte of the compressed stream near its end: decodes, but the CRC no longer matches
+    path.write_bytes(bytes(block))
+
+
+def _absurd_dimensions(root: Path) -> None:
+    path = root / "imagesTr" / f"case_001_0000{NII}"
+    image = nib.load(path)
+    header = image.header.copy()
+    header["dim"][1:4] = [30000, 30000, 30000]
+    path.write_bytes(gzip.compress(header.binaryblock + b"\0" * 4 + b"\0" * 1000))
+
+
 # breaker, problems expected as (path relative to the dataset, text in the line)
 BROKEN = [
     pytest.param(_truncate, [(f"imagesTr/case_001_0000{NII}", "cannot read image")], id="truncated"),
+    pytest.param(_zero_spacing, [(f"imagesTr/case_001_0000{NII}", "spacing must be positive")], id="zero-spacing"),
+    pytest.param(_singular_affine, [(f"imagesTr/case_001_0000{NII}", "singular")], id="singular-affine"),
+    pytest.param(_sheared_affine, [(f"imagesTr/case_001_0000{NII}", "sheared"),
+                                   (f"imagesTr/case_001_0001{NII}", "geometry differs"),
+                                   (f"labelsTr/case_001{NII}", "geometry differs")], id="sheared-affine"),
+    pytest.param(_complex_voxels, [(f"imagesTr/case_001_0000{NII}", "complex")], id="complex-voxels"),
+    pytest.param(_rgb_voxels, [(f"imagesTr/case_001_0000{NII}", "not a real scalar")], id="rgb24-voxels"),
+    pytest.param(_damaged_gzip, [(f"imagesTr/case_001_0000{NII}", "damaged gzip")], id="gzip-crc"),
+    pytest.param(_absurd_dimensions, [(f"imagesTr/case_001_0000{NII}", "header declares dimensions")],
+                 id="absurd-dimensions"),
     pytest.param(_break_json, [("dataset.json", "not valid JSON")], id="malformed-json"),
     pytest.param(_two_problems, [(f"labelsTr/case_002{NII}", "no label file"),
                                  (f"imagesTr/case_000_0001{NII}", "missing channel 1")], id="two-problems"),

@@ -129,6 +129,8 @@ MALFORMED: dict[str, tuple[Any, str]] = {
                               "regions_class_order"),
     "regions_order_length": (_regions() | {"regions_class_order": [1, 2]}, "2 entries for 3 regions"),
     "regions_order_strings": (_regions() | {"regions_class_order": ["1", "2", "3"]}, "list of integers"),
+    "regions_order_repeats": (_regions() | {"regions_class_order": [1, 2, 2]}, "repeats a value"),
+    "regions_order_undeclared": (_regions() | {"regions_class_order": [1, 2, 7]}, "no label declares"),
 }
 
 

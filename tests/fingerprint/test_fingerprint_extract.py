@@ -124,3 +124,22 @@ def test_ensure_fingerprint_reuses_unless_overwrite(constant_dataset: Path, tmp_
     assert reused.spacings[0] == (9.0, 9.0, 9.0)
     assert "reusing" in caplog.text
     assert ensure_fingerprint(dataset, output, num_processes=1, overwrite=True) == first
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, "NaN"])
+def test_fingerprint_with_unusable_spacing_is_refused(tmp_path: Path, bad: object) -> None:
+    import json
+
+    from autounet.errors import ConfigError
+    from autounet.fingerprint.extract import load_fingerprint
+
+    nnunet = {"spacings": [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]], "shapes_after_crop": [[8, 8, 8], [8, 8, 8]],
+              "foreground_intensity_properties_per_channel": {"0": {
+                  "max": 1.0, "mean": 0.5, "median": 0.5, "min": 0.0, "percentile_00_5": 0.0,
+                  "percentile_99_5": 1.0, "std": 0.1}}, "median_relative_size_after_cropping": 1.0}
+    text = json.dumps(nnunet).replace("[[1.0, 1.0, 1.0], [1.0", f"[[1.0, 1.0, 1.0], [{bad}", 1)
+    path = tmp_path / "dataset_fingerprint.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"spacings\[1\]") as error:
+        load_fingerprint(path)
+    assert str(path) in str(error.value) and path.read_text() == text

@@ -321,6 +321,8 @@ def check_case(task: CaseTask) -> CaseResult:
         low = float(data.min()) if data.size else 0.0
         if data.size and low == float(data.max()):
             warnings.append(Problem(path, f"image is constant (every voxel is {low:g}); is it empty?"))
+        if (shear := _shear_problem(path, geometry)) is not None:
+            problems.append(shear)
         if reference is None:
             reference = _Reference(path, tuple(data.shape[1:]), geometry)
         else:
@@ -341,6 +343,15 @@ def check_case(task: CaseTask) -> CaseResult:
         ndim=reference.geometry.ndim if reference else None, num_channels=num_channels,
         shape=reference.shape if reference else None,
         spacing=reference.geometry.spacing if reference else None, label_values=label_values)
+
+
+def _shear_problem(path: Path, geometry: ImageGeometry) -> Problem | None:
+    """A sheared affine (axes not perpendicular): spacing and resampling would silently be wrong."""
+    direction = geometry.direction_matrix()
+    if np.allclose(direction.T @ direction, np.eye(geometry.ndim), atol=1e-3):
+        return None
+    return Problem(path, "the header's affine is sheared (image axes are not perpendicular), so voxel spacing is "
+                         "not defined; resample the image to an orthogonal grid (or fix the sform) first")
 
 
 def _problem_from_error(exc: ImageIOError, path: Path) -> Problem:

@@ -184,6 +184,11 @@ def _parse_regions_order(raw: Any, labels: dict[str, int | tuple[int, ...]], pat
         raise DatasetError("'regions_class_order' must be a list of integers", path)
     if is_regions and len(raw) != len(regions):
         raise DatasetError(f"'regions_class_order' has {len(raw)} entries for {len(regions)} regions", path)
+    if len(set(raw)) != len(raw):
+        raise DatasetError(f"'regions_class_order' {raw} repeats a value; each region needs its own", path)
+    declared = {x for v in labels.values() for x in (v if isinstance(v, tuple) else (v,))}
+    if undeclared := sorted(set(raw) - declared):
+        raise DatasetError(f"'regions_class_order' names label value(s) {undeclared} that no label declares", path)
     return tuple(raw)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from autounet.dataset.raw import RawCase, RawDataset
-from autounet.errors import DatasetError
+from autounet.errors import ConfigError, DatasetError
 from autounet.fingerprint._nnunet import fingerprint_from_nnunet, is_nnunet_fingerprint
 from autounet.fingerprint.bbox import bbox_slices, mask_bbox, nonzero_mask
 from autounet.fingerprint.model import ChannelIntensityStats, Fingerprint
@@ -205,8 +206,19 @@ def load_fingerprint(path: str | Path) -> Fingerprint:
     """
     data: Any = read_json(path)
     if is_nnunet_fingerprint(data):
-        return fingerprint_from_nnunet(data, Path(path))
-    return from_dict(Fingerprint, data, source=path)
+        fingerprint = fingerprint_from_nnunet(data, Path(path))
+    else:
+        fingerprint = from_dict(Fingerprint, data, source=path)
+    _check_spacings(fingerprint, Path(path))
+    return fingerprint
+
+
+def _check_spacings(fingerprint: Fingerprint, path: Path) -> None:
+    """Plans computed from a NaN, zero or negative spacing would be nonsense (or crash deep in planning)."""
+    for index, spacing in enumerate(fingerprint.spacings):
+        if not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in spacing):
+            raise ConfigError(f"spacings[{index}] is {list(spacing)}; every voxel spacing must be a finite "
+                              "number > 0 (extract the fingerprint again)", path)
 
 
 def ensure_fingerprint(dataset: RawDataset, preprocessed_dir: Path, num_processes: int,

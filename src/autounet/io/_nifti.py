@@ -31,6 +31,9 @@ class NiftiFormat:
         """Read a 3D NIfTI file as ``(1, Z, Y, X)``; 2D files become one slice, 4D files are refused."""
         image = _load(path)
         data = np.asanyarray(image.dataobj)
+        if data.dtype.fields is not None or data.dtype.kind == "c":
+            raise ValueError(f"voxel type {data.dtype} ({image.get_data_dtype()}) is not a real scalar; complex "
+                             "and RGB NIfTI images cannot be converted exactly")
         while data.ndim > 3 and data.shape[-1] == 1:
             data = data[..., 0]
         if data.ndim > 3:
@@ -43,7 +46,9 @@ class NiftiFormat:
         columns = affine[:3, :3][:, ::-1]
         spacing = np.linalg.norm(columns, axis=0)
         if np.any(spacing <= 0) or not np.all(np.isfinite(affine)):
-            raise ValueError("degenerate affine (zero voxel size or non-finite values) in the header")
+            raise ValueError(f"voxel spacing must be positive and finite, got {tuple(spacing[::-1].tolist())} from a "
+                             "degenerate affine (zero voxel size or non-finite values); fix pixdim/qform/sform in "
+                             "the header")
         direction = columns / spacing[None, :]
         geometry = ImageGeometry(
             spacing=tuple(float(s) for s in spacing),
@@ -79,14 +84,57 @@ class NiftiFormat:
         nib.save(image, str(path))
 
 
+# Deflate cannot compress better than about 1032:1, so a .nii.gz declaring more data than that is lying.
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _check_declared_size(path: Path) -> None:
+    """Refuse a header whose dimensions cannot match the file, before anything of that size is allocated."""
+    if path.name.lower().endswith(".gz"):
+        with gzip.open(path, "rb") as handle:
+            head = handle.read(540)
+    else:
+        with open(path, "rb") as handle:
+            head = handle.read(540)
+    if len(head) < 348:
+        raise ValueError(f"file holds {len(head)} bytes, less than a NIfTI header")
+    sizeof_hdr = int.from_bytes(head[:4], "little")
+    order = "little" if sizeof_hdr in (348, 540) else "big"
+    header_class = nib.Nifti2Header if int.from_bytes(head[:4], order) == 540 else nib.Nifti1Header
+    header = header_class(binaryblock=head[: 540 if header_class is nib.Nifti2Header else 348], check=False)
+    dims = [int(d) for d in header["dim"][1: int(header["dim"][0]) + 1]] if 0 < int(header["dim"][0]) <= 7 else []
+    if not dims or any(d <= 0 for d in dims):
+        raise ValueError(f"header declares invalid dimensions {header['dim'].tolist()}")
+    _check_pixdim(header)
+    nbytes = header.get_data_dtype().itemsize * float(np.prod([float(d) for d in dims]))
+    limit = path.stat().st_size * (_MAX_DEFLATE_RATIO if path.name.lower().endswith(".gz") else 1)
+    if nbytes > limit:
+        raise ValueError(f"header declares dimensions {dims} ({nbytes:.3g} bytes of voxels), more than the "
+                         f"{path.stat().st_size} byte file can hold; the file is truncated or its header is corrupt")
+
+
+def _check_pixdim(header: nib.Nifti1Header) -> None:
+    """Zero, negative or non-finite voxel sizes, checked on the raw header: nibabel's load replaces them by 1."""
+    ndim = min(3, max(1, int(header["dim"][0])))
+    pixdim = np.asarray(header["pixdim"][1: ndim + 1], dtype=np.float64)
+    if not np.all(np.isfinite(pixdim)) or np.any(pixdim <= 0):
+        raise ValueError(f"voxel spacing must be positive and finite, got pixdim {tuple(pixdim.tolist())} in the "
+                         "header; set the true voxel size in pixdim (e.g. with nibabel's header.set_zooms)")
+
+
 def _load(path: Path) -> nib.Nifti1Image:
-    if path.name.endswith((".nii", ".nii.gz")):
+    _check_declared_size(path)
+    if path.name.endswith(".nii"):
         return nib.load(str(path))
-    # Given "x.Nii", nibabel opens "x.nii" (it rebuilds the name from the lower-case ending), so files
-    # with such endings are read from memory; they are rare.
+    # Compressed files are decompressed whole with the standard library, which checks the gzip CRC and
+    # length (nibabel's indexed reading may not); files with a case-varied ending ("x.Nii", which nibabel
+    # would reopen as "x.nii") are read from memory too.
     block = path.read_bytes()
     if path.name.lower().endswith(".gz"):
-        block = gzip.decompress(block)
+        try:
+            block = gzip.decompress(block)
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"damaged gzip stream ({exc}); the file is corrupt, copy it again") from exc
     sizeof_hdr = int.from_bytes(block[:4], "little")
     is_nifti2 = 540 in (sizeof_hdr, int.from_bytes(block[:4], "big"))
     return (nib.Nifti2Image if is_nifti2 else nib.Nifti1Image).from_bytes(block)

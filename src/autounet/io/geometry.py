@@ -49,7 +49,8 @@ class ImageGeometry:
         if len(self.origin) != n or len(self.direction) != n or any(len(r) != n for r in self.direction):
             raise ValueError("spacing, origin and direction must have the same dimensionality")
         if not all(math.isfinite(s) and s > 0 for s in self.spacing):
-            raise ValueError(f"spacing must be positive and finite, got {self.spacing}")
+            raise ValueError(f"voxel spacing must be positive and finite, got {self.spacing}; fix the header's "
+                             "spacing (NIfTI pixdim/affine, NRRD/MetaImage spacing) before using the file")
 
     @property
     def ndim(self) -> int:

@@ -62,13 +62,34 @@ def _read_one(path: Path) -> tuple[np.ndarray, ImageGeometry]:
     if not path.is_file():
         raise ImageIOError("file not found", path)
     try:
-        return image_format.read(path)
+        data, geometry = image_format.read(path)
     except ImageIOError:
         raise
-    except MemoryError:
-        raise
+    except MemoryError as exc:
+        raise ImageIOError("cannot read image: not enough memory for the size its header declares", path) from exc
     except Exception as exc:  # noqa: BLE001 - any reader failure means an unusable file
         raise ImageIOError(f"cannot read image: {_reason(exc)}", path) from exc
+    _check_voxel_type(data.dtype, path)
+    _check_direction(geometry, path)
+    return data, geometry
+
+
+def _check_voxel_type(dtype: np.dtype, path: Path) -> None:
+    """Refuse voxel types that are not real numbers (complex, RGB24 records, objects): no exact conversion."""
+    if dtype.kind not in "biuf" or dtype.fields is not None:
+        raise ImageIOError(f"voxel type {dtype} is not a real scalar (complex, RGB or structured voxels cannot be "
+                           "converted exactly); store one real-valued channel per file", path)
+
+
+def _check_direction(geometry: ImageGeometry, path: Path) -> None:
+    """Refuse a singular or rank-deficient direction: no world position can be computed with it.
+
+    A sheared (non-orthogonal) affine is still read, so that files round-trip; verify refuses it for training.
+    """
+    direction = geometry.direction_matrix()
+    if not np.all(np.isfinite(direction)) or abs(np.linalg.det(direction)) < 1e-6:
+        raise ImageIOError("the header's direction (affine) is singular or rank-deficient: two image axes point "
+                           "the same way; fix the qform/sform or direction in the header", path)
 
 
 def _reason(exc: Exception) -> str:
@@ -137,6 +158,8 @@ def read_segmentation(file: str | os.PathLike) -> tuple[np.ndarray, ImageGeometr
     data, geometry = _read_one(path)
     if data.shape[0] != 1:
         raise ImageIOError(f"segmentation has {data.shape[0]} channels; expected a single label map", path)
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise ImageIOError("label map holds NaN or Inf values; labels must be integers", path)
     return data[0], geometry
 
 
