@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command on a fresh machine: install autounet into .venv and run the main job end to end on the example data:
 # example -> plan-and-preprocess -> train 2d and 3d_fullres on folds 0 and 1 (tiny budget) -> find-best ->
-# predict the test images with the chosen setup -> evaluate against their labels.
+# predict the test images with the chosen setup -> evaluate against their labels -> deploy 3d_fullres as INT8
+# ONNX and predict + evaluate with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -45,6 +46,12 @@ bash -euo pipefail "$AUTOUNET_DATA/predict_commands.sh"
 # The last command's -o folder holds the final (ensembled, postprocessed) segmentations.
 FINAL=$(tail -n 1 "$AUTOUNET_DATA/predict_commands.sh" | sed -E 's#.* -o ([^ ]+).*#\1#')
 run evaluate "$RAW/labelsTs" "$FINAL"              # writes summary.json, metrics.csv
+# Deployment: the 3d_fullres folds as INT8 ONNX graphs (calibrated on training patches), predicted on the CPU
+# through the same pipeline and scored the same way, to compare with the torch model's Dice above.
+DEPLOYED="$AUTOUNET_DATA/deployed/${DATASET}_3d_fullres_int8"
+[ -f "$DEPLOYED/deploy.json" ] || run deploy -d 501 -c 3d_fullres -f 0 1 --precision int8 -o "$DEPLOYED"
+run predict -i "$RAW/imagesTs" -o "$AUTOUNET_DATA/predictions/${DATASET}_int8" -m "$DEPLOYED"
+run evaluate "$RAW/labelsTs" "$AUTOUNET_DATA/predictions/${DATASET}_int8"
 echo
 echo "Done. Look at:"
 echo "  $RAW/   the example dataset (nnU-Net v2 layout)"
@@ -54,3 +61,4 @@ echo "  $RESULTS/find_best/summary.json   cross-validation Dice of each configur
 echo "  $RESULTS/find_best/choice.json, postprocessing.json, predict_commands.txt   the chosen setup"
 echo "  $FINAL/   predictions for the test images, in the input's format and geometry"
 echo "  $FINAL/summary.json, metrics.csv   Dice, IoU, precision, recall, HD95, surface Dice per case and label"
+echo "  $DEPLOYED/   the 3d_fullres model as INT8 ONNX graphs (deploy.json: what it holds, with hashes)"
