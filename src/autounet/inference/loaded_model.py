@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from autounet.dataset.description import DatasetDescription
+from autounet.dataset.labels import OutputLayout
+from autounet.errors import CheckpointError, DatasetError
 from autounet.inference.sliding_window import PatchModel
 from autounet.planning.plans import ConfigurationPlan, Plans
 
-__all__ = ["LoadedModel"]
+__all__ = ["LoadedModel", "check_output_count"]
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,19 @@ class LoadedModel:
     mirror_axes: tuple[int, ...] = ()
     previous_stage: LoadedModel | None = None
     origin: str = ""
+
+
+def check_output_count(description: DatasetDescription, num_outputs: int, folder: Path) -> None:
+    """Reject weights whose output count disagrees with the labels of ``dataset.json`` (its
+    :class:`~autounet.dataset.labels.OutputLayout`).
+
+    Raises:
+        CheckpointError: The counts differ, or the labels describe no output at all.
+    """
+    try:
+        expected = OutputLayout.from_description(description).num_outputs
+    except (DatasetError, ValueError) as exc:
+        raise CheckpointError(f"dataset.json's labels describe no network output: {exc}", folder) from None
+    if expected != num_outputs:
+        raise CheckpointError(f"the network has {num_outputs} outputs but dataset.json's labels need {expected}",
+                              folder)

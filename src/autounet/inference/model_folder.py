@@ -21,7 +21,7 @@ from torch import nn
 
 from autounet.dataset.description import load_dataset_json
 from autounet.errors import CheckpointError, ConfigError
-from autounet.inference.loaded_model import LoadedModel
+from autounet.inference.loaded_model import LoadedModel, check_output_count
 from autounet.inference.nnunet_model import is_nnunet_model_folder, load_nnunet_model, nnunet_checkpoint_name
 from autounet.io.checkpoints import load_checkpoint
 from autounet.networks.unet import build_network, full_resolution_head_key, inference_state_dict
@@ -106,7 +106,7 @@ def load_model_folder(model_folder: Path, folds: Sequence[int | str] = (0,), che
     model = LoadedModel(plans=plans, configuration=configuration, description=description,
                         networks=tuple(networks), num_outputs=num_outputs, mirror_axes=mirror_axes,
                         previous_stage=previous, origin=_origin(model_folder, folds, checkpoint, previous))
-    _check_outputs(model, model_folder)
+    check_output_count(model.description, model.num_outputs, model_folder)
     return model
 
 
@@ -179,17 +179,3 @@ def _load_network(state: dict[str, Any], configuration: ConfigurationPlan, in_ch
     return network, num_outputs
 
 
-def _check_outputs(model: LoadedModel, model_folder: Path) -> None:
-    """Reject weights whose output count disagrees with the labels of ``dataset.json``."""
-    description = model.description
-    if description.is_region_based:
-        order = description.regions_class_order or ()
-        if len(order) != model.num_outputs:
-            raise CheckpointError(f"the network has {model.num_outputs} outputs but dataset.json's "
-                                  f"regions_class_order has {len(order)} entries", model_folder)
-        return
-    ignore = description.ignore_label
-    labels = [v for v in description.allowed_label_values if v != ignore]
-    if len(labels) != model.num_outputs:
-        raise CheckpointError(f"the network has {model.num_outputs} outputs but dataset.json declares "
-                              f"{len(labels)} labels including background", model_folder)

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from autounet.dataset.description import DatasetDescription, load_dataset_json
+from autounet.dataset.description import load_dataset_json
 from autounet.errors import AutounetError, CheckpointError, ConfigError
-from autounet.inference.loaded_model import LoadedModel
+from autounet.inference.loaded_model import LoadedModel, check_output_count
 from autounet.io.jsonio import read_json
 from autounet.networks.spec import UNetSpec
 from autounet.networks.unet import build_network
@@ -126,7 +126,7 @@ def load_nnunet_model(folder: str | Path, folds: Sequence[int | str] = (0,),
                                         conv_bias, path)
         num_outputs = network.heads.levels[0].out_channels
         networks.append(network.to(device).eval())
-    _check_outputs(description, num_outputs, folder)
+    check_output_count(description, num_outputs, folder)
     mirror = states[0].get("inference_allowed_mirroring_axes") or ()
     return LoadedModel(plans=plans, configuration=configuration, description=description, networks=tuple(networks),
                        num_outputs=num_outputs, mirror_axes=tuple(int(a) for a in mirror))
@@ -395,17 +395,6 @@ def _resampling(config: dict[str, Any], path: Path) -> ResamplingPlan:
                           f"order_z {order_z})", path)
     return ResamplingPlan(image_order=int(data.get("order", 3)), label_order=int(seg.get("order", 1)),
                           out_of_plane_order=order_z, anisotropy_threshold=_ANISOTROPY_THRESHOLD)
-
-
-def _check_outputs(description: DatasetDescription, num_outputs: int, folder: Path) -> None:
-    """Reject weights whose output count disagrees with the labels of ``dataset.json``."""
-    if description.is_region_based:
-        expected = len(description.regions_class_order or ())
-    else:
-        expected = len([v for v in description.allowed_label_values if v != description.ignore_label])
-    if expected != num_outputs:
-        raise CheckpointError(f"the network has {num_outputs} outputs but dataset.json's labels need {expected}",
-                              folder)
 
 
 def _untransposed(values: Sequence[float] | None, forward: tuple[int, ...]) -> tuple[float, ...]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from autounet.dataset.labels import OutputLayout
 from autounet.dataset.raw import case_channel_files, group_channel_files
 from autounet.errors import CheckpointError, ConfigError, DatasetError, ImageIOError
 from autounet.inference._output_folder import prepare_output_folder
@@ -160,8 +161,7 @@ class Predictor:
     @property
     def region_class_order(self) -> tuple[int, ...] | None:
         """For region-based models, the label painted for each output channel; else ``None``."""
-        description = self.model.description
-        return description.regions_class_order if description.is_region_based else None
+        return OutputLayout.from_description(self.model.description).single.regions_class_order
 
     def predict_logits(self, data: torch.Tensor) -> torch.Tensor:
         """Sliding-window logits of a preprocessed case, averaged over the folds.
