@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autounet.cli._common import output_folder, positive_int
-from autounet.cli.predict import available_folds, model_folder_for
+from autounet.cli.predict import add_model_arguments, available_folds, model_folder_for
 from autounet.errors import ConfigError
 from autounet.paths import Paths, configuration_of_run_folder
 
@@ -26,11 +26,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "with the SHA-256 of every file. 'autounet predict -m OUT' runs it with ONNX Runtime (float32) "
                     "or OpenVINO (INT8) and the same preprocessing, sliding window, mirroring, fold averaging, "
                     "postprocessing and output geometry as the torch model. Needs the 'deploy' extra.")
-    parser.add_argument("-d", "--dataset", metavar="ID", help="dataset id, folder name or short name (with -c)")
-    parser.add_argument("-c", "--configuration", help="2d, 3d_fullres, ... (with -d)")
-    parser.add_argument("-m", "--model-folder", type=Path, metavar="DIR",
-                        help="a trained model folder (autounet, installed, or nnU-Net v2) instead of -d/-c")
-    parser.add_argument("-f", "--folds", nargs="+", metavar="FOLD", help="folds (default: every trained fold_N)")
+    add_model_arguments(parser)
     parser.add_argument("-o", "--output", required=True, type=output_folder, metavar="DIR",
                         help="the deployed model folder to create (must not exist)")
     parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",

@@ -13,7 +13,7 @@ from autounet.errors import CheckpointError, ConfigError, DatasetError
 from autounet.paths import Paths
 from autounet.postprocessing import POSTPROCESSING_FILE, PostprocessingPlan, load_postprocessing
 
-__all__ = ["available_folds", "model_folder_for", "postprocessing_for", "register", "run"]
+__all__ = ["add_model_arguments", "available_folds", "model_folder_for", "postprocessing_for", "register", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +32,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("-i", "--input", required=True, type=Path, metavar="DIR", help="folder of input images")
     parser.add_argument("-o", "--output", required=True, type=output_folder, metavar="DIR",
                         help="folder for segmentations")
-    parser.add_argument("-d", "--dataset", metavar="ID", help="dataset id, folder name or short name (with -c)")
-    parser.add_argument("-c", "--configuration", help="2d, 3d_fullres, ... (with -d)")
-    parser.add_argument("-m", "--model-folder", type=Path, metavar="DIR",
-                        help="results/<Dataset>/<configuration> folder (instead of -d/-c)")
-    parser.add_argument("-f", "--folds", nargs="+", metavar="FOLD",
-                        help="folds to ensemble, indices or 'all' (default: every fold_N with the checkpoint)")
+    add_model_arguments(parser)
     parser.add_argument("--step-size", type=fraction, default=0.5, help="window step as a patch fraction (0.5)")
     parser.add_argument("--disable-tta", action="store_true", help="no mirroring test-time augmentation (faster)")
     parser.add_argument("--save-probabilities", action="store_true", help="also write <case>.npz probabilities")
@@ -87,6 +82,17 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     outputs = predictor.predict_folder(args.input, args.output)
     print(f"predicted: {len(outputs)} case(s) in {args.output}")
     return 0
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-d/-c`` or ``-m``, and ``-f``: which trained model, shared by the commands that use one."""
+    parser.add_argument("-d", "--dataset", metavar="ID", help="dataset id, folder name or short name (with -c)")
+    parser.add_argument("-c", "--configuration", help="2d, 3d_fullres, ... (with -d)")
+    parser.add_argument("-m", "--model-folder", type=Path, metavar="DIR",
+                        help="a model folder instead of -d/-c: results/<Dataset>/<run folder>, an installed or "
+                             "deployed model, or an nnU-Net v2 trained model folder")
+    parser.add_argument("-f", "--folds", nargs="+", metavar="FOLD",
+                        help="folds to ensemble, indices or 'all' (default: every fold_N with the checkpoint)")
 
 
 def model_folder_for(args: argparse.Namespace, paths: Paths) -> Path:
