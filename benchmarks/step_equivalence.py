@@ -45,7 +45,7 @@ def compare(prepared: Prepared, configuration: str) -> dict:
 
     def nnunet_name(key: str) -> str:
         parts = key.split(".")
-        if parts[:2] == ["decoder", "heads"]:  # both index heads from the lowest resolution up
+        if parts[:2] == ["heads", "levels"]:  # both index heads from the lowest resolution up
             return f"decoder.seg_layers.{parts[2]}.{parts[3]}"
         return _nnunet_key(key, plan.network.encoder, 0)
 

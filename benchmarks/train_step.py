@@ -40,15 +40,18 @@ def autounet_step(prepared: Prepared, configuration: str, threads: int, iteratio
     from autounet.dataset.raw import load_raw_dataset
     from autounet.inference.cpu_memory import tune_cpu_allocator
     from autounet.planning.plans import load_plans
+    from autounet.training.objectives import ObjectiveContext, build_objective
     from autounet.training.recipe import RunOptions, TrainingRecipe
-    from autounet.training.run import _build_parts
+    from autounet.training.run import _augmentation, _build_parts
     from autounet.training.trainer import Trainer
 
     torch.set_num_threads(threads)
     tune_cpu_allocator()  # as `autounet train` does at start-up
-    plan = load_plans(prepared.autounet_preprocessed / "plans.json").configuration(configuration)
+    plans = load_plans(prepared.autounet_preprocessed / "plans.json")
+    plan = plans.configuration(configuration)
     recipe = TrainingRecipe()
-    labels = LabelScheme.from_description(load_raw_dataset(prepared.raw).description)
+    dataset = load_raw_dataset(prepared.raw)
+    labels = LabelScheme.from_description(dataset.description)
     train_cases, val_cases = fold0_cases(prepared)
     torch.manual_seed(recipe.seed)
     output = WORK / "train_step" / "autounet_run"
@@ -57,20 +60,24 @@ def autounet_step(prepared: Prepared, configuration: str, threads: int, iteratio
         context: object = DistributedContext(device=torch.device("cpu"))
     except ImportError:
         context = torch.device("cpu")
-    parts, _ = _build_parts(plan, labels, prepared.autounet_preprocessed / plan.data_identifier, train_cases,
-                            val_cases, recipe, RunOptions(device="cpu", num_workers=0, show_progress=False, amp=amp),
-                            context, output)
+    data_folder = prepared.autounet_preprocessed / plan.data_identifier
+    augmentation = _augmentation(plan, recipe)
+    objective = build_objective(recipe.objective, ObjectiveContext(
+        plans=plans, configuration=plan, labels=labels, dataset=dataset, data_folder=data_folder,
+        validation_cases=tuple(val_cases), output=output, recipe=recipe, mirror_axes=tuple(augmentation.mirror_axes)))
+    parts = _build_parts(plan, augmentation, objective, data_folder, train_cases, val_cases, recipe,
+                         RunOptions(device="cpu", num_workers=0, show_progress=False, amp=amp), context, output)
     trainer = Trainer(parts)
     image_np, seg_np = next(iter(parts.train_loader.epoch(0, 1)))
     image, seg = torch.from_numpy(image_np), torch.from_numpy(seg_np)
     if parts.augment is not None:  # on the CPU the loader has augmented already
         image, seg = parts.augment(image, seg, torch.Generator().manual_seed(0))
-    seg = seg.long().clamp_(min=0)
+    inputs, targets = parts.objective.prepare(image, seg)
     parts.network.train()
     times = []
     for _ in range(warmup + iterations):
         start = time.perf_counter()
-        trainer._step(image, seg)
+        trainer._step(inputs, targets)
         times.append(time.perf_counter() - start)
     return {"seconds": statistics.median(times[warmup:]), "all_seconds": times, "patch_size": list(plan.patch_size),
             "batch_size": plan.batch_size, "data_shape": list(image.shape),
