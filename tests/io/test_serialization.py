@@ -255,3 +255,23 @@ def test_atomic_write_respects_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a":' * 70 + "1" + "}" * 70])
+def test_pathologically_nested_json_is_one_error(tmp_path: Path, text: str) -> None:
+    from autounet.io.jsonio import read_json
+
+    path = tmp_path / "plans.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        read_json(path)
+
+
+def test_oversized_json_is_refused_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autounet.io import jsonio
+
+    path = tmp_path / "dataset.json"
+    path.write_text('{"labels": {}}' + " " * 2000)
+    monkeypatch.setattr(jsonio, "MAX_JSON_BYTES", 1000)
+    with pytest.raises(ConfigError, match="not reading it"):
+        jsonio.read_json(path)

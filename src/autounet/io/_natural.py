@@ -127,8 +127,9 @@ def _read_sidecar_spacing(sidecar: Path) -> tuple[float, ...]:
     try:
         spacing = json.loads(sidecar.read_text(encoding="utf-8"))["spacing"]
         values = tuple(float(s) for s in spacing)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f'sidecar {sidecar.name} must hold {{"spacing": [z, y, x]}} ({exc})') from None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ValueError(f'sidecar {sidecar.name} must hold {{"spacing": [z, y, x]}} ({detail})') from None
     if not all(v > 0 for v in values):
         raise ValueError(f"sidecar {sidecar.name} has non-positive spacing {values}")
     return values

@@ -78,21 +78,55 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
         handle.write("\n")
 
 
+# Bounds on JSON from outside (plans, dataset.json, postprocessing, manifests, case properties): the largest
+# files autounet writes are case properties of many-label datasets, a few tens of MB; nothing nests deeper than
+# a handful of levels. Beyond these a file is refused before it can exhaust memory or the recursion limit.
+MAX_JSON_BYTES = 512 * 2**20
+MAX_JSON_DEPTH = 64
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file.
+    """Read a JSON file, bounded in size (:data:`MAX_JSON_BYTES`) and nesting (:data:`MAX_JSON_DEPTH`).
 
     Raises:
-        ConfigError: The file is missing, unreadable or not valid JSON; the message names the file.
+        ConfigError: The file is missing, unreadable, too large, nested too deeply or not valid JSON; the
+            message names the file.
     """
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise ConfigError(f"{size / 2**20:.0f} MiB is more than any autounet JSON file holds "
+                              f"({MAX_JSON_BYTES // 2**20} MiB at most); not reading it", path)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found", path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read file ({exc.__class__.__name__}: {exc})", path) from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                           path) from None
+    except RecursionError:
+        raise ConfigError(f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)", path) from None
+    if _depth_exceeds(data, MAX_JSON_DEPTH):
+        raise ConfigError(f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)", path)
+    return data
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """Whether lists/objects nest more than ``limit`` levels (iteratively: no recursion limit to hit)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False

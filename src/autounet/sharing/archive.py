@@ -174,8 +174,9 @@ def _read_manifest(archive: zipfile.ZipFile, label: Label) -> ModelManifest:
         raise archive_error(label, f"{MANIFEST_NAME} is implausibly large ({info.file_size} bytes)")
     try:
         data = json.loads(archive.read(info).decode("utf-8"))
-    except (ValueError, zipfile.BadZipFile, zlib.error) as exc:
-        raise archive_error(label, f"{MANIFEST_NAME} is not valid JSON ({exc})") from None
+    except (ValueError, zipfile.BadZipFile, zlib.error, RecursionError) as exc:
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise archive_error(label, f"{MANIFEST_NAME} is not valid JSON ({detail})") from None
     try:
         return from_dict(ModelManifest, data)
     except AutounetError as exc:
