@@ -12,6 +12,7 @@ recorded in ``dataset.json`` as ``label_values_converted``.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ __all__ = ["PICTURE_ENDINGS", "convert_images", "convert_msd"]
 
 logger = logging.getLogger(__name__)
 
-_TASK_FOLDER = re.compile(r"^Task(\d+)_(.+)$")
+# nnU-Net v1 / MSD ("Task05_Prostate") and nnDetection ("Task016_Luna", "Task000D3_Example") task folders.
+_TASK_FOLDER = re.compile(r"^Task(\d+)[A-Za-z0-9]*_(.+)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _NIFTI = ".nii.gz"
 _KEPT_KEYS = ("name", "description", "reference", "licence", "license", "release")
@@ -86,13 +88,7 @@ def convert_msd(task_folder: Path, raw_root: Path, dataset_id: int | None = None
     task_folder = Path(task_folder)
     if not (task_folder / "dataset.json").is_file():
         raise DatasetError("not a task folder: dataset.json not found", task_folder)
-    match = _TASK_FOLDER.match(task_folder.name)
-    if dataset_id is None and match is None:
-        raise DatasetError("folder name is not TaskNN_Name, so there is no task number to use; give the "
-                           "dataset id (-d ID)", task_folder)
-    dataset_id = int(match.group(1)) if dataset_id is None and match else dataset_id
-    name = match.group(2) if match else task_folder.name
-    final = Path(raw_root) / dataset_folder_name(int(dataset_id), _checked_name(name))
+    final, dataset_id = task_dataset_folder(task_folder, raw_root, dataset_id)
     legacy = _read_legacy_json(task_folder / "dataset.json")
     cases = _training_cases(task_folder, legacy) + _test_cases(task_folder, legacy)
     num_training = sum(case.split == "Tr" for case in cases)
@@ -106,6 +102,22 @@ def convert_msd(task_folder: Path, raw_root: Path, dataset_id: int | None = None
         save_dataset_json(staging / "dataset.json", description)
     logger.debug("converted %s into %s", task_folder, final)
     return final
+
+
+def task_dataset_folder(task_folder: Path, raw_root: str | os.PathLike, dataset_id: int | None) -> tuple[Path, int]:
+    """The dataset folder a converted task becomes, and its id: ``TaskNN_Name`` -> ``DatasetNNN_Name``.
+
+    Raises:
+        DatasetError: No id given and the folder name holds no task number, or a name unfit for a folder.
+    """
+    match = _TASK_FOLDER.match(task_folder.name)
+    if dataset_id is None:
+        if match is None:
+            raise DatasetError("folder name is not TaskNN_Name, so there is no task number to use; give the "
+                               "dataset id (-d ID)", task_folder)
+        dataset_id = int(match.group(1))
+    name = match.group(2) if match else task_folder.name
+    return Path(raw_root) / dataset_folder_name(dataset_id, _checked_name(name)), dataset_id
 
 
 def _checked_name(name: str) -> str:

@@ -33,7 +33,6 @@ trains a segmentation model (the segmentation-to-boxes baseline).
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from dataclasses import dataclass
 from functools import partial
@@ -44,9 +43,8 @@ import numpy as np
 
 from autounet.dataset._simple_yaml import parse_simple_yaml
 from autounet.dataset._staging import staged_dataset
-from autounet.dataset.convert import _integer_labels
+from autounet.dataset.convert import _integer_labels, task_dataset_folder
 from autounet.dataset.description import parse_dataset_json, save_dataset_json
-from autounet.dataset.raw import dataset_folder_name
 from autounet.errors import ConfigError, DatasetError
 from autounet.io.images import read_image, read_segmentation, write_segmentation
 from autounet.io.jsonio import read_json, write_json
@@ -64,7 +62,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_TASK_FOLDER = re.compile(r"^Task(\d+)[A-Za-z0-9]*_(.+)$")
 _NIFTI = ".nii.gz"
 _KEPT_KEYS = ("name", "task", "target_class", "test_labels", "description", "reference", "licence", "license")
 
@@ -284,14 +281,7 @@ def convert_nndet(task_folder: Path, raw_root: Path, dataset_id: int | None = No
             label shapes that differ, or an existing dataset without ``overwrite``.
     """
     task = load_nndet_task(task_folder)
-    match = _TASK_FOLDER.match(task.folder.name)
-    if dataset_id is None:
-        if match is None:
-            raise DatasetError("folder name is not TaskNNN_Name, so there is no task number to use; give the "
-                               "dataset id (-d ID)", task.folder)
-        dataset_id = int(match.group(1))
-    name = match.group(2) if match else task.folder.name
-    final = Path(raw_root) / dataset_folder_name(dataset_id, name)
+    final, dataset_id = task_dataset_folder(task.folder, raw_root, dataset_id)
     num_training = sum(case.split == "Tr" for case in task.cases)
     description = parse_dataset_json(_v2_json(task, num_training, len(task.cases) - num_training),
                                      task.description_file)
