@@ -96,7 +96,7 @@ def _labels(summary: DatasetSummary) -> str:
     parts = []
     for name, value in summary.labels.items():
         text = f"{name}={list(value) if isinstance(value, tuple) else value}"
-        if name != "background":
+        if name.rsplit("/", 1)[-1] != "background":  # "task/background" for multi-task datasets
             text += f" (in {summary.cases_per_label.get(name, 0)}/{summary.num_cases} cases)"
         parts.append(text)
     return ", ".join(parts)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from autounet.errors import ImageIOError
 from autounet.io.geometry import ImageGeometry
 from autounet.io.images import MULTICHANNEL_ENDINGS, read_image, read_segmentation, split_ending
 
-__all__ = ["CaseResult", "CaseTask", "Layout", "Problem", "check_case", "scan_layout"]
+__all__ = ["CaseResult", "CaseTask", "Layout", "Problem", "TaskLabelFile", "check_case", "scan_layout"]
 
 # Same pattern as autounet.dataset.raw: a case id, an underscore and a four-digit channel index.
 _CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
@@ -50,6 +50,23 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class TaskLabelFile:
+    """One label map of a case of a multi-task dataset (``labelsTr/<task>/<case>``) and what it may hold.
+
+    Attributes:
+        task: The task's name.
+        path: The label file.
+        allowed_labels: Label values the task declares.
+        ignore_label: The task's ``ignore`` label value, which does not count as foreground.
+    """
+
+    task: str
+    path: Path
+    allowed_labels: frozenset[int]
+    ignore_label: int | None
+
+
+@dataclass(frozen=True)
 class CaseTask:
     """What a worker needs to check one case (picklable).
 
@@ -62,6 +79,8 @@ class CaseTask:
         allowed_labels: Label values declared in ``dataset.json``.
         ignore_label: The ``ignore`` label value, which does not count as foreground.
         is_test: Whether the case comes from ``imagesTs/``.
+        task_labels: For multi-task datasets, the case's label maps that exist, one per task (``label_file``
+            is then ``None``).
     """
 
     case_id: str
@@ -71,6 +90,7 @@ class CaseTask:
     allowed_labels: frozenset[int]
     ignore_label: int | None
     is_test: bool = False
+    task_labels: tuple[TaskLabelFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,8 @@ class CaseResult:
         shape: Spatial shape ``(Z, Y, X)`` or ``(Y, X)`` of the first readable channel.
         spacing: Its voxel spacing in mm, same axis order.
         label_values: Values present in the label map, ``None`` when there is no usable label.
+        task_label_values: For multi-task datasets, ``(task, values)`` of each checked label map; values are
+            ``None`` for an unusable file.
     """
 
     case_id: str
@@ -100,6 +122,7 @@ class CaseResult:
     shape: tuple[int, ...] | None
     spacing: tuple[float, ...] | None
     label_values: frozenset[int] | None
+    task_label_values: tuple[tuple[str, frozenset[int] | None], ...] = ()
 
 
 @dataclass
@@ -149,7 +172,9 @@ def scan_layout(root: Path, description: DatasetDescription) -> Layout:
     if images_dir.is_dir():
         images = _scan_image_folder(images_dir, ending, layout)
         layout.num_training_cases = len(images)
-    labels = _scan_label_folder(labels_dir, ending, layout) if labels_dir.is_dir() else None
+    # Multi-task label folders (labelsTr/<task>/) are checked by autounet.dataset._task_checks.
+    scan_labels = labels_dir.is_dir() and not description.has_task_folders
+    labels = _scan_label_folder(labels_dir, ending, layout) if scan_labels else None
     if images_dir.is_dir() and labels is not None:
         _pair_images_and_labels(images, labels, labels_dir, ending, layout)
     if images_dir.is_dir() and not images:
@@ -289,7 +314,8 @@ def _make_task(case_id: str, channels: dict[int, Path], label: Path | None, fold
     clean = len(layout.problems) == count_before
     return CaseTask(case_id=case_id, image_files=tuple(channels[c] for c in present), label_file=label,
                     expected_channels=declared if clean else None,
-                    allowed_labels=description.allowed_label_values, ignore_label=description.ignore_label,
+                    allowed_labels=description.tasks[0].allowed_label_values,
+                    ignore_label=description.tasks[0].ignore_label,
                     is_test=folder.name == "imagesTs")
 
 
@@ -337,12 +363,24 @@ def check_case(task: CaseTask) -> CaseResult:
     label_values = None
     if task.label_file is not None:
         label_values = _check_label(task.label_file, task, reference, problems, warnings)
+    task_values = _check_task_labels(task, reference, problems, warnings)
     return CaseResult(
         case_id=task.case_id, is_test=task.is_test, first_file=task.image_files[0],
         problems=tuple(problems), warnings=tuple(warnings),
         ndim=reference.geometry.ndim if reference else None, num_channels=num_channels,
         shape=reference.shape if reference else None,
-        spacing=reference.geometry.spacing if reference else None, label_values=label_values)
+        spacing=reference.geometry.spacing if reference else None, label_values=label_values,
+        task_label_values=task_values)
+
+
+def _check_task_labels(task: CaseTask, reference: _Reference | None, problems: list[Problem],
+                       warnings: list[Problem]) -> tuple[tuple[str, frozenset[int] | None], ...]:
+    """Check each label map of a multi-task case against the image and its task's declared values."""
+    found = []
+    for label in task.task_labels:
+        declared = replace(task, allowed_labels=label.allowed_labels, ignore_label=label.ignore_label)
+        found.append((label.task, _check_label(label.path, declared, reference, problems, warnings)))
+    return tuple(found)
 
 
 def _shear_problem(path: Path, geometry: ImageGeometry) -> Problem | None:

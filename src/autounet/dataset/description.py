@@ -4,11 +4,23 @@ Accepted exactly as nnU-Net v2 writes it: ``channel_names`` (``{"0": "CT"}``), `
 0, "liver": 1}`` or, for overlapping regions, lists such as ``{"whole": [1, 2, 3]}`` with
 ``regions_class_order``), ``numTraining``, ``file_ending``, and optionally a label named ``ignore``. Other
 keys (``name``, ``description``, ``licence``, ...) are kept unchanged.
+
+A dataset with several label maps per image (multi-task) declares ``tasks`` instead of ``labels``: each task has
+its own ``labels`` (and optionally ``regions_class_order`` and an ``ignore`` label) and a ``kind``, ``area``
+(regions of the image, the default) or ``line`` (a one-pixel-wide line such as a calving front; one foreground
+label). Its label files lie in one folder per task, ``labelsTr/<task>/<case><file_ending>``::
+
+    "tasks": {"zones": {"labels": {"background": 0, "rock": 1, "glacier": 2, "ocean": 3}, "kind": "area"},
+              "front": {"labels": {"background": 0, "front": 1}, "kind": "line"}}
+
+Both forms describe their label maps as :class:`LabelTask` objects (:attr:`DatasetDescription.tasks`); a
+dataset with top-level ``labels`` has one task named :data:`DEFAULT_TASK` whose files lie in ``labelsTr/``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,36 +29,37 @@ from autounet.errors import DatasetError
 from autounet.io.images import SUPPORTED_ENDINGS
 from autounet.io.jsonio import read_json, write_json
 
-__all__ = ["DatasetDescription", "load_dataset_json", "save_dataset_json"]
+__all__ = ["DEFAULT_TASK", "TASK_KINDS", "DatasetDescription", "LabelTask", "load_dataset_json",
+           "parse_dataset_json", "save_dataset_json"]
 
 IGNORE_LABEL_NAME = "ignore"
-_REQUIRED = ("channel_names", "labels", "numTraining", "file_ending")
+DEFAULT_TASK = "labels"
+"""Name of the one label map of a dataset.json with a top-level ``labels`` entry (every nnU-Net v2 dataset)."""
+TASK_KINDS = ("area", "line")
+"""Kinds of label map: ``area`` (regions) and ``line`` (one-pixel-wide lines, scored by distance)."""
+_REQUIRED = ("channel_names", "numTraining", "file_ending")
+# A task name is a folder name under labelsTr/: portable, no separators, no hidden or special names.
+_TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_TASK_KEYS = ("labels", "kind", "regions_class_order")
+
+Label = int | tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class DatasetDescription:
-    """The validated content of a ``dataset.json``.
+class LabelTask:
+    """One label map of a dataset: its name, labels and kind.
 
     Attributes:
-        channel_names: Channel index -> modality name (``"CT"`` selects CT normalisation).
-        labels: Label name -> value, or tuple of values for a region (region-based training).
-        num_training: Declared number of training cases.
-        file_ending: Image file ending, e.g. ``".nii.gz"``.
-        regions_class_order: For region-based datasets, the label value each region is written as.
-        extra: All other keys, kept as they were.
+        name: The map's name; for multi-task datasets also its folder under ``labelsTr/`` and ``labelsTs/``.
+        labels: Label name -> value, or tuple of values for a region.
+        kind: ``"area"`` (regions) or ``"line"`` (one-pixel-wide lines with one foreground label).
+        regions_class_order: For region-based labels, the value each region is written as.
     """
 
-    channel_names: dict[int, str]
-    labels: dict[str, int | tuple[int, ...]]
-    num_training: int
-    file_ending: str
+    name: str
+    labels: dict[str, Label]
+    kind: str = "area"
     regions_class_order: tuple[int, ...] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_channels(self) -> int:
-        """Number of input channels."""
-        return len(self.channel_names)
 
     @property
     def is_region_based(self) -> bool:
@@ -61,7 +74,7 @@ class DatasetDescription:
 
     @property
     def allowed_label_values(self) -> frozenset[int]:
-        """Every integer value that may appear in a label file."""
+        """Every integer value that may appear in this map's label files."""
         values: set[int] = {0}
         for value in self.labels.values():
             values.update(value if isinstance(value, tuple) else (value,))
@@ -69,18 +82,101 @@ class DatasetDescription:
 
     @property
     def foreground_labels(self) -> tuple[int, ...]:
-        """Sorted foreground label values (background and ignore excluded) of a non-region dataset."""
+        """Sorted foreground label values (background and ignore excluded) of a non-region map."""
         ignore = self.ignore_label
         return tuple(sorted(v for v in self.allowed_label_values if v != 0 and v != ignore))
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The nnU-Net v2 ``dataset.json`` layout."""
-        data: dict[str, Any] = {
-            "channel_names": {str(k): v for k, v in sorted(self.channel_names.items())},
-            "labels": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.labels.items()},
-            "numTraining": self.num_training,
-            "file_ending": self.file_ending,
-        }
+        """The task's entry under ``"tasks"`` in ``dataset.json``."""
+        data: dict[str, Any] = {"labels": _labels_json(self.labels), "kind": self.kind}
+        if self.regions_class_order is not None:
+            data["regions_class_order"] = list(self.regions_class_order)
+        return data
+
+
+@dataclass(frozen=True)
+class DatasetDescription:
+    """The validated content of a ``dataset.json``.
+
+    Attributes:
+        channel_names: Channel index -> modality name (``"CT"`` selects CT normalisation).
+        labels: Label name -> value, or tuple of values for a region (region-based training); empty for a
+            dataset that declares ``tasks`` (see :attr:`tasks`).
+        num_training: Declared number of training cases.
+        file_ending: Image file ending, e.g. ``".nii.gz"``.
+        regions_class_order: For region-based datasets, the label value each region is written as.
+        extra: All other keys, kept as they were.
+        declared_tasks: The label maps of a dataset.json with ``tasks``, in file order; empty for one with
+            top-level ``labels``.
+    """
+
+    channel_names: dict[int, str]
+    labels: dict[str, Label]
+    num_training: int
+    file_ending: str
+    regions_class_order: tuple[int, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    declared_tasks: tuple[LabelTask, ...] = ()
+
+    @property
+    def num_channels(self) -> int:
+        """Number of input channels."""
+        return len(self.channel_names)
+
+    @property
+    def tasks(self) -> tuple[LabelTask, ...]:
+        """Every label map, in order: the declared tasks, or one task :data:`DEFAULT_TASK` for ``labels``."""
+        if self.declared_tasks:
+            return self.declared_tasks
+        return (LabelTask(DEFAULT_TASK, self.labels, "area", self.regions_class_order),)
+
+    @property
+    def has_task_folders(self) -> bool:
+        """Whether label files lie in one folder per task (``labelsTr/<task>/``), as ``tasks`` declares."""
+        return bool(self.declared_tasks)
+
+    @property
+    def single_task(self) -> LabelTask:
+        """The one label map of the dataset.
+
+        Raises:
+            DatasetError: The dataset has several label maps, which the calling step cannot handle.
+        """
+        tasks = self.tasks
+        if len(tasks) != 1:
+            raise DatasetError(f"the dataset has {len(tasks)} label maps (tasks {', '.join(t.name for t in tasks)}) "
+                               "but this step handles one; multi-task training is not available yet")
+        return tasks[0]
+
+    @property
+    def is_region_based(self) -> bool:
+        """Whether the one label map's labels are regions given as value lists (see :attr:`single_task`)."""
+        return self.single_task.is_region_based
+
+    @property
+    def ignore_label(self) -> int | None:
+        """The value of the one label map's ``ignore`` label, or ``None`` (see :attr:`single_task`)."""
+        return self.single_task.ignore_label
+
+    @property
+    def allowed_label_values(self) -> frozenset[int]:
+        """Every integer value that may appear in a label file of the one label map."""
+        return self.single_task.allowed_label_values
+
+    @property
+    def foreground_labels(self) -> tuple[int, ...]:
+        """Sorted foreground label values (background and ignore excluded) of a non-region dataset."""
+        return self.single_task.foreground_labels
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The nnU-Net v2 ``dataset.json`` layout (with ``tasks`` instead of ``labels`` for multi-task)."""
+        data: dict[str, Any] = {"channel_names": {str(k): v for k, v in sorted(self.channel_names.items())}}
+        if self.declared_tasks:
+            data["tasks"] = {task.name: task.to_json_dict() for task in self.declared_tasks}
+        else:
+            data["labels"] = _labels_json(self.labels)
+        data["numTraining"] = self.num_training
+        data["file_ending"] = self.file_ending
         if self.regions_class_order is not None:
             data["regions_class_order"] = list(self.regions_class_order)
         data.update(self.extra)
@@ -109,11 +205,26 @@ def parse_dataset_json(data: Any, path: Path) -> DatasetDescription:
     if "modality" in data and "channel_names" not in data:
         raise DatasetError("this is an nnU-Net v1 / MSD dataset.json ('modality' key); convert the task "
                            "folder with 'autounet convert msd'", path)
-    missing = [k for k in _REQUIRED if k not in data]
+    present = set(data) | ({"labels"} if "tasks" in data else set())
+    missing = [k for k in ("channel_names", "labels", "numTraining", "file_ending") if k not in present]
     if missing:
         raise DatasetError(f"dataset.json lacks the required key(s) {', '.join(missing)}", path)
+    if "labels" in data and "tasks" in data:
+        raise DatasetError("dataset.json has both 'labels' and 'tasks'; declare one label map with 'labels' or "
+                           "several with 'tasks'", path)
     channel_names = _parse_channels(data["channel_names"], path)
+    if "tasks" in data:
+        return _parse_multi_task(data, channel_names, path)
     labels = _parse_labels(data["labels"], path)
+    num_training, file_ending = _parse_counts(data, path)
+    regions_class_order = _parse_regions_order(data.get("regions_class_order"), labels, path)
+    extra = {k: v for k, v in data.items() if k not in (*_REQUIRED, "labels", "regions_class_order")}
+    return DatasetDescription(channel_names=channel_names, labels=labels, num_training=num_training,
+                              file_ending=file_ending, regions_class_order=regions_class_order, extra=extra)
+
+
+def _parse_counts(data: dict[str, Any], path: Path) -> tuple[int, str]:
+    """``numTraining`` and ``file_ending``."""
     num_training = data["numTraining"]
     if isinstance(num_training, bool) or not isinstance(num_training, int) or num_training < 0:
         raise DatasetError(f"'numTraining' must be a non-negative integer, got {num_training!r}", path)
@@ -121,10 +232,54 @@ def parse_dataset_json(data: Any, path: Path) -> DatasetDescription:
     if not isinstance(file_ending, str) or file_ending.lower() not in SUPPORTED_ENDINGS:
         raise DatasetError(f"'file_ending' {file_ending!r} is not supported; use one of "
                            f"{', '.join(SUPPORTED_ENDINGS)}", path)
-    regions_class_order = _parse_regions_order(data.get("regions_class_order"), labels, path)
-    extra = {k: v for k, v in data.items() if k not in (*_REQUIRED, "regions_class_order")}
-    return DatasetDescription(channel_names=channel_names, labels=labels, num_training=num_training,
-                              file_ending=file_ending, regions_class_order=regions_class_order, extra=extra)
+    return num_training, file_ending
+
+
+def _parse_multi_task(data: dict[str, Any], channel_names: dict[int, str], path: Path) -> DatasetDescription:
+    """A dataset.json with ``tasks``: one validated :class:`LabelTask` per entry."""
+    raw = data["tasks"]
+    if not isinstance(raw, dict) or not raw:
+        raise DatasetError("'tasks' must be a non-empty object like {\"zones\": {\"labels\": {\"background\": 0, "
+                           "\"rock\": 1}, \"kind\": \"area\"}}", path)
+    if "regions_class_order" in data:
+        raise DatasetError("top-level 'regions_class_order' belongs inside a task when 'tasks' is used", path)
+    tasks: list[LabelTask] = []
+    folded: dict[str, str] = {}
+    for name, entry in raw.items():
+        if not _TASK_NAME.match(name):
+            raise DatasetError(f"task name {name!r} must start with a letter and hold only letters, digits, '_' "
+                               "and '-' (at most 64): it names the task's folder under labelsTr/", path)
+        if (other := folded.setdefault(name.casefold(), name)) != name:
+            raise DatasetError(f"task names {other!r} and {name!r} differ only in letter case; their folders "
+                               "would collide on Windows and macOS", path)
+        tasks.append(_parse_task(name, entry, path))
+    num_training, file_ending = _parse_counts(data, path)
+    extra = {k: v for k, v in data.items() if k not in (*_REQUIRED, "tasks")}
+    return DatasetDescription(channel_names=channel_names, labels={}, num_training=num_training,
+                              file_ending=file_ending, extra=extra, declared_tasks=tuple(tasks))
+
+
+def _parse_task(name: str, entry: Any, path: Path) -> LabelTask:
+    where = f"task {name!r}"
+    if not isinstance(entry, dict) or "labels" not in entry:
+        raise DatasetError(f"{where} must be an object with 'labels' (and optionally 'kind', "
+                           "'regions_class_order')", path)
+    if unknown := sorted(set(entry) - set(_TASK_KEYS)):
+        raise DatasetError(f"{where} has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(_TASK_KEYS)}",
+                           path)
+    kind = entry.get("kind", "area")
+    if kind not in TASK_KINDS:
+        raise DatasetError(f"{where} has kind {kind!r}; use 'area' or 'line'", path)
+    try:
+        labels = _parse_labels(entry["labels"], path)
+        order = _parse_regions_order(entry.get("regions_class_order"), labels, path)
+    except DatasetError as exc:
+        raise DatasetError(f"{where}: {exc.problem}", path) from None
+    task = LabelTask(name, labels, kind, order)
+    if kind == "line" and (task.is_region_based or len(task.foreground_labels) != 1):
+        raise DatasetError(f"{where} is a line task and needs exactly one foreground label (e.g. "
+                           "{\"background\": 0, \"front\": 1}), no regions", path)
+    return task
 
 
 def save_dataset_json(path: str | os.PathLike, description: DatasetDescription) -> None:
@@ -190,6 +345,10 @@ def _parse_regions_order(raw: Any, labels: dict[str, int | tuple[int, ...]], pat
     if undeclared := sorted(set(raw) - declared):
         raise DatasetError(f"'regions_class_order' names label value(s) {undeclared} that no label declares", path)
     return tuple(raw)
+
+
+def _labels_json(labels: dict[str, Label]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in labels.items()}
 
 
 def _is_int(value: Any) -> bool:

@@ -19,16 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from autounet.dataset.description import IGNORE_LABEL_NAME, DatasetDescription
+from autounet.dataset.description import DEFAULT_TASK, IGNORE_LABEL_NAME, DatasetDescription, LabelTask
 from autounet.errors import DatasetError
 
 if TYPE_CHECKING:  # torch is imported by the methods that take tensors: planning and preprocessing never need it
     from torch import Tensor
 
 __all__ = ["DEFAULT_TASK", "LabelScheme", "OutputLayout", "OutputTask"]
-
-DEFAULT_TASK = "labels"
-"""Name of the one label map of a dataset.json with a top-level ``labels`` entry (every nnU-Net v2 dataset)."""
 
 Label = int | tuple[int, ...]
 """A label value, or the values of a region."""
@@ -72,24 +69,34 @@ class LabelScheme:
 
     @classmethod
     def from_description(cls, description: DatasetDescription) -> LabelScheme:
-        """Derive the scheme from a validated ``dataset.json``.
+        """Derive the scheme from a validated ``dataset.json`` with one label map.
 
         Raises:
-            DatasetError: The dataset declares no foreground label or region, so there is nothing to train.
+            DatasetError: The dataset declares no foreground label or region, so there is nothing to train, or
+                it has several label maps (use :meth:`OutputLayout.from_description`).
         """
-        ignore = description.ignore_label
-        if not description.is_region_based:
-            labels = tuple(sorted(v for k, v in description.labels.items()
+        return cls.from_task(description.single_task)
+
+    @classmethod
+    def from_task(cls, task: LabelTask) -> LabelScheme:
+        """Derive the scheme of one label map (one task of a ``dataset.json``).
+
+        Raises:
+            DatasetError: The map declares no foreground label or region, so there is nothing to train.
+        """
+        ignore = task.ignore_label
+        if not task.is_region_based:
+            labels = tuple(sorted(v for k, v in task.labels.items()
                                   if k != IGNORE_LABEL_NAME and isinstance(v, int)))
             if len(labels) < 2:
                 raise DatasetError("dataset.json declares no foreground label; add at least one label besides "
                                    "'background'")
-            value_names = {v: k for k, v in description.labels.items() if isinstance(v, int)}
+            value_names = {v: k for k, v in task.labels.items() if isinstance(v, int)}
             return cls(labels=labels, ignore_label=ignore,
                        names=tuple(value_names.get(v, str(v)) for v in labels if v != 0))
         regions: list[tuple[int, ...]] = []
         names: list[str] = []
-        for name, value in description.labels.items():
+        for name, value in task.labels.items():
             region = value if isinstance(value, tuple) else (value,)
             # Background-only entries ("background": 0 or [0]) are not predicted: nothing to learn there.
             if name == IGNORE_LABEL_NAME or set(region) == {0}:
@@ -98,7 +105,7 @@ class LabelScheme:
             names.append(name)
         if not regions:
             raise DatasetError("dataset.json declares no foreground region; add at least one region")
-        order = description.regions_class_order
+        order = task.regions_class_order
         if order is None or len(order) != len(regions):
             raise DatasetError(f"'regions_class_order' needs {len(regions)} entries, one per region")
         values = tuple(sorted({v for region in regions for v in region} | {0}))
@@ -245,12 +252,13 @@ class OutputLayout:
 
     @classmethod
     def from_description(cls, description: DatasetDescription) -> OutputLayout:
-        """The layout of a dataset.json: its one label map (multi-task datasets add one task per map).
+        """The layout of a dataset.json: one task per label map, in ``dataset.json`` order (a dataset with
+        top-level ``labels`` has one, :data:`DEFAULT_TASK`).
 
         Raises:
-            DatasetError: The labels declare nothing to predict (see :meth:`LabelScheme.from_description`).
+            DatasetError: A map's labels declare nothing to predict (see :meth:`LabelScheme.from_task`).
         """
-        return cls.of_schemes({DEFAULT_TASK: LabelScheme.from_description(description)})
+        return cls.of_schemes({task.name: LabelScheme.from_task(task) for task in description.tasks})
 
     @property
     def num_outputs(self) -> int:

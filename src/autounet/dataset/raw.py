@@ -5,7 +5,7 @@ Layout::
     DatasetNNN_Name/
       dataset.json
       imagesTr/{case}_{channel:04d}{ending}
-      labelsTr/{case}{ending}
+      labelsTr/{case}{ending}                 (several label maps: labelsTr/{task}/{case}{ending})
       imagesTs/{case}_{channel:04d}{ending}   (optional)
 """
 
@@ -29,6 +29,7 @@ __all__ = [
     "find_raw_dataset",
     "group_channel_files",
     "list_test_cases",
+    "label_folders",
     "load_raw_dataset",
 ]
 
@@ -189,17 +190,29 @@ def load_raw_dataset(root: str | os.PathLike) -> RawDataset:
         if not folder.is_dir():
             raise DatasetError(f"missing folder {folder.name}/", root)
     groups, _ = group_channel_files(images_dir, description.file_ending)
+    folders = label_folders(labels_dir, description)
     cases = []
     for case_id in sorted(groups):
-        label = labels_dir / f"{case_id}{description.file_ending}"
-        if not label.is_file():
-            raise DatasetError(f"case '{case_id}' has no label file; run 'autounet verify' for a full report",
-                               label)
+        labels = tuple(folder / f"{case_id}{description.file_ending}" for folder in folders)
+        for label in labels:
+            if not label.is_file():
+                raise DatasetError(f"case '{case_id}' has no label file; run 'autounet verify' for a full report",
+                                   label)
         channels = groups[case_id]
-        cases.append(RawCase(case_id, tuple(channels[c] for c in sorted(channels)), (label,)))
+        cases.append(RawCase(case_id, tuple(channels[c] for c in sorted(channels)), labels))
     if not cases:
         raise DatasetError("no training cases found in imagesTr/", root)
     return RawDataset(root=root, description=description, cases=tuple(cases))
+
+
+def label_folders(labels_dir: str | os.PathLike, description: DatasetDescription) -> tuple[Path, ...]:
+    """The folder of each label map, in task order: ``labelsTr/`` itself for a dataset with one map declared
+    by ``labels``, ``labelsTr/<task>/`` for each task of a dataset declaring ``tasks`` (the same for
+    ``labelsTs/``)."""
+    labels_dir = Path(labels_dir)
+    if not description.has_task_folders:
+        return (labels_dir,)
+    return tuple(labels_dir / task.name for task in description.tasks)
 
 
 def list_test_cases(root: str | os.PathLike, ending: str) -> tuple[RawCase, ...]:

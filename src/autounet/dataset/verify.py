@@ -13,7 +13,10 @@ collects problems (which make the dataset unusable) and warnings (worth a look, 
   Inf, channel count after reading (an RGB PNG/BMP/TIFF supplies three), shape and geometry (spacing,
   origin, direction) of every channel and of the label against the first channel, non-integer or
   undeclared label values, and one dimensionality across all cases;
-- ``imagesTs/``, when present, gets the name, channel and readability checks.
+- ``imagesTs/``, when present, gets the name, channel and readability checks;
+- a dataset declaring ``tasks`` (several label maps) has every map of every case checked like a single label
+  map, in ``labelsTr/<task>/`` (and ``labelsTs/<task>/`` when present): present, no stray files, same geometry
+  as the image, only the values its task declares.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from autounet.dataset._checks import CaseResult, Layout, Problem, check_case, scan_layout
+from autounet.dataset._task_checks import scan_task_labels
 from autounet.dataset.description import DatasetDescription, load_dataset_json
 from autounet.errors import DatasetError
 from autounet.progress import parallel_map
@@ -62,7 +66,8 @@ class DatasetSummary:
         channel_names: Channel names in channel order.
         ndim: Spatial dimensionality (2 or 3).
         file_ending: File ending from ``dataset.json``.
-        labels: Label name -> value (or tuple of values for a region), as in ``dataset.json``.
+        labels: Label name -> value (or tuple of values for a region), as in ``dataset.json``; for a dataset
+            with several label maps, ``task/name`` -> value.
         median_shape: Per-axis median spatial shape, ``(Z, Y, X)`` or ``(Y, X)``, in voxels.
         median_spacing: Per-axis median voxel spacing in mm, same axis order.
         min_shape: Per-axis minimum spatial shape in voxels.
@@ -126,6 +131,8 @@ def verify_dataset(root: str | os.PathLike, num_processes: int = 1) -> Verificat
     if description is None:
         return VerificationReport(dataset=root, problems=(problem,) if problem else (), summary=None)
     layout = scan_layout(root, description)
+    if description.has_task_folders:
+        scan_task_labels(root, description, layout)
     logger.info("Verifying %s: %d case(s) to read", root.name, len(layout.tasks))
     results: list[CaseResult] = parallel_map(check_case, layout.tasks, num_processes, "Verifying")
     problems = list(layout.problems)
@@ -227,21 +234,38 @@ def _summarize(root: Path, description: DatasetDescription, results: list[CaseRe
         return None
     shapes = np.array([r.shape for r in readable])
     spacings = np.array([r.spacing for r in readable])
-    cases_per_label = {}
-    for name, value in description.labels.items():
-        values = value if isinstance(value, tuple) else (value,)
-        cases_per_label[name] = sum(1 for r in training
-                                    if r.label_values is not None and not r.label_values.isdisjoint(values))
+    labels, cases_per_label = _label_counts(description, training)
     return DatasetSummary(
         name=root.name, num_cases=layout.num_training_cases or 0,
         num_test_cases=len(results) - len(training), num_channels=description.num_channels,
         channel_names=tuple(description.channel_names[c] for c in sorted(description.channel_names)),
-        ndim=majority, file_ending=description.file_ending, labels=dict(description.labels),
+        ndim=majority, file_ending=description.file_ending, labels=labels,
         median_shape=tuple(int(round(float(v))) for v in np.median(shapes, axis=0)),
         median_spacing=tuple(float(v) for v in np.median(spacings, axis=0)),
         min_shape=tuple(int(v) for v in shapes.min(axis=0)),
         max_shape=tuple(int(v) for v in shapes.max(axis=0)),
         cases_per_label=cases_per_label)
+
+
+def _label_counts(description: DatasetDescription, training: list[CaseResult]
+                  ) -> tuple[dict[str, int | tuple[int, ...]], dict[str, int]]:
+    """Declared labels and how many training cases hold each; ``task/name`` keys for multi-task datasets."""
+    labels: dict[str, int | tuple[int, ...]] = {}
+    counts: dict[str, int] = {}
+    for task in description.tasks:
+        prefix = f"{task.name}/" if description.has_task_folders else ""
+        for name, value in task.labels.items():
+            values = value if isinstance(value, tuple) else (value,)
+            labels[prefix + name] = value
+            found = [_values_of(r, task.name, description) for r in training]
+            counts[prefix + name] = sum(1 for v in found if v is not None and not v.isdisjoint(values))
+    return labels, counts
+
+
+def _values_of(result: CaseResult, task: str, description: DatasetDescription) -> frozenset[int] | None:
+    if not description.has_task_folders:
+        return result.label_values
+    return dict(result.task_label_values).get(task)
 
 
 def _spacing_warnings(root: Path, summary: DatasetSummary) -> list[Problem]:
