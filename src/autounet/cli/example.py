@@ -15,10 +15,13 @@ from autounet.dataset.synthetic import (
     ExampleInfo,
     ExampleKind,
     ExampleOptions,
+    SarExampleOptions,
     example_info,
+    full_sar_options,
     full_toy_options,
     generate_detection_toy,
     generate_example,
+    generate_sar_example,
 )
 from autounet.errors import DatasetError
 from autounet.paths import Paths
@@ -29,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 _ALL = "all"
 _DETECTION = "detection"  # nnDetection's toy problem (instance labels); not part of 'all'
+_SAR = "sar"  # SAR-like glaciers with two label maps (zones, front); not part of 'all'
 
 
 def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -44,11 +48,13 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
         description="Write deterministic synthetic datasets in nnU-Net v2 raw format into the raw-data "
                     f"folder, for trying autounet and for tests. Dataset ids: {ids}. 'mr' is an anisotropic "
                     "3D head MR, 'ct' a 3D CT in Hounsfield units, 'multichannel' a two-channel 3D MR "
-                    "(.mha), 'png2d' 2D PNG pictures.")
+                    "(.mha), 'png2d' 2D PNG pictures; outside 'all': 'detection' (id 505) nnDetection's toy problem "
+                    "with instance labels, 'sar' (id 506) SAR-like glacier images with two label maps (tasks "
+                    "'zones' and 'front', the calving front as a one-pixel line, pixel sizes 7/20/40 m).")
     # A string default: argparse checks a '*' positional's default against the choices, and a list fails.
-    parser.add_argument("kinds", nargs="*", choices=[*EXAMPLE_KINDS, _DETECTION, _ALL], default=_ALL, metavar="KIND",
-                        help=f"which examples: {', '.join(EXAMPLE_KINDS)}, {_DETECTION} or {_ALL} (default: {_ALL}, "
-                             f"without {_DETECTION})")
+    parser.add_argument("kinds", nargs="*", choices=[*EXAMPLE_KINDS, _DETECTION, _SAR, _ALL], default=_ALL, metavar="KIND",
+                        help=f"which examples: {', '.join(EXAMPLE_KINDS)}, {_DETECTION}, {_SAR} or {_ALL} (default: "
+                             f"{_ALL}, without {_DETECTION} and {_SAR})")
     defaults = ExampleOptions()
     parser.add_argument("--num-cases", type=positive_int, default=defaults.num_cases, metavar="N",
                         help="training cases per dataset (default: %(default)s)")
@@ -62,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--dataset-id", type=dataset_id, default=None, metavar="ID",
                         help="dataset number instead of the kind's default (only with a single kind)")
     parser.add_argument("--full", action="store_true",
-                        help="detection: nnDetection's full toy size (1000 training cases, 128^3)")
+                        help="detection: nnDetection's full toy size (1000 training cases, 128^3); sar: CaFFe's "
+                             "counts (559 training + 122 test cases, 256 x 256)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing example datasets (the old one is removed once the new one "
                              "is complete)")
@@ -92,8 +99,9 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
             exists and ``--overwrite`` was not given.
     """
     kinds = _selected_kinds(args.kinds)
-    detection = _DETECTION in ([args.kinds] if isinstance(args.kinds, str) else args.kinds)
-    if args.dataset_id is not None and len(kinds) + detection != 1:
+    requested = [args.kinds] if isinstance(args.kinds, str) else args.kinds
+    detection, sar = _DETECTION in requested, _SAR in requested
+    if args.dataset_id is not None and len(kinds) + detection + sar != 1:
         raise DatasetError(f"--dataset-id needs exactly one example kind, got {len(kinds)} "
                            f"({', '.join(kinds)})")
     options = ExampleOptions(num_cases=args.num_cases, num_test_cases=args.num_test_cases,
@@ -106,10 +114,25 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
             num_cases=args.num_cases, num_test_cases=args.num_test_cases, seed=args.seed)
         toy = replace(toy, dataset_id=args.dataset_id) if args.dataset_id is not None else toy
         logger.info("wrote %s (instance labels)", generate_detection_toy(paths.raw, toy, args.overwrite))
+    if sar:
+        _write_sar(args, paths)
     for info in infos:
         folder = generate_example(info.kind, paths.raw, options, overwrite=args.overwrite)
         logger.info("%s", _summary(info, folder, options))
     return 0
+
+
+def _write_sar(args: argparse.Namespace, paths: Paths) -> None:
+    sar = full_sar_options(args.seed) if args.full else SarExampleOptions(
+        num_cases=args.num_cases, num_test_cases=args.num_test_cases, seed=args.seed)
+    if args.shape is not None:
+        if len(args.shape) != 2:
+            raise DatasetError(f"the sar example is 2D; --shape needs Y X, got {' '.join(map(str, args.shape))}")
+        sar = replace(sar, shape=(args.shape[0], args.shape[1]))
+    sar = replace(sar, dataset_id=args.dataset_id) if args.dataset_id is not None else sar
+    folder = generate_sar_example(paths.raw, sar, args.overwrite)
+    logger.info("wrote %s: %d training + %d test cases, %d x %d, tasks zones and front; next: autounet verify -d %d",
+                folder, sar.num_cases, sar.num_test_cases, *sar.shape, sar.dataset_id)
 
 
 def _summary(info: ExampleInfo, folder: Path, options: ExampleOptions) -> str:

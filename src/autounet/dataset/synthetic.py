@@ -10,6 +10,9 @@ Four kinds, each exercising a different path of the pipeline:
   channels.
 - ``png2d``: 2D grey PNG pictures with disc and bar labels.
 
+Beside them, outside these kinds: nnDetection's toy problem (instance labels, :mod:`._synthetic_detection`) and a
+SAR-like glacier dataset with two label maps, zones and the calving front (multi-task, :mod:`._synthetic_sar`).
+
 Every case is drawn from its own generator seeded by ``(seed, kind, case index)``, so a case does not
 depend on how many cases are generated, and the same options give byte-identical files (nibabel writes
 gzip with a zero timestamp and no file name; MetaImage and PNG carry no timestamps). The dataset is built
@@ -27,6 +30,7 @@ import numpy as np
 
 from autounet.dataset._staging import staged_dataset
 from autounet.dataset._synthetic_detection import DetectionToyOptions, full_toy_options, generate_detection_toy
+from autounet.dataset._synthetic_sar import SAR_EXAMPLE_ID, SarExampleOptions, full_sar_options, generate_sar_example
 from autounet.dataset._synthetic_shapes import (
     CaseRecipe,
     SyntheticCase,
@@ -49,10 +53,14 @@ __all__ = [
     "ExampleInfo",
     "ExampleKind",
     "ExampleOptions",
+    "SAR_EXAMPLE_ID",
+    "SarExampleOptions",
     "example_info",
+    "full_sar_options",
     "full_toy_options",
     "generate_detection_toy",
     "generate_example",
+    "generate_sar_example",
 ]
 
 logger = logging.getLogger(__name__)

@@ -231,7 +231,8 @@ def plan_experiment(fingerprint: Fingerprint, description: DatasetDescription, d
     memory = chosen.default_memory_gib if gpu_memory_gib is None else float(gpu_memory_gib)
     if memory <= 0:
         raise PlanError(f"GPU memory budget must be positive, got {memory}")
-    budget = _Budget(chosen, memory, description.num_channels, len(description.labels))
+    # Output channels of every label map (one map: len(labels), as before).
+    budget = _Budget(chosen, memory, description.num_channels, sum(len(task.labels) for task in description.tasks))
     spacing = fullres_target_spacing(fingerprint)
     order = _axis_order(spacing)
     context = _Context(budget, _normalization(description, fingerprint), order)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from autounet.dataset.raw import RawCase, RawDataset
 from autounet.io.images import read_image, read_segmentation
 from autounet.planning.plans import ConfigurationPlan, Plans, data_identifier
@@ -71,6 +73,8 @@ def _run_task(task: _CaseTask) -> str:
     case = task.case
     image, geometry = read_image(case.image_files)
     seg = read_segmentation(case.label_file)[0] if case.label_file is not None else None
+    if len(case.label_files) > 1:  # several label maps (tasks): stacked (L, *spatial) in task order
+        seg = np.stack([seg, *(read_segmentation(path)[0] for path in case.label_files[1:])])
     options = CaseOptions(case_id=case.case_id, foreground_labels=task.foreground_labels)
     data, seg_out, properties = preprocess_case(image, seg, geometry, task.plans, task.configuration, options)
     del image, seg
@@ -101,7 +105,8 @@ def preprocess_dataset(dataset: RawDataset, plans: Plans, configuration_names: S
     tasks: list[_CaseTask] = []
     skipped = 0
     seen: set[str] = set()
-    labels = dataset.description.foreground_labels
+    # Class locations of the first label map come from its declared labels; further maps sample what they hold.
+    labels = dataset.description.tasks[0].foreground_labels
     for name in configuration_names:
         configuration = plans.configuration(name)
         identifier = resolve_data_identifier(plans, configuration)
