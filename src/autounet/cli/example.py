@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "with instance labels, 'sar' (id 506) SAR-like glacier images with two label maps (tasks "
                     "'zones' and 'front', the calving front as a one-pixel line, pixel sizes 7/20/40 m).")
     # A string default: argparse checks a '*' positional's default against the choices, and a list fails.
-    parser.add_argument("kinds", nargs="*", choices=[*EXAMPLE_KINDS, _DETECTION, _SAR, _ALL], default=_ALL, metavar="KIND",
+    parser.add_argument("kinds", nargs="*", choices=[*EXAMPLE_KINDS, _DETECTION, _SAR, _ALL], default=_ALL,
+                        metavar="KIND",
                         help=f"which examples: {', '.join(EXAMPLE_KINDS)}, {_DETECTION}, {_SAR} or {_ALL} (default: "
                              f"{_ALL}, without {_DETECTION} and {_SAR})")
     defaults = ExampleOptions()
