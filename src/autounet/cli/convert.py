@@ -1,4 +1,5 @@
-"""``autounet convert``: turn MSD / nnU-Net v1 / nnDetection task folders and 2D picture folders into raw datasets."""
+"""``autounet convert``: turn MSD / nnU-Net v1 / nnDetection task folders, 2D picture folders and glacier
+calving-front data (CaFFe, the glacier fork's stacked task folders) into raw datasets."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from autounet.cli._common import add_processes_argument, dataset_id
 from autounet.dataset.convert import PICTURE_ENDINGS, convert_images, convert_msd
 from autounet.dataset.description import load_dataset_json
+from autounet.dataset.glacier import CAFFE_DATASET_ID, convert_caffe, convert_glacier_stacked
 from autounet.dataset.nndet import convert_nndet
 from autounet.errors import DatasetError
 from autounet.io.jsonio import read_json
@@ -54,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     add_processes_argument(nndet)
     _add_overwrite(nndet)
     nndet.set_defaults(handler=run)
+    _add_glacier_sources(sources, parent)
     images = sources.add_parser(
         "images", parents=[parent], help="a folder of 2D pictures with a folder of label images",
         description=f"Pair pictures ({', '.join(PICTURE_ENDINGS)}) with the label images of the same "
@@ -70,6 +73,32 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                              'with "labels" (and optionally "channel_names")')
     _add_overwrite(images)
     images.set_defaults(handler=run)
+
+
+def _add_glacier_sources(sources: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    caffe = sources.add_parser(
+        "caffe", parents=[parent], help="the CaFFe calving-front benchmark (SAR images, zones, fronts)",
+        description="Convert CaFFe as published (sar_images/, zones/, fronts/, each with train/ and test/) into a "
+                    "dataset with two label maps: tasks 'zones' (background = N/A and radar shadow, rock, glacier, "
+                    "ocean) and 'front' (a line). Pixel sizes in metres come from the file names "
+                    "(GLACIER_DATE_SENSOR_RES_...); test images go to imagesTs/ with their labels in labelsTs/.")
+    caffe.add_argument("folder", type=Path, metavar="DIR", help="the CaFFe folder (data_raw/)")
+    caffe.add_argument("-d", "--dataset-id", type=dataset_id, default=CAFFE_DATASET_ID, metavar="ID",
+                       help="number of the new dataset (default: %(default)s)")
+    add_processes_argument(caffe)
+    _add_overwrite(caffe)
+    caffe.set_defaults(handler=run)
+    stacked = sources.add_parser(
+        "glacier-stacked", parents=[parent], help="a glacier-fork task folder with stacked label maps",
+        description="Convert an nnU-Net v1 task folder of the calving-front fork, whose label files hold the "
+                    "front (label0) and the zones (label1) stacked along the last axis, into a dataset with one "
+                    "label map per task. Pixel sizes come from the CaFFe case names.")
+    stacked.add_argument("task_folder", type=Path, metavar="TASK_FOLDER", help="the TaskNNN_Name folder")
+    stacked.add_argument("-d", "--dataset-id", type=dataset_id, default=None, metavar="ID",
+                         help="number of the new dataset (default: the task number)")
+    add_processes_argument(stacked)
+    _add_overwrite(stacked)
+    stacked.set_defaults(handler=run)
 
 
 def _add_overwrite(parser: argparse.ArgumentParser) -> None:
@@ -94,14 +123,23 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
         convert = convert_msd if args.source == "msd" else convert_nndet
         folder = convert(args.task_folder, paths.raw, dataset_id=args.dataset_id, num_processes=args.num_processes,
                          overwrite=args.overwrite)
+    elif args.source == "caffe":
+        folder = convert_caffe(args.folder, paths.raw, dataset_id=args.dataset_id, num_processes=args.num_processes,
+                               overwrite=args.overwrite)
+    elif args.source == "glacier-stacked":
+        folder = convert_glacier_stacked(args.task_folder, paths.raw, dataset_id=args.dataset_id,
+                                         num_processes=args.num_processes, overwrite=args.overwrite)
     else:
         labels, channel_names = _read_labels_json(args.labels_json) if args.labels_json else (None, None)
         folder = convert_images(args.images, args.labels, paths.raw, args.dataset_id, args.name, labels=labels,
                                 channel_names=channel_names, overwrite=args.overwrite)
     description = load_dataset_json(folder / "dataset.json")
     dataset_id = int(folder.name.removeprefix("Dataset").split("_", 1)[0])
+    labels = "; ".join(", ".join(f"{k}={v}" for k, v in task.labels.items()) if not description.has_task_folders
+                       else f"{task.name} ({task.kind}): " + ", ".join(f"{k}={v}" for k, v in task.labels.items())
+                       for task in description.tasks)
     logger.info("wrote %s: %d training case(s), %d channel(s), labels %s", folder, description.num_training,
-                description.num_channels, ", ".join(f"{k}={v}" for k, v in description.labels.items()))
+                description.num_channels, labels)
     logger.info("next: autounet verify -d %d", dataset_id)
     return 0
 
