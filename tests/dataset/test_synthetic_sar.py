@@ -1,0 +1,81 @@
+"""The synthetic SAR glacier example: two label maps, speckle, sensor pixel sizes, determinism, clean verify."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from autounet.cli.main import main
+from autounet.dataset import load_dataset_json, load_raw_dataset
+from autounet.dataset._synthetic_sar import sar_case
+from autounet.dataset.synthetic import SarExampleOptions, generate_sar_example
+from autounet.dataset.verify import verify_dataset
+from autounet.errors import DatasetError
+from autounet.io import read_image
+
+TINY = SarExampleOptions(num_cases=6, num_test_cases=2, shape=(40, 48))
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_example_verifies_and_has_both_task_maps(tmp_path: Path) -> None:
+    folder = generate_sar_example(tmp_path / "raw", TINY)
+    assert folder.name == "Dataset506_ExampleSAR"
+    report = verify_dataset(folder)
+    assert report.ok and not report.warnings, (report.problems, report.warnings)
+    description = load_dataset_json(folder / "dataset.json")
+    assert [(t.name, t.kind) for t in description.tasks] == [("zones", "area"), ("front", "line")]
+    dataset = load_raw_dataset(folder)
+    assert len(dataset.cases) == 6 and all(len(c.label_files) == 2 for c in dataset.cases)
+    assert len(list((folder / "labelsTs" / "front").iterdir())) == 2
+    spacings = {read_image(c.image_files)[1].spacing for c in dataset.cases}
+    assert spacings <= {(7.0, 7.0), (20.0, 20.0), (40.0, 40.0)} and len(spacings) >= 2
+
+
+def test_same_options_give_identical_files(tmp_path: Path) -> None:
+    first = _digest(generate_sar_example(tmp_path / "a", TINY))
+    second = _digest(generate_sar_example(tmp_path / "b", TINY))
+    assert first == second
+    other = _digest(generate_sar_example(tmp_path / "c", SarExampleOptions(num_cases=6, num_test_cases=2,
+                                                                           shape=(40, 48), seed=1)))
+    assert other != first
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_case_zones_front_and_speckle(index: int) -> None:
+    case = sar_case(np.random.default_rng([0, 17, index]), (40, 48))
+    assert case.image.shape == case.zones.shape == case.front.shape == (40, 48)
+    assert set(np.unique(case.zones)) <= {0, 1, 2, 3} and {2, 3} <= set(np.unique(case.zones))
+    # The front: glacier pixels with an ocean 4-neighbour, exactly, and nothing else.
+    ocean = case.zones == 3
+    near_ocean = ndimage.binary_dilation(ocean, structure=ndimage.generate_binary_structure(2, 1))
+    np.testing.assert_array_equal(case.front.astype(bool), (case.zones == 2) & near_ocean)
+    assert case.front.sum() > 0
+    # Speckle: zones differ in mean backscatter, and vary within (multiplicative noise, not a flat fill).
+    image = case.image.astype(float)
+    assert image[case.zones == 1].mean() > image[case.zones == 2].mean() > image[case.zones == 3].mean()
+    assert image[case.zones == 3].std() > 0.2 * image[case.zones == 3].mean()
+    assert case.image.dtype == np.uint8 and case.pixel_size in (7.0, 20.0, 40.0)
+
+
+def test_bad_options_are_refused(tmp_path: Path) -> None:
+    for options in (SarExampleOptions(num_cases=0), SarExampleOptions(shape=(16, 64)), SarExampleOptions(seed=-1)):
+        with pytest.raises(DatasetError):
+            generate_sar_example(tmp_path, options)
+
+
+def test_cli_example_sar(tmp_path: Path) -> None:
+    argv = ["example", "sar", "--num-cases", "3", "--num-test-cases", "1", "--shape", "32", "40",
+            "--data-root", str(tmp_path)]
+    assert main(argv) == 0
+    folder = tmp_path / "raw" / "Dataset506_ExampleSAR"
+    assert load_dataset_json(folder / "dataset.json").num_training == 3
+    assert read_image([folder / "imagesTs" / "sar_0003_0000.mha"])[0].shape == (1, 32, 40)
+    assert main(["example", "sar", "--shape", "32", "--data-root", str(tmp_path)]) != 0
