@@ -79,3 +79,18 @@ def test_cli_example_sar(tmp_path: Path) -> None:
     assert load_dataset_json(folder / "dataset.json").num_training == 3
     assert read_image([folder / "imagesTs" / "sar_0003_0000.mha"])[0].shape == (1, 32, 40)
     assert main(["example", "sar", "--shape", "32", "--data-root", str(tmp_path)]) != 0
+
+
+def test_plan_and_preprocess_stack_the_maps_and_training_stops_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = ["--data-root", str(tmp_path)]
+    assert main(["example", "sar", "--num-cases", "4", "--num-test-cases", "0", "--shape", "32", "32", *root]) == 0
+    assert main(["plan-and-preprocess", "-d", "506", *root]) == 0
+    segs = sorted((tmp_path / "preprocessed" / "Dataset506_ExampleSAR").glob("2d_*/sar_0000_seg.npy"))
+    assert len(segs) == 1
+    seg = np.load(segs[0])
+    assert seg.shape[0] == 2 and set(np.unique(seg[1])) <= {-1, 0, 1}
+    capsys.readouterr()
+    assert main(["train", "-d", "506", "-c", "2d", "-f", "0", *root]) != 0
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith("multi-task training is not available yet")
