@@ -219,3 +219,13 @@ def test_map_geometry_must_match_the_image(tmp_path: Path) -> None:
     write_segmentation(front[:6], _GEOMETRY, root / "labelsTs/zones/c2.mha")
     assert ("labelsTs/zones/c2.mha", "label shape (6, 8) differs from image shape (8, 8) of c2_0000.mha") in \
         _problems(root)
+
+
+def test_messages_name_the_task_and_the_test_folder(tmp_path: Path) -> None:
+    root = make_multitask(tmp_path / "D")
+    _, zones, _ = _case_maps(1)
+    write_segmentation(zones, _GEOMETRY, root / "labelsTr/front/c1.mha")
+    write_segmentation(zones, _GEOMETRY, root / "labelsTs/zones/c7.mha")
+    problems = dict(_problems(root))
+    assert "add them to task 'front' labels" in problems["labelsTr/front/c1.mha"]
+    assert "no imagesTs/c7_0000.mha" in problems["labelsTs/zones/c7.mha"]

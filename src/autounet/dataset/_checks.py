@@ -379,7 +379,11 @@ def _check_task_labels(task: CaseTask, reference: _Reference | None, problems: l
     found = []
     for label in task.task_labels:
         declared = replace(task, allowed_labels=label.allowed_labels, ignore_label=label.ignore_label)
+        first_new = len(problems)
         found.append((label.task, _check_label(label.path, declared, reference, problems, warnings)))
+        # The task's labels are where undeclared values must be added, not a top-level 'labels'.
+        problems[first_new:] = [replace(p, message=p.message.replace("to 'labels'", f"to task '{label.task}' labels"))
+                                for p in problems[first_new:]]
     return tuple(found)
 
 

@@ -51,7 +51,11 @@ def scan_task_labels(root: Path, description: DatasetDescription, layout: Layout
                     f"({{case}}{ending}), one per case of images{split}/")))
                 continue
             labels = _scan_label_folder(folder, ending, layout)
+            first_new = len(layout.problems)
             _pair_images_and_labels(images, labels, folder, ending, layout)
+            if is_test:  # the pairing messages name the training folder
+                layout.problems[first_new:] = [replace(p, message=p.message.replace("imagesTr/", "imagesTs/"))
+                                               for p in layout.problems[first_new:]]
             for case_id, path in labels.items():
                 if case_id in found:
                     found[case_id].append(TaskLabelFile(task.name, path, task.allowed_label_values,
