@@ -229,3 +229,19 @@ def test_messages_name_the_task_and_the_test_folder(tmp_path: Path) -> None:
     problems = dict(_problems(root))
     assert "add them to task 'front' labels" in problems["labelsTr/front/c1.mha"]
     assert "no imagesTs/c7_0000.mha" in problems["labelsTs/zones/c7.mha"]
+
+
+def test_one_declared_task_is_a_single_map_in_its_folder(tmp_path: Path) -> None:
+    description = _parse(_json(tasks={"front": _tasks()["front"]}))
+    assert description.has_task_folders and description.single_task.name == "front"
+    assert description.foreground_labels == (1,)
+    assert OutputLayout.from_description(description).tasks[0].name == "front"
+    assert LabelScheme.from_description(description).labels == (0, 1)
+    root = make_multitask(tmp_path / "D")
+    (root / "dataset.json").write_text(json.dumps(_json(tasks={"front": _tasks()["front"]})))
+    for path in (root / "labelsTr/zones").iterdir():
+        path.unlink()
+    (root / "labelsTr/zones").rmdir()
+    problems = _problems(root)
+    assert [p[0] for p in problems] == ["labelsTs/zones"] and "not a task of dataset.json" in problems[0][1]
+    assert load_raw_dataset(root).cases[1].label_files == (root / "labelsTr/front/c1.mha",)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autounet.dataset.description import DatasetDescription, load_dataset_json, save_dataset_json
+from autounet.dataset.description import DatasetDescription, LabelTask, load_dataset_json, save_dataset_json
 from autounet.dataset.labels import LabelScheme, OutputLayout, OutputTask
 from autounet.dataset.raw import (
     RawCase,
@@ -17,6 +17,7 @@ from autounet.dataset.raw import (
 __all__ = [
     "DatasetDescription",
     "LabelScheme",
+    "LabelTask",
     "OutputLayout",
     "OutputTask",
     "RawCase",
