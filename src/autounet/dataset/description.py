@@ -4,6 +4,11 @@ Accepted exactly as nnU-Net v2 writes it: ``channel_names`` (``{"0": "CT"}``), `
 0, "liver": 1}`` or, for overlapping regions, lists such as ``{"whole": [1, 2, 3]}`` with
 ``regions_class_order``), ``numTraining``, ``file_ending``, and optionally a label named ``ignore``. Other
 keys (``name``, ``description``, ``licence``, ...) are kept unchanged.
+
+``"instance_labels": true`` (written by ``autounet convert nndet`` and ``autounet example detection``) marks
+a detection dataset: each label file holds an instance map (0 background, 1..N one id per object) with a
+``{case}.json`` beside it, ``{"instances": {"1": class, ...}}``, classes counting from 0; class ``c`` is
+the label of value ``c + 1`` in ``labels`` (see :mod:`autounet.dataset.nndet`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class DatasetDescription:
         file_ending: Image file ending, e.g. ``".nii.gz"``.
         regions_class_order: For region-based datasets, the label value each region is written as.
         extra: All other keys, kept as they were.
+        instance_labels: Label files are instance maps with a per-case instance JSON (detection datasets).
     """
 
     channel_names: dict[int, str]
@@ -42,6 +48,7 @@ class DatasetDescription:
     file_ending: str
     regions_class_order: tuple[int, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    instance_labels: bool = False
 
     @property
     def num_channels(self) -> int:
@@ -73,6 +80,13 @@ class DatasetDescription:
         ignore = self.ignore_label
         return tuple(sorted(v for v in self.allowed_label_values if v != 0 and v != ignore))
 
+    @property
+    def instance_classes(self) -> dict[int, str]:
+        """Detection class (from 0, as in the instance JSON) -> name: the label of value ``c + 1`` is class ``c``."""
+        plain = {value: name for name, value in self.labels.items()
+                 if isinstance(value, int) and value > 0 and name != IGNORE_LABEL_NAME}
+        return {value - 1: plain[value] for value in sorted(plain)}
+
     def to_json_dict(self) -> dict[str, Any]:
         """The nnU-Net v2 ``dataset.json`` layout."""
         data: dict[str, Any] = {
@@ -83,6 +97,8 @@ class DatasetDescription:
         }
         if self.regions_class_order is not None:
             data["regions_class_order"] = list(self.regions_class_order)
+        if self.instance_labels:
+            data["instance_labels"] = True
         data.update(self.extra)
         return data
 
@@ -122,9 +138,11 @@ def parse_dataset_json(data: Any, path: Path) -> DatasetDescription:
         raise DatasetError(f"'file_ending' {file_ending!r} is not supported; use one of "
                            f"{', '.join(SUPPORTED_ENDINGS)}", path)
     regions_class_order = _parse_regions_order(data.get("regions_class_order"), labels, path)
-    extra = {k: v for k, v in data.items() if k not in (*_REQUIRED, "regions_class_order")}
+    instance_labels = _parse_instance_labels(data.get("instance_labels", False), labels, path)
+    extra = {k: v for k, v in data.items() if k not in (*_REQUIRED, "regions_class_order", "instance_labels")}
     return DatasetDescription(channel_names=channel_names, labels=labels, num_training=num_training,
-                              file_ending=file_ending, regions_class_order=regions_class_order, extra=extra)
+                              file_ending=file_ending, regions_class_order=regions_class_order, extra=extra,
+                              instance_labels=instance_labels)
 
 
 def save_dataset_json(path: str | os.PathLike, description: DatasetDescription) -> None:
@@ -190,6 +208,15 @@ def _parse_regions_order(raw: Any, labels: dict[str, int | tuple[int, ...]], pat
     if undeclared := sorted(set(raw) - declared):
         raise DatasetError(f"'regions_class_order' names label value(s) {undeclared} that no label declares", path)
     return tuple(raw)
+
+
+def _parse_instance_labels(raw: Any, labels: dict[str, int | tuple[int, ...]], path: Path) -> bool:
+    if not isinstance(raw, bool):
+        raise DatasetError(f"'instance_labels' must be true or false, got {raw!r}", path)
+    if raw and (IGNORE_LABEL_NAME in labels or any(isinstance(v, tuple) for v in labels.values())):
+        raise DatasetError("'instance_labels' datasets declare one plain label per class (no regions, no "
+                           "'ignore' label)", path)
+    return raw
 
 
 def _is_int(value: Any) -> bool:
