@@ -37,6 +37,11 @@ class Fingerprint:
         relative_sizes_after_crop: Voxels after crop / voxels before, per case.
         foreground_intensity: Statistics per input channel.
         num_foreground_samples_per_case: How many foreground voxels were sampled per case per channel.
+        boxes_per_case: For a dataset with instance labels, the number of instances per case (cases in
+            ``case_ids`` order); empty when the dataset has none (box statistics not recorded).
+        box_sizes_mm: The box extent of every instance in mm, raw array axis order, cases in order
+            (``boxes_per_case`` rows each). In mm rather than voxels so that planning converts them to any
+            target spacing; detection configurations fit their anchors to them.
     """
 
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -50,6 +55,8 @@ class Fingerprint:
     relative_sizes_after_crop: tuple[float, ...]
     foreground_intensity: tuple[ChannelIntensityStats, ...]
     num_foreground_samples_per_case: int = 10000
+    boxes_per_case: tuple[int, ...] = ()
+    box_sizes_mm: tuple[tuple[float, ...], ...] = ()
 
     @property
     def median_relative_size_after_crop(self) -> float:
