@@ -1,12 +1,13 @@
 """Fingerprint extraction, storage and reuse.
 
-Per case (one case in memory per worker): spacing, shape, shape after cropping to the non-zero region, and
-a fixed number of foreground intensities per channel; for a dataset with instance labels also the box
-extent (mm) of every instance, which detection planning fits anchors to (foreground: instance id > 0). The samples are drawn with replacement, as nnU-Net
-v2 does, so every case contributes equally however small its foreground; unlike nnU-Net (which samples
-``1e8 / num_cases`` per case and also computes unused per-case percentiles) the number per case is fixed,
-which bounds memory and time. Each case's generator is seeded from the global seed and the case id, so the
-result does not depend on the number of processes or the order of the cases.
+Per case (one case in memory per worker): spacing, shape, shape after cropping to the non-zero region, and a
+fixed number of foreground intensities per channel; for a dataset with instance labels also the box extent
+(mm) of every instance, which detection planning fits anchors to (foreground: instance id > 0). The samples
+are drawn with replacement, as nnU-Net v2 does, so every case contributes equally however small its
+foreground; unlike nnU-Net (which samples ``1e8 / num_cases`` per case and also computes unused per-case
+percentiles) the number per case is fixed, which bounds memory and time. Each case's generator is seeded from
+the global seed and the case id, so the result does not depend on the number of processes or the order of the
+cases.
 """
 
 from __future__ import annotations

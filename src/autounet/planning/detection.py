@@ -63,7 +63,8 @@ def _box_sizes_voxels(fingerprint: Fingerprint, axis_order: tuple[int, ...],
         raise PlanError("no instance in any training case: a detection configuration needs boxes to fit "
                         "anchors to")
     sizes_mm = np.asarray(fingerprint.box_sizes_mm, dtype=np.float64)[:, list(axis_order)]
-    return sizes_mm / np.asarray(spacing, dtype=np.float64)
+    # A 2D configuration of (single-slice) 3D data sees the in-plane axes only, the last after the order.
+    return sizes_mm[:, sizes_mm.shape[1] - len(spacing):] / np.asarray(spacing, dtype=np.float64)
 
 
 def detection_configuration(base: ConfigurationPlan, fingerprint: Fingerprint, num_classes: int,
@@ -71,7 +72,8 @@ def detection_configuration(base: ConfigurationPlan, fingerprint: Fingerprint, n
     """The detection configuration built on a segmentation configuration of the same dimensionality.
 
     Args:
-        base: ``3d_fullres`` (or ``2d`` of 2D data): spacing, patch, batch and network are reused.
+        base: ``3d_fullres`` (``2d`` for 2D data, or for 3D data too thin for ``3d_fullres``): spacing,
+            patch, batch and network are reused.
         fingerprint: With the training boxes (:attr:`Fingerprint.box_sizes_mm`).
         num_classes: Object classes.
         axis_order: The plans' axis order.

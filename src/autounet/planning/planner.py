@@ -207,11 +207,11 @@ def _plan_lowres(fullres: ConfigurationPlan, median_shape: np.ndarray, num_cases
 
 def _with_detection(configurations: dict[str, ConfigurationPlan], fingerprint: Fingerprint, num_classes: int,
                     order: tuple[int, ...]) -> dict[str, ConfigurationPlan]:
-    # Detection runs on the full-resolution configuration of the data's own dimensionality.
-    base = configurations.get("3d_fullres" if fingerprint.ndim == 3 else "2d")
+    # Detection runs on the full-resolution configuration of the data's own dimensionality; 3D data too
+    # thin for one (single slices) on the 2D configuration.
+    base = configurations.get("3d_fullres") or configurations.get("2d")
     if base is None:
-        raise PlanError("no full-resolution configuration of the data's dimensionality fits, so no detection "
-                        "configuration can be planned")
+        raise PlanError("no full-resolution configuration fits, so no detection configuration can be planned")
     detection = detection_configuration(base, fingerprint, num_classes, order)
     return {**configurations, detection.name: detection}
 

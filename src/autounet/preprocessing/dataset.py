@@ -30,7 +30,8 @@ from autounet.preprocessing.case import CaseOptions, preprocess_case
 from autounet.preprocessing.storage import case_finished, remove_stale_temporaries, write_case
 from autounet.progress import parallel_map
 
-__all__ = ["PreprocessReport", "case_label_maps", "default_configurations", "preprocess_dataset", "resolve_data_identifier"]
+__all__ = ["PreprocessReport", "case_label_maps", "default_configurations", "preprocess_dataset",
+           "resolve_data_identifier"]
 
 logger = logging.getLogger(__name__)
 
