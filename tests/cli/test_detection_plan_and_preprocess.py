@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from autounet.cli.main import main
+from autounet.data.sampler import PatchSampler, SamplerSettings
 from autounet.dataset._synthetic_detection import DetectionToyOptions, generate_detection_toy, toy_case
 from autounet.detection.boxes import instances_to_boxes
 from autounet.io.geometry import ImageGeometry
@@ -84,6 +85,21 @@ def test_plan_and_preprocess_the_detection_toy(tmp_path: Path, shape: tuple[int,
         _, single, _ = load_case(folder / seg_config.data_identifier, case_id)
         assert np.array_equal(np.asarray(single), semantic)
     assert instances_seen > 0
+    with_objects = [p.stem for p in sorted((raw / "labelsTr").glob("*.json")) if json.loads(p.read_text())["instances"]]
+    _check_sampler(folder / det.data_identifier, det.patch_size, with_objects)
+
+
+def _check_sampler(folder: Path, patch: tuple[int, ...], cases: list[str]) -> None:
+    """Batches of detection data carry both maps, cut at the same place; forced samples hold an object."""
+    sampler = PatchSampler(folder, cases, SamplerSettings(patch, 3, 1.0))
+    assert sampler.num_label_channels == 2
+    for seed in range(5):
+        image, seg = sampler.sample_batch(np.random.default_rng(seed))
+        assert seg.shape == (3, 2, *patch) and seg.dtype == np.int16 and image.shape[:2] == (3, 1)
+        assert np.array_equal(seg[:, 0] > 0, seg[:, 1] > 0)
+        assert all((sample[0] > 0).any() for sample in seg)
+    _, single = sampler.sample_patch(cases[0], True, np.random.default_rng(0))
+    assert single.shape == (2, *patch)
 
 
 def test_verify_reports_a_broken_instance_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
