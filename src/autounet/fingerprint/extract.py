@@ -29,8 +29,8 @@ from autounet.fingerprint._nnunet import fingerprint_from_nnunet, is_nnunet_fing
 from autounet.fingerprint.bbox import bbox_slices, mask_bbox, nonzero_mask
 from autounet.fingerprint.model import ChannelIntensityStats, Fingerprint
 from autounet.io.images import read_image, read_segmentation
-from autounet.io.jsonio import read_json, write_json
-from autounet.io.serialization import from_dict, save_dataclass, to_dict
+from autounet.io.jsonio import read_json
+from autounet.io.serialization import from_dict, save_dataclass
 from autounet.progress import parallel_map
 
 __all__ = [
@@ -221,13 +221,8 @@ def _check_consistent(dataset: RawDataset, summaries: list[_CaseSummary]) -> Non
 
 
 def save_fingerprint(path: str | Path, fingerprint: Fingerprint) -> None:
-    """Write a fingerprint as indented JSON, atomically (without box fields when it has none)."""
-    if fingerprint.boxes_per_case:
-        save_dataclass(path, fingerprint)
-        return
-    data = to_dict(fingerprint)
-    del data["boxes_per_case"], data["box_sizes_mm"]  # segmentation fingerprints stay as they were
-    write_json(path, data)
+    """Write a fingerprint as indented JSON, atomically."""
+    save_dataclass(path, fingerprint)
 
 
 def load_fingerprint(path: str | Path) -> Fingerprint:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+
+from autounet.io.serialization import OMIT_WHEN_DEFAULT
 
 __all__ = ["ChannelIntensityStats", "Fingerprint"]
 
@@ -55,8 +57,9 @@ class Fingerprint:
     relative_sizes_after_crop: tuple[float, ...]
     foreground_intensity: tuple[ChannelIntensityStats, ...]
     num_foreground_samples_per_case: int = 10000
-    boxes_per_case: tuple[int, ...] = ()
-    box_sizes_mm: tuple[tuple[float, ...], ...] = ()
+    # Left out of the JSON when empty: segmentation fingerprints stay as they were.
+    boxes_per_case: tuple[int, ...] = field(default=(), metadata=OMIT_WHEN_DEFAULT)
+    box_sizes_mm: tuple[tuple[float, ...], ...] = field(default=(), metadata=OMIT_WHEN_DEFAULT)
 
     @property
     def median_relative_size_after_crop(self) -> float:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from autounet.errors import ConfigError
 from autounet.io.jsonio import read_json, write_json
-from autounet.io.serialization import from_dict, to_dict
+from autounet.io.serialization import OMIT_WHEN_DEFAULT, from_dict, to_dict
 from autounet.networks.spec import UNetSpec
 
 __all__ = [
@@ -163,7 +163,7 @@ class ConfigurationPlan:
     next_stage: str | None = None
     batch_dice: bool = False
     estimated_memory_gib: float = 0.0
-    detection: DetectionPlan | None = None
+    detection: DetectionPlan | None = field(default=None, metadata=OMIT_WHEN_DEFAULT)  # absent: segmentation
 
 
 @dataclass(frozen=True)
@@ -225,8 +225,6 @@ def save_plans(path: str | os.PathLike, plans: Plans) -> None:
     """Write plans as indented JSON; cascade stages are written compactly with ``inherits_from``."""
     data = to_dict(plans)
     for name, config in plans.configurations.items():
-        if config.detection is None:  # segmentation plans are written exactly as before detection existed
-            del data["configurations"][name]["detection"]
         parent = _inheritance_parent(plans, config)
         if parent is not None:
             parent_data = data["configurations"][parent]
