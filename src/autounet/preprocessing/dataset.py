@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autounet.dataset.description import DatasetDescription
 from autounet.dataset.nndet import load_instance_label
 from autounet.dataset.raw import RawCase, RawDataset
 from autounet.errors import ConfigError
@@ -58,7 +59,7 @@ class _CaseTask:
     plans: Plans
     configuration: ConfigurationPlan
     foreground_labels: tuple[int, ...]
-    instance_classes: dict[int, str] | None = None  # class (from 0) -> name for instance-label datasets
+    description: DatasetDescription
 
 
 def resolve_data_identifier(plans: Plans, configuration: ConfigurationPlan) -> str:
@@ -78,30 +79,32 @@ def default_configurations(plans: Plans) -> tuple[str, ...]:
     return tuple(chosen)
 
 
-def case_label_maps(case: RawCase, instance_classes: dict[int, str] | None, detection: bool) -> np.ndarray | None:
-    """The label array a case is preprocessed with (raw axis order).
+def case_label_maps(case: RawCase, description: DatasetDescription, detection: bool = False) -> np.ndarray | None:
+    """The label array of a raw case as preprocessing (and scoring against the raw labels) uses it.
 
     Args:
         case: The raw case.
-        instance_classes: Class (from 0) -> name for a dataset with instance labels, else ``None``.
-        detection: Whether the configuration is a detection one.
+        description: Its dataset's ``dataset.json``.
+        detection: For a detection configuration: both maps stacked.
 
     Returns:
-        ``None`` without label; the label map of a segmentation dataset; for an instance-label dataset the
-        semantic map, or for detection the stacked ``(2, *spatial)`` semantic and instance maps.
+        ``None`` without label; the label map of a segmentation dataset; for a dataset with instance labels
+        the semantic map (class ``c`` as ``c + 1``), or with ``detection`` the stacked ``(2, *spatial)``
+        semantic and instance maps. Raw axis order.
 
     Raises:
-        ConfigError: A detection configuration for a dataset without instance labels.
+        ConfigError: ``detection`` for a dataset without instance labels.
         DatasetError: Unreadable label, or instances that do not match their JSON.
     """
     if case.label_file is None:
         return None
-    if instance_classes is None or case.instances_file is None:
+    if not description.instance_labels or case.instances_file is None:
         if detection:
             raise ConfigError("a detection configuration needs a dataset with instance labels "
                               "(\"instance_labels\": true in dataset.json)", case.label_file)
         return read_segmentation(case.label_file)[0]
-    instance_map, semantic, _ = load_instance_label(case.label_file, case.instances_file, instance_classes)
+    instance_map, semantic, _ = load_instance_label(case.label_file, case.instances_file,
+                                                    description.instance_classes)
     if not detection:
         return semantic
     # One small dtype for both maps (cropping narrows it further to the smallest signed type).
@@ -112,7 +115,7 @@ def case_label_maps(case: RawCase, instance_classes: dict[int, str] | None, dete
 def _run_task(task: _CaseTask) -> str:
     case = task.case
     image, geometry = read_image(case.image_files)
-    seg = case_label_maps(case, task.instance_classes, task.configuration.detection is not None)
+    seg = case_label_maps(case, task.description, task.configuration.detection is not None)
     options = CaseOptions(case_id=case.case_id, foreground_labels=task.foreground_labels)
     data, seg_out, properties = preprocess_case(image, seg, geometry, task.plans, task.configuration, options)
     del image, seg
@@ -144,7 +147,6 @@ def preprocess_dataset(dataset: RawDataset, plans: Plans, configuration_names: S
     skipped = 0
     seen: set[str] = set()
     labels = dataset.description.foreground_labels
-    instance_classes = dataset.description.instance_classes if dataset.description.instance_labels else None
     for name in configuration_names:
         configuration = plans.configuration(name)
         identifier = resolve_data_identifier(plans, configuration)
@@ -160,7 +162,7 @@ def preprocess_dataset(dataset: RawDataset, plans: Plans, configuration_names: S
             if case_finished(folder, case.case_id):
                 skipped += 1
             else:
-                tasks.append(_CaseTask(case, folder, plans, configuration, labels, instance_classes))
+                tasks.append(_CaseTask(case, folder, plans, configuration, labels, dataset.description))
     if skipped:
         logger.info("%d case(s) already preprocessed, skipping them", skipped)
     parallel_map(_run_task, tasks, num_processes, "Preprocess")
