@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from autounet.cli.main import main
+from autounet.data import BatchAugmenter, default_augmentation
+from autounet.data.loader import BatchLoader
 from autounet.data.sampler import PatchSampler, SamplerSettings
 from autounet.dataset._synthetic_detection import DetectionToyOptions, generate_detection_toy, toy_case
 from autounet.detection.boxes import instances_to_boxes
+from autounet.detection.targets import boxes_from_maps
 from autounet.io.geometry import ImageGeometry
 from autounet.io.images import write_image, write_segmentation
 from autounet.io.jsonio import write_json
@@ -100,6 +105,19 @@ def _check_sampler(folder: Path, patch: tuple[int, ...], cases: list[str]) -> No
         assert all((sample[0] > 0).any() for sample in seg)
     _, single = sampler.sample_patch(cases[0], True, np.random.default_rng(0))
     assert single.shape == (2, *patch)
+    # the loader augments both maps with one nearest-neighbour warp: boxes and classes follow the objects
+    config = dataclasses.replace(default_augmentation(patch, len(patch)), seg_linear_interpolation=False,
+                                 p_rotation=1.0, p_scaling=1.0)
+    larger = PatchSampler(folder, cases, SamplerSettings(config.sampling_patch_size, 3, 1.0, final_patch_size=patch))
+    loader = BatchLoader(larger, 3, num_workers=0, augment=BatchAugmenter(config, torch.device("cpu")))
+    try:
+        for _, seg in loader.epoch(0, 3):
+            assert seg.shape == (3, 2, *patch) and seg.dtype == np.int16
+            assert np.array_equal(seg[:, 0] > 0, seg[:, 1] > 0)
+            for boxes, classes in boxes_from_maps(seg[:, 0], seg[:, 1]):
+                assert len(boxes) == len(classes) and set(classes.tolist()) <= {0, 1}
+    finally:
+        loader.close()
 
 
 def test_verify_reports_a_broken_instance_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
