@@ -75,7 +75,7 @@ def test_convert_equals_the_generated_layout(task: Path, tmp_path: Path) -> None
     assert _files(converted) == _files(generated)  # images byte for byte, instance maps, per-case JSON
     description = load_dataset_json(converted / "dataset.json")
     assert description.labels == {"background": 0, "square": 1, "square_hole": 2}
-    assert description.extra["instance_labels"] is True and description.extra["dim"] == 3
+    assert description.instance_labels is True and description.extra["dim"] == 3
     assert description.num_training == 4 and description.extra["numTest"] == 2
 
 
@@ -179,5 +179,5 @@ def test_cli_example_detection(tmp_path: Path) -> None:
     assert main(args) == 0
     folder = next(tmp_path.rglob("Dataset606_ExampleDetection"))
     assert sorted(p.name for p in (folder / "labelsTs").iterdir()) == ["toy_0002.json", "toy_0002.nii.gz"]
-    assert load_dataset_json(folder / "dataset.json").extra["instance_labels"] is True
+    assert load_dataset_json(folder / "dataset.json").instance_labels is True
     assert main(args) == 1  # exists: needs --overwrite

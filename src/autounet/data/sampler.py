@@ -70,24 +70,26 @@ class PatchSampler:
             data, seg, properties = load_case(self.folder, case_id, mmap=True)
             if seg is None:
                 raise DatasetError(f"case '{case_id}' was preprocessed without labels", self.folder)
-            segs: tuple[np.ndarray, ...] = (seg,)
+            # Stacked label maps (a detection configuration's semantic and instance maps) are cut alike.
+            segs: tuple[np.ndarray, ...] = tuple(seg) if seg.ndim == data.ndim else (seg,)
             if self.previous_stage_folder is not None:
                 path = self.previous_stage_folder / f"{case_id}.npy"
                 try:
                     previous = np.load(path, mmap_mode="r")
                 except (OSError, ValueError) as error:
                     raise DatasetError(f"cannot read the previous stage's prediction: {error}", path) from None
-                if previous.shape != seg.shape:
+                if previous.shape != seg.shape[-previous.ndim:]:
                     raise DatasetError(f"previous-stage prediction has shape {previous.shape}, the case "
                                        f"{seg.shape}; retrain the previous stage with these plans", path)
-                segs = (seg, previous)
+                segs = (*segs, previous)
             self._cases[case_id] = (data, segs, properties)
         return self._cases[case_id]
 
     @property
     def num_label_channels(self) -> int:
-        """Label channels of a batch: the labels, plus the previous stage's labels for a cascade."""
-        return 1 if self.previous_stage_folder is None else 2
+        """Label channels of a batch: the label map(s) of the cases (two for detection data: semantic,
+        instances), plus the previous stage's labels for a cascade."""
+        return len(self._case(self.case_ids[0])[1])
 
     @property
     def num_channels(self) -> int:
@@ -130,7 +132,7 @@ class PatchSampler:
         image = np.empty((self.num_channels, *self.settings.patch_size), dtype=np.float32)
         seg = np.empty((self.num_label_channels, *self.settings.patch_size), dtype=np.int16)
         self._fill_patch(case_id, force_foreground, rng, image, seg)
-        return image, (seg[0] if self.previous_stage_folder is None else seg)
+        return image, (seg[0] if len(seg) == 1 else seg)
 
     def _fill_patch(self, case_id: str, force_foreground: bool, rng: np.random.Generator, image_out: np.ndarray,
                     seg_out: np.ndarray, window: tuple[slice, ...] | None = None) -> None:

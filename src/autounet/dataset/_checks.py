@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autounet.dataset._instances import check_instance_label
 from autounet.dataset.description import DatasetDescription
 from autounet.errors import ImageIOError
 from autounet.io.geometry import ImageGeometry
@@ -81,6 +82,8 @@ class CaseTask:
         is_test: Whether the case comes from ``imagesTs/``.
         task_labels: For multi-task datasets, the case's label maps that exist, one per task (``label_file``
             is then ``None``).
+        instances_file: For a dataset with instance labels, the case's instance JSON beside its label.
+        instance_classes: For a dataset with instance labels, class (from 0) -> name; ``None`` otherwise.
     """
 
     case_id: str
@@ -91,6 +94,8 @@ class CaseTask:
     ignore_label: int | None
     is_test: bool = False
     task_labels: tuple[TaskLabelFile, ...] = ()
+    instances_file: Path | None = None
+    instance_classes: dict[int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,9 +177,11 @@ def scan_layout(root: Path, description: DatasetDescription) -> Layout:
     if images_dir.is_dir():
         images = _scan_image_folder(images_dir, ending, layout)
         layout.num_training_cases = len(images)
-    # Multi-task label folders (labelsTr/<task>/) are checked by autounet.dataset._task_checks.
+    # Multi-task label folders (labelsTr/<task>/) are checked by autounet.dataset._task_checks; an
+    # instance-label dataset keeps {case}.json beside each label file.
     scan_labels = labels_dir.is_dir() and not description.has_task_folders
-    labels = _scan_label_folder(labels_dir, ending, layout) if scan_labels else None
+    companions = (".json",) if description.instance_labels else ()
+    labels = _scan_label_folder(labels_dir, ending, layout, companions) if scan_labels else None
     if images_dir.is_dir() and labels is not None:
         _pair_images_and_labels(images, labels, labels_dir, ending, layout)
     if images_dir.is_dir() and not images:
@@ -192,7 +199,7 @@ def scan_layout(root: Path, description: DatasetDescription) -> Layout:
     return layout
 
 
-def _scan_files(folder: Path, ending: str, layout: Layout) -> list[tuple[str, Path]]:
+def _scan_files(folder: Path, ending: str, layout: Layout, companions: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
     """``(stem, path)`` of the files with the dataset's ending; wrong endings become problems."""
     try:
         entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
@@ -210,13 +217,13 @@ def _scan_files(folder: Path, ending: str, layout: Layout) -> list[tuple[str, Pa
             layout.problems.append(Problem(path, "not a regular file; remove it from this folder"))
         elif path.name.endswith(ending):
             stems.append((path.name[: -len(ending)], path))
-        elif not _is_companion(path.name, ending, names):
+        elif not _is_companion(path.name, ending, names, companions):
             layout.problems.append(Problem(path, _ending_message(path.name, ending)))
     return stems
 
 
-def _is_companion(name: str, ending: str, names: set[str]) -> bool:
-    for companion in _COMPANIONS.get(ending.lower(), ()):
+def _is_companion(name: str, ending: str, names: set[str], extra: tuple[str, ...] = ()) -> bool:
+    for companion in (*_COMPANIONS.get(ending.lower(), ()), *extra):
         if name.lower().endswith(companion) and name[: -len(companion)] + ending in names:
             return True
     return False
@@ -248,8 +255,9 @@ def _scan_image_folder(folder: Path, ending: str, layout: Layout) -> dict[str, d
     return dict(cases)
 
 
-def _scan_label_folder(folder: Path, ending: str, layout: Layout) -> dict[str, Path]:
-    labels = dict(_scan_files(folder, ending, layout))
+def _scan_label_folder(folder: Path, ending: str, layout: Layout, companions: tuple[str, ...] = ()
+                       ) -> dict[str, Path]:
+    labels = dict(_scan_files(folder, ending, layout, companions))
     _report_case_collisions(labels, layout)
     return labels
 
@@ -312,11 +320,14 @@ def _make_task(case_id: str, channels: dict[int, Path], label: Path | None, fold
                 f"missing channel {channel} ('{description.channel_names[channel]}') of case '{case_id}'; "
                 f"dataset.json declares {declared} channel(s)")))
     clean = len(layout.problems) == count_before
+    instances = description.instance_labels and label is not None
     return CaseTask(case_id=case_id, image_files=tuple(channels[c] for c in present), label_file=label,
                     expected_channels=declared if clean else None,
                     allowed_labels=description.tasks[0].allowed_label_values,
                     ignore_label=description.tasks[0].ignore_label,
-                    is_test=folder.name == "imagesTs")
+                    is_test=folder.name == "imagesTs",
+                    instances_file=label.parent / f"{case_id}.json" if instances and label else None,
+                    instance_classes=description.instance_classes if instances else None)
 
 
 def check_case(task: CaseTask) -> CaseResult:
@@ -439,6 +450,11 @@ def _check_label(path: Path, task: CaseTask, reference: _Reference | None, probl
                 "resampled with linear interpolation? use nearest-neighbour)")))
             return None
     values = frozenset(int(v) for v in uniques)
+    if task.instances_file is not None and task.instance_classes is not None:
+        semantic, faults, notes = check_instance_label(path, values, task.instances_file, task.instance_classes)
+        problems.extend(Problem(*fault) for fault in faults)
+        warnings.extend(Problem(*note) for note in notes)
+        return semantic
     undeclared = sorted(values - task.allowed_labels)
     if undeclared:
         declared = ", ".join(str(v) for v in sorted(task.allowed_labels))

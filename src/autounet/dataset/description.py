@@ -15,6 +15,11 @@ label). Its label files lie in one folder per task, ``labelsTr/<task>/<case><fil
 
 Both forms describe their label maps as :class:`LabelTask` objects (:attr:`DatasetDescription.tasks`); a
 dataset with top-level ``labels`` has one task named :data:`DEFAULT_TASK` whose files lie in ``labelsTr/``.
+
+``"instance_labels": true`` (written by ``autounet convert nndet`` and ``autounet example detection``) marks
+a detection dataset: each label file holds an instance map (0 background, 1..N one id per object) with a
+``{case}.json`` beside it, ``{"instances": {"1": class, ...}}``, classes counting from 0; class ``c`` is
+the label of value ``c + 1`` in ``labels`` (see :mod:`autounet.dataset.nndet`).
 """
 
 from __future__ import annotations
@@ -108,6 +113,7 @@ class DatasetDescription:
         extra: All other keys, kept as they were.
         declared_tasks: The label maps of a dataset.json with ``tasks``, in file order; empty for one with
             top-level ``labels``.
+        instance_labels: Label files are instance maps with a per-case instance JSON (detection datasets).
     """
 
     channel_names: dict[int, str]
@@ -117,6 +123,7 @@ class DatasetDescription:
     regions_class_order: tuple[int, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     declared_tasks: tuple[LabelTask, ...] = ()
+    instance_labels: bool = False
 
     @property
     def num_channels(self) -> int:
@@ -168,6 +175,13 @@ class DatasetDescription:
         """Sorted foreground label values (background and ignore excluded) of a non-region dataset."""
         return self.single_task.foreground_labels
 
+    @property
+    def instance_classes(self) -> dict[int, str]:
+        """Detection class (from 0, as in the instance JSON) -> name: the label of value ``c + 1`` is class ``c``."""
+        plain = {value: name for name, value in self.labels.items()
+                 if isinstance(value, int) and value > 0 and name != IGNORE_LABEL_NAME}
+        return {value - 1: plain[value] for value in sorted(plain)}
+
     def to_json_dict(self) -> dict[str, Any]:
         """The nnU-Net v2 ``dataset.json`` layout (with ``tasks`` instead of ``labels`` for multi-task)."""
         data: dict[str, Any] = {"channel_names": {str(k): v for k, v in sorted(self.channel_names.items())}}
@@ -179,6 +193,8 @@ class DatasetDescription:
         data["file_ending"] = self.file_ending
         if self.regions_class_order is not None:
             data["regions_class_order"] = list(self.regions_class_order)
+        if self.instance_labels:
+            data["instance_labels"] = True
         data.update(self.extra)
         return data
 
@@ -218,9 +234,12 @@ def parse_dataset_json(data: Any, path: Path) -> DatasetDescription:
     labels = _parse_labels(data["labels"], path)
     num_training, file_ending = _parse_counts(data, path)
     regions_class_order = _parse_regions_order(data.get("regions_class_order"), labels, path)
-    extra = {k: v for k, v in data.items() if k not in (*_REQUIRED, "labels", "regions_class_order")}
+    instance_labels = _parse_instance_labels(data.get("instance_labels", False), labels, path)
+    extra = {k: v for k, v in data.items()
+             if k not in (*_REQUIRED, "labels", "regions_class_order", "instance_labels")}
     return DatasetDescription(channel_names=channel_names, labels=labels, num_training=num_training,
-                              file_ending=file_ending, regions_class_order=regions_class_order, extra=extra)
+                              file_ending=file_ending, regions_class_order=regions_class_order, extra=extra,
+                              instance_labels=instance_labels)
 
 
 def _parse_counts(data: dict[str, Any], path: Path) -> tuple[int, str]:
@@ -349,6 +368,15 @@ def _parse_regions_order(raw: Any, labels: dict[str, int | tuple[int, ...]], pat
 
 def _labels_json(labels: dict[str, Label]) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in labels.items()}
+
+
+def _parse_instance_labels(raw: Any, labels: dict[str, Label], path: Path) -> bool:
+    if not isinstance(raw, bool):
+        raise DatasetError(f"'instance_labels' must be true or false, got {raw!r}", path)
+    if raw and (IGNORE_LABEL_NAME in labels or any(isinstance(v, tuple) for v in labels.values())):
+        raise DatasetError("'instance_labels' datasets declare one plain label per class (no regions, no "
+                           "'ignore' label)", path)
+    return raw
 
 
 def _is_int(value: Any) -> bool:

@@ -56,6 +56,7 @@ __all__ = [
     "check_instances",
     "convert_nndet",
     "instances_to_semantic",
+    "load_instance_label",
     "load_nndet_task",
     "read_instances_json",
 ]
@@ -260,6 +261,29 @@ def instances_to_semantic(instance_map: np.ndarray, instances: dict[int, int]) -
         if instance < len(lookup):
             lookup[instance] = class_id + 1
     return lookup[instance_map]
+
+
+def load_instance_label(label_file: Path, instances_file: Path, classes: dict[int, str]
+                        ) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
+    """Read one case's instance map and JSON, check them, and derive the semantic map.
+
+    Args:
+        label_file: The instance map.
+        instances_file: The ``{case}.json`` beside it.
+        classes: Declared class (from 0) -> name (``DatasetDescription.instance_classes``).
+
+    Returns:
+        ``(instance_map, semantic_map, instances)``: the instance ids and the labels ``c + 1`` (both of the
+        label file's shape, raw axis order) and instance id -> class.
+
+    Raises:
+        DatasetError: Unreadable files, or instances that fail :func:`check_instances`.
+    """
+    instance_map, _ = read_segmentation(label_file)
+    instance_map = _integer_labels(instance_map, label_file)
+    instances = read_instances_json(instances_file)
+    check_instances(set(np.unique(instance_map).tolist()) - {0}, instances, classes, label_file, instances_file)
+    return instance_map, instances_to_semantic(instance_map, instances), instances
 
 
 def convert_nndet(task_folder: Path, raw_root: Path, dataset_id: int | None = None, num_processes: int = 1,

@@ -46,11 +46,14 @@ class RawCase:
         image_files: Channel files in channel order.
         label_files: Its label maps, one per task of the dataset (:class:`~autounet.dataset.labels.OutputLayout`
             order; every nnU-Net v2 dataset has exactly one); empty for test cases.
+        instances_file: For a dataset with instance labels, the ``{case}.json`` beside the label (instance id
+            -> class from 0); ``None`` otherwise.
     """
 
     case_id: str
     image_files: tuple[Path, ...]
     label_files: tuple[Path, ...] = ()
+    instances_file: Path | None = None
 
     @property
     def label_file(self) -> Path | None:
@@ -199,7 +202,11 @@ def load_raw_dataset(root: str | os.PathLike) -> RawDataset:
                 raise DatasetError(f"case '{case_id}' has no label file; run 'autounet verify' for a full report",
                                    label)
         channels = groups[case_id]
-        cases.append(RawCase(case_id, tuple(channels[c] for c in sorted(channels)), labels))
+        instances = labels_dir / f"{case_id}.json" if description.instance_labels else None
+        if instances is not None and not instances.is_file():
+            raise DatasetError(f"case '{case_id}' has no instance file {instances.name}; run 'autounet verify' "
+                               "for a full report", instances)
+        cases.append(RawCase(case_id, tuple(channels[c] for c in sorted(channels)), labels, instances))
     if not cases:
         raise DatasetError("no training cases found in imagesTr/", root)
     return RawDataset(root=root, description=description, cases=tuple(cases))

@@ -2,9 +2,10 @@
 
 ``boxes`` (IoU, GIoU, boxes from instance maps), ``anchors`` (anchor generator, anchor shapes fitted to a
 dataset), ``coder`` (box <-> regression deltas), ``matcher`` (IoU and ATSS matchers, hard-negative
-sampler), ``clustering`` (NMS, weighted box clustering) and ``from_segmentation`` (boxes from a segmentation
-model's probabilities, the baseline). They import nothing downstream of
-``networks``; the Retina U-Net that composes them is built on top.
+sampler), ``clustering`` (NMS, weighted box clustering), ``from_segmentation`` (boxes from a segmentation
+model's probabilities, the baseline) and ``targets`` (boxes and classes of a training batch from its
+semantic and instance maps). They import nothing downstream of ``networks``; the Retina U-Net that composes
+them is built on top.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from autounet.detection.matcher import (
     HardNegativeSampler,
     Matcher,
 )
+from autounet.detection.targets import boxes_from_maps, instance_classes
 
 __all__ = [
     "BELOW_LOW_THRESHOLD",
@@ -47,11 +49,13 @@ __all__ = [
     "box_iou",
     "box_sizes",
     "box_volume",
+    "boxes_from_maps",
     "clip_boxes_to_image",
     "fit_anchor_sizes",
     "flip_boxes",
     "generalized_box_iou",
     "generalized_box_iou_loss",
+    "instance_classes",
     "instances_to_boxes",
     "mean_best_iou",
     "nms",

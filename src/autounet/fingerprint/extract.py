@@ -1,11 +1,13 @@
 """Fingerprint extraction, storage and reuse.
 
-Per case (one case in memory per worker): spacing, shape, shape after cropping to the non-zero region, and
-a fixed number of foreground intensities per channel. The samples are drawn with replacement, as nnU-Net
-v2 does, so every case contributes equally however small its foreground; unlike nnU-Net (which samples
-``1e8 / num_cases`` per case and also computes unused per-case percentiles) the number per case is fixed,
-which bounds memory and time. Each case's generator is seeded from the global seed and the case id, so the
-result does not depend on the number of processes or the order of the cases.
+Per case (one case in memory per worker): spacing, shape, shape after cropping to the non-zero region, and a
+fixed number of foreground intensities per channel; for a dataset with instance labels also the box extent
+(mm) of every instance, which detection planning fits anchors to (foreground: instance id > 0). The samples
+are drawn with replacement, as nnU-Net v2 does, so every case contributes equally however small its
+foreground; unlike nnU-Net (which samples ``1e8 / num_cases`` per case and also computes unused per-case
+percentiles) the number per case is fixed, which bounds memory and time. Each case's generator is seeded from
+the global seed and the case id, so the result does not depend on the number of processes or the order of the
+cases.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from autounet.dataset.raw import RawCase, RawDataset
 from autounet.errors import ConfigError, DatasetError
@@ -35,6 +38,7 @@ __all__ = [
     "case_seed",
     "ensure_fingerprint",
     "extract_fingerprint",
+    "instance_box_sizes_mm",
     "intensity_stats",
     "load_fingerprint",
     "locate_ranks",
@@ -57,6 +61,7 @@ class _CaseSummary:
     shape_before_crop: tuple[int, ...]
     shape_after_crop: tuple[int, ...]
     samples: np.ndarray
+    box_sizes_mm: tuple[tuple[float, ...], ...] | None = None
 
 
 def case_seed(seed: int, case_id: str) -> np.random.Generator:
@@ -124,9 +129,26 @@ def _analyze_case(case: RawCase, samples_per_case: int, seed: int) -> _CaseSumma
     # Foreground inside the crop only, as nnU-Net samples from the cropped case.
     indices = sample_foreground(seg[window] > 0, samples_per_case, case_seed(seed, case.case_id))
     samples = np.stack([channel[window][indices] for channel in image]).astype(np.float32, copy=False)
-    return _CaseSummary(ndim=geometry.ndim, spacing=tuple(float(s) for s in geometry.spacing),
+    spacing = tuple(float(s) for s in geometry.spacing)
+    boxes = instance_box_sizes_mm(seg, spacing) if case.instances_file is not None else None
+    return _CaseSummary(ndim=geometry.ndim, spacing=spacing,
                         shape_before_crop=tuple(int(s) for s in image.shape[1:]),
-                        shape_after_crop=shape_after, samples=samples)
+                        shape_after_crop=shape_after, samples=samples, box_sizes_mm=boxes)
+
+
+def instance_box_sizes_mm(instance_map: np.ndarray, spacing: tuple[float, ...]) -> tuple[tuple[float, ...], ...]:
+    """The extent in mm of the bounding box of every instance (ids 1..N, increasing) of an instance map.
+
+    Args:
+        instance_map: Integer ``(*spatial)`` map, 0 background.
+        spacing: Voxel spacing in mm, same axis order.
+
+    Returns:
+        One ``(extent_axis0, ...)`` row per instance present.
+    """
+    found = ndimage.find_objects(np.asarray(instance_map).astype(np.int64, copy=False))
+    return tuple(tuple(float((s.stop - s.start) * sp) for s, sp in zip(slices, spacing, strict=True))
+                 for slices in found if slices is not None)
 
 
 def intensity_stats(values: np.ndarray) -> ChannelIntensityStats:
@@ -178,7 +200,15 @@ def extract_fingerprint(dataset: RawDataset, num_processes: int = 1, samples_per
                                         for s in summaries),
         foreground_intensity=stats,
         num_foreground_samples_per_case=samples_per_case,
+        **_box_statistics(summaries),
     )
+
+
+def _box_statistics(summaries: list[_CaseSummary]) -> dict[str, Any]:
+    if any(s.box_sizes_mm is None for s in summaries):
+        return {}
+    return {"boxes_per_case": tuple(len(s.box_sizes_mm or ()) for s in summaries),
+            "box_sizes_mm": tuple(box for s in summaries for box in s.box_sizes_mm or ())}
 
 
 def _check_consistent(dataset: RawDataset, summaries: list[_CaseSummary]) -> None:
@@ -237,11 +267,18 @@ def ensure_fingerprint(dataset: RawDataset, preprocessed_dir: Path, num_processe
     path = Path(preprocessed_dir) / FINGERPRINT_FILENAME
     if path.is_file() and not overwrite:
         fingerprint = load_fingerprint(path)
+        if dataset.description.instance_labels and not fingerprint.boxes_per_case:
+            logger.info("%s has no box statistics for this instance-label dataset; extracting again", path)
+            return _extract_and_save(dataset, path, num_processes)
         logger.info("reusing the fingerprint in %s (extract again with --overwrite)", path)
         if set(fingerprint.case_ids) != {case.case_id for case in dataset.cases}:
             logger.warning("%s lists other cases than %s has now; extract it again with --overwrite",
                            path, dataset.root)
         return fingerprint
+    return _extract_and_save(dataset, path, num_processes)
+
+
+def _extract_and_save(dataset: RawDataset, path: Path, num_processes: int) -> Fingerprint:
     fingerprint = extract_fingerprint(dataset, num_processes=num_processes)
     save_fingerprint(path, fingerprint)
     logger.info("fingerprint of %d case(s) written to %s", len(fingerprint.case_ids), path)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+
+from autounet.io.serialization import OMIT_WHEN_DEFAULT
 
 __all__ = ["ChannelIntensityStats", "Fingerprint"]
 
@@ -37,6 +39,11 @@ class Fingerprint:
         relative_sizes_after_crop: Voxels after crop / voxels before, per case.
         foreground_intensity: Statistics per input channel.
         num_foreground_samples_per_case: How many foreground voxels were sampled per case per channel.
+        boxes_per_case: For a dataset with instance labels, the number of instances per case (cases in
+            ``case_ids`` order); empty when the dataset has none (box statistics not recorded).
+        box_sizes_mm: The box extent of every instance in mm, raw array axis order, cases in order
+            (``boxes_per_case`` rows each). In mm rather than voxels so that planning converts them to any
+            target spacing; detection configurations fit their anchors to them.
     """
 
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -50,6 +57,9 @@ class Fingerprint:
     relative_sizes_after_crop: tuple[float, ...]
     foreground_intensity: tuple[ChannelIntensityStats, ...]
     num_foreground_samples_per_case: int = 10000
+    # Left out of the JSON when empty: segmentation fingerprints stay as they were.
+    boxes_per_case: tuple[int, ...] = field(default=(), metadata=OMIT_WHEN_DEFAULT)
+    box_sizes_mm: tuple[tuple[float, ...], ...] = field(default=(), metadata=OMIT_WHEN_DEFAULT)
 
     @property
     def median_relative_size_after_crop(self) -> float:

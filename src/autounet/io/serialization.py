@@ -4,6 +4,10 @@ Plans, fingerprints, case properties and every other configuration are frozen da
 ``schema_version``. Loading checks every field against its type hint and rejects unknown keys, missing
 keys and files from a newer schema, naming the file and the field, so a hand-edited JSON fails loudly
 and early instead of deep inside training.
+
+A field declared with ``metadata=OMIT_WHEN_DEFAULT`` is left out of :func:`to_dict` while it holds its
+default: an optional addition to a file layout then leaves the files that do not use it byte-identical,
+and older readers (which reject unknown keys) still read them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any, Literal, TypeVar, Union
 from autounet.errors import ConfigError
 from autounet.io.jsonio import read_json, write_json
 
-__all__ = ["from_dict", "load_dataclass", "save_dataclass", "to_dict"]
+__all__ = ["OMIT_WHEN_DEFAULT", "from_dict", "load_dataclass", "save_dataclass", "to_dict"]
+
+OMIT_WHEN_DEFAULT: dict[str, bool] = {"omit_when_default": True}
 
 T = TypeVar("T")
 # A bare container annotation (``extra: dict``) means "of anything".
@@ -28,7 +34,7 @@ _BARE_CONTAINERS: dict[type, Any] = {list: list[Any], tuple: tuple[Any, ...], di
 def to_dict(obj: Any) -> Any:
     """Convert a dataclass (recursively, with tuples, lists and dicts inside) to JSON-ready values."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not _omitted(obj, f)}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
@@ -37,6 +43,13 @@ def to_dict(obj: Any) -> Any:
         # NumPy scalars and arrays; ``item()`` would fail on arrays of more than one element.
         return obj.tolist()
     return obj
+
+
+def _omitted(obj: Any, field: dataclasses.Field) -> bool:
+    if not field.metadata.get("omit_when_default"):
+        return False
+    default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+    return getattr(obj, field.name) == default
 
 
 def from_dict(cls: type[T], data: Any, source: str | os.PathLike | None = None, where: str = "") -> T:

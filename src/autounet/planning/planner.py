@@ -19,6 +19,7 @@ from autounet.errors import PlanError
 from autounet.fingerprint.model import Fingerprint
 from autounet.networks.memory import conv_feature_map_elements
 from autounet.networks.spec import UNetSpec
+from autounet.planning.detection import detection_configuration
 from autounet.planning.plans import ChannelNormalization, ConfigurationPlan, Plans, ResamplingPlan, data_identifier
 from autounet.planning.presets import PlannerPreset, get_preset
 from autounet.planning.shapes import compute_new_shape
@@ -204,6 +205,17 @@ def _plan_lowres(fullres: ConfigurationPlan, median_shape: np.ndarray, num_cases
     return lowres
 
 
+def _with_detection(configurations: dict[str, ConfigurationPlan], fingerprint: Fingerprint, num_classes: int,
+                    order: tuple[int, ...]) -> dict[str, ConfigurationPlan]:
+    # Detection runs on the full-resolution configuration of the data's own dimensionality; 3D data too
+    # thin for one (single slices) on the 2D configuration.
+    base = configurations.get("3d_fullres") or configurations.get("2d")
+    if base is None:
+        raise PlanError("no full-resolution configuration fits, so no detection configuration can be planned")
+    detection = detection_configuration(base, fingerprint, num_classes, order)
+    return {**configurations, detection.name: detection}
+
+
 def plan_experiment(fingerprint: Fingerprint, description: DatasetDescription, dataset_name: str,
                     preset: str = "default", gpu_memory_gib: float | None = None) -> Plans:
     """Plan all configurations for a dataset.
@@ -217,10 +229,13 @@ def plan_experiment(fingerprint: Fingerprint, description: DatasetDescription, d
 
     Returns:
         Plans with ``2d``, and for 3D data ``3d_fullres`` plus, for large images, ``3d_lowres`` and
-        ``3d_cascade_fullres``.
+        ``3d_cascade_fullres``. A dataset with instance labels also gets its detection configuration,
+        ``3d_det`` (``2d_det`` for 2D data, see :mod:`autounet.planning.detection`); the segmentation
+        configurations stay, trained on the semantic map (the segmentation-to-boxes baseline).
 
     Raises:
-        PlanError: Inconsistent inputs (channel count mismatch, empty fingerprint) or no configuration fits.
+        PlanError: Inconsistent inputs (channel count mismatch, empty fingerprint), no configuration fits,
+            or an instance-label dataset without boxes in its fingerprint.
     """
     chosen = get_preset(preset)
     if not fingerprint.spacings:
@@ -260,6 +275,8 @@ def plan_experiment(fingerprint: Fingerprint, description: DatasetDescription, d
         configurations = {"2d": plan_2d, **configurations}
     if not configurations:
         raise PlanError(f"no configuration fits: median image shape {tuple(median_shape)} is too small")
+    if description.instance_labels:
+        configurations = _with_detection(configurations, fingerprint, len(description.instance_classes), order)
     return Plans(schema_version=Plans.SCHEMA_VERSION, dataset_name=dataset_name, planner=chosen.name,
                  gpu_memory_gib=memory, axis_order=order, original_median_spacing=fingerprint.median_spacing,
                  original_median_shape=tuple(int(round(v)) for v in np.median(

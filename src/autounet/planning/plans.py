@@ -1,6 +1,8 @@
 """Plans: every pipeline setting decided for a dataset, as typed dataclasses written as readable JSON.
 
-A plans file holds named configurations (``2d``, ``3d_fullres``, ``3d_lowres``, ``3d_cascade_fullres``).
+A plans file holds named configurations (``2d``, ``3d_fullres``, ``3d_lowres``, ``3d_cascade_fullres``, and
+for datasets with instance labels the detection configuration ``3d_det`` or ``2d_det``, which carries a
+:class:`DetectionPlan`).
 On disk a configuration may say ``"inherits_from": "3d_fullres"`` and give only what differs, as in
 nnU-Net; loading resolves it into a complete :class:`ConfigurationPlan`.
 """
@@ -17,12 +19,14 @@ from typing import Any, ClassVar, Literal
 
 from autounet.errors import ConfigError
 from autounet.io.jsonio import read_json, write_json
-from autounet.io.serialization import from_dict, to_dict
+from autounet.io.serialization import OMIT_WHEN_DEFAULT, from_dict, to_dict
 from autounet.networks.spec import UNetSpec
 
 __all__ = [
     "ChannelNormalization",
     "ConfigurationPlan",
+    "DetectionInference",
+    "DetectionPlan",
     "NormalizationScheme",
     "Plans",
     "ResamplingPlan",
@@ -75,6 +79,52 @@ class ResamplingPlan:
 
 
 @dataclass(frozen=True)
+class DetectionInference:
+    """Default inference parameters of a detector (swept on the validation predictions after training).
+
+    Attributes:
+        score_threshold: Boxes scoring below are dropped (0: keep all, so that the sweep and the AP see all).
+        nms_iou: IoU above which the lower-scoring of two same-class boxes of one window is suppressed.
+        cluster_iou: IoU at which boxes of overlapping windows, mirrors and folds are fused by weighted box
+            clustering.
+        min_size: Boxes with an extent below this many voxels on any axis are dropped.
+        candidates_per_level: Highest-scoring anchors per level kept before NMS.
+        detections_per_image: Boxes kept per case after fusion (AP at 100 detections, as nnDetection).
+    """
+
+    score_threshold: float = 0.0
+    nms_iou: float = 0.6
+    cluster_iou: float = 0.2
+    min_size: float = 0.0
+    candidates_per_level: int = 1000
+    detections_per_image: int = 100
+
+
+@dataclass(frozen=True)
+class DetectionPlan:
+    """What a detection configuration adds to the U-Net: which decoder levels carry heads, and the anchors.
+
+    Attributes:
+        num_classes: Object classes (from 0, as in the instance JSON; label ``c + 1`` is class ``c``).
+        head_levels: Decoder levels with classification and regression heads, finest first; level ``l`` is
+            the output of U-Net stage ``l`` (0: full resolution).
+        strides: Per head level, its per-axis stride relative to the input (product of the stage strides).
+        anchor_shapes: Per head level, the anchor shapes placed at each position (per-axis extents in voxels
+            of the preprocessed data); the first level's shapes times the level's stride ratio.
+        anchor_mean_best_iou: Mean over the training boxes of the best IoU with an anchor at the box
+            centre: how well the anchors fit (1 is perfect).
+        inference: Default inference parameters.
+    """
+
+    num_classes: int
+    head_levels: tuple[int, ...]
+    strides: tuple[tuple[int, ...], ...]
+    anchor_shapes: tuple[tuple[tuple[float, ...], ...], ...]
+    anchor_mean_best_iou: float
+    inference: DetectionInference = field(default_factory=DetectionInference)
+
+
+@dataclass(frozen=True)
 class ConfigurationPlan:
     """One trainable configuration.
 
@@ -95,6 +145,8 @@ class ConfigurationPlan:
         next_stage: The cascade stage that uses this one's predictions.
         batch_dice: Compute Dice over the whole batch (3D full-res/cascade) rather than per sample.
         estimated_memory_gib: Planner's estimate of training memory at this patch and batch size.
+        detection: For a detection configuration (``3d_det``, ``2d_det``), the heads and anchors; its data
+            stores two label maps per case (semantic, then instance ids). ``None`` for segmentation.
     """
 
     name: str
@@ -111,6 +163,7 @@ class ConfigurationPlan:
     next_stage: str | None = None
     batch_dice: bool = False
     estimated_memory_gib: float = 0.0
+    detection: DetectionPlan | None = field(default=None, metadata=OMIT_WHEN_DEFAULT)  # absent: segmentation
 
 
 @dataclass(frozen=True)
@@ -160,6 +213,10 @@ def data_identifier(configuration: ConfigurationPlan, axis_order: tuple[int, ...
         "normalization": to_dict(configuration.normalization),
         "resampling": to_dict(configuration.resampling),
     }
+    if configuration.detection is not None:
+        # Detection data stores two label maps per case (semantic, instances): never share a segmentation
+        # folder. Segmentation identifiers stay as they were.
+        relevant["label_maps"] = "semantic+instances"
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
     return f"{configuration.ndim}d_{digest}"
 

@@ -5,6 +5,11 @@ processed once. A case whose properties JSON exists is skipped, so an interrupte
 stopped; half-written files of a killed run are temporaries that are removed at start, and a case without
 its JSON is simply processed again. Every random choice is seeded per case, so a resumed run produces
 byte-identical files.
+
+Datasets with instance labels (``"instance_labels": true``): a segmentation configuration stores the
+semantic map (class ``c`` of the instance JSON as label ``c + 1``); a detection configuration (one with a
+``detection`` plan, ``3d_det``/``2d_det``) stores two stacked maps ``(2, *spatial)``: channel 0 the semantic
+map, channel 1 the instance ids of the label file. Foreground oversampling uses channel 0's class locations.
 """
 
 from __future__ import annotations
@@ -16,14 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
+from autounet.dataset.description import DatasetDescription
+from autounet.dataset.nndet import load_instance_label
 from autounet.dataset.raw import RawCase, RawDataset
+from autounet.errors import ConfigError
 from autounet.io.images import read_image, read_segmentation
 from autounet.planning.plans import ConfigurationPlan, Plans, data_identifier
 from autounet.preprocessing.case import CaseOptions, preprocess_case
 from autounet.preprocessing.storage import case_finished, remove_stale_temporaries, write_case
 from autounet.progress import parallel_map
 
-__all__ = ["PreprocessReport", "default_configurations", "preprocess_dataset", "resolve_data_identifier"]
+__all__ = ["PreprocessReport", "case_label_maps", "default_configurations", "preprocess_dataset",
+           "resolve_data_identifier"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +59,7 @@ class _CaseTask:
     plans: Plans
     configuration: ConfigurationPlan
     foreground_labels: tuple[int, ...]
+    description: DatasetDescription
 
 
 def resolve_data_identifier(plans: Plans, configuration: ConfigurationPlan) -> str:
@@ -69,12 +79,46 @@ def default_configurations(plans: Plans) -> tuple[str, ...]:
     return tuple(chosen)
 
 
+def case_label_maps(case: RawCase, description: DatasetDescription, detection: bool = False) -> np.ndarray | None:
+    """The label array of a raw case as preprocessing (and scoring against the raw labels) uses it.
+
+    Args:
+        case: The raw case.
+        description: Its dataset's ``dataset.json``.
+        detection: For a detection configuration: both maps stacked.
+
+    Returns:
+        ``None`` without label; the label map of a segmentation dataset; for a dataset with instance labels
+        the semantic map (class ``c`` as ``c + 1``), or with ``detection`` the stacked ``(2, *spatial)``
+        semantic and instance maps. Raw axis order.
+
+    Raises:
+        ConfigError: ``detection`` for a dataset without instance labels.
+        DatasetError: Unreadable label, or instances that do not match their JSON.
+    """
+    if case.label_file is None:
+        return None
+    if not description.instance_labels or case.instances_file is None:
+        if detection:
+            raise ConfigError("a detection configuration needs a dataset with instance labels "
+                              "(\"instance_labels\": true in dataset.json)", case.label_file)
+        seg = read_segmentation(case.label_file)[0]
+        if len(case.label_files) > 1:  # several label maps (tasks): stacked (L, *spatial) in task order
+            seg = np.stack([seg, *(read_segmentation(path)[0] for path in case.label_files[1:])])
+        return seg
+    instance_map, semantic, _ = load_instance_label(case.label_file, case.instances_file,
+                                                    description.instance_classes)
+    if not detection:
+        return semantic
+    # One small dtype for both maps (cropping narrows it further to the smallest signed type).
+    dtype = np.promote_types(np.min_scalar_type(int(instance_map.max(initial=0))), semantic.dtype)
+    return np.stack([semantic.astype(dtype, copy=False), instance_map.astype(dtype, copy=False)])
+
+
 def _run_task(task: _CaseTask) -> str:
     case = task.case
     image, geometry = read_image(case.image_files)
-    seg = read_segmentation(case.label_file)[0] if case.label_file is not None else None
-    if len(case.label_files) > 1:  # several label maps (tasks): stacked (L, *spatial) in task order
-        seg = np.stack([seg, *(read_segmentation(path)[0] for path in case.label_files[1:])])
+    seg = case_label_maps(case, task.description, task.configuration.detection is not None)
     options = CaseOptions(case_id=case.case_id, foreground_labels=task.foreground_labels)
     data, seg_out, properties = preprocess_case(image, seg, geometry, task.plans, task.configuration, options)
     del image, seg
@@ -122,7 +166,7 @@ def preprocess_dataset(dataset: RawDataset, plans: Plans, configuration_names: S
             if case_finished(folder, case.case_id):
                 skipped += 1
             else:
-                tasks.append(_CaseTask(case, folder, plans, configuration, labels))
+                tasks.append(_CaseTask(case, folder, plans, configuration, labels, dataset.description))
     if skipped:
         logger.info("%d case(s) already preprocessed, skipping them", skipped)
     parallel_map(_run_task, tasks, num_processes, "Preprocess")

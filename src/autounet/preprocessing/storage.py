@@ -1,6 +1,7 @@
 """On-disk layout of preprocessed cases: uncompressed ``.npy`` arrays plus a properties JSON.
 
-Per case: ``<case>.npy`` (float32 ``(C, *spatial)``), ``<case>_seg.npy`` (int8/int16 ``(*spatial)``) and
+Per case: ``<case>.npy`` (float32 ``(C, *spatial)``), ``<case>_seg.npy`` (int8/int16 ``(*spatial)``, or
+``(2, *spatial)`` semantic + instance maps for a detection configuration) and
 ``<case>.json`` (:class:`CaseProperties`). Uncompressed ``.npy`` was chosen by measurement over blosc2
 (nnU-Net 2.8's ``.b2nd``): writing costs no compression time, and ``np.load(mmap_mode="r")`` reads a random
 patch by touching only the pages it covers, without decompressing whole chunks. The price is disk space.
@@ -58,7 +59,8 @@ def write_case(folder: Path, data: np.ndarray, seg: np.ndarray | None, propertie
     Args:
         folder: Output folder (created if missing).
         data: float32 ``(C, *spatial)``.
-        seg: Integer ``(*spatial)`` label map, or ``None`` (then no ``_seg.npy`` is written).
+        seg: Integer ``(*spatial)`` label map, ``(L, *spatial)`` stacked maps (a detection configuration's
+            semantic and instance maps), or ``None`` (then no ``_seg.npy`` is written).
         properties: The case's properties.
     """
     folder.mkdir(parents=True, exist_ok=True)

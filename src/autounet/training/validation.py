@@ -21,11 +21,12 @@ from autounet.evaluation.metrics import label_overlaps
 from autounet.inference.cascade import previous_stage_one_hot, segmentation_for_next_stage
 from autounet.inference.original_geometry import save_probabilities, to_original_geometry
 from autounet.inference.sliding_window import SlidingWindowSettings, predict_sliding_window
-from autounet.io.images import read_segmentation, write_segmentation
+from autounet.io.images import write_segmentation
 from autounet.io.jsonio import atomic_write, nan_to_none, write_json
 from autounet.planning.plans import ConfigurationPlan, Plans
 from autounet.planning.shapes import compute_new_shape
 from autounet.preprocessing.case import target_spacing
+from autounet.preprocessing.dataset import case_label_maps
 from autounet.preprocessing.properties import CaseProperties
 from autounet.preprocessing.storage import load_case
 from autounet.progress import progress
@@ -92,7 +93,8 @@ def run_final_validation(network: nn.Module, job: ValidationJob, device: torch.d
         if probabilities is not None:  # first, so an existing label map marks a finished case
             save_probabilities(job.output / f"{case_id}.npz", probabilities)
         write_segmentation(seg, properties.original_geometry, job.output / f"{case_id}{ending}")
-        reference, _ = read_segmentation(job.dataset.case(case_id).label_file)  # type: ignore[arg-type]
+        # the semantic map for a dataset with instance labels
+        reference = case_label_maps(job.dataset.case(case_id), job.dataset.description)
         overlaps = label_overlaps(reference, seg, scored, job.labels.ignore_label)
         rows.append({"case": case_id, "metrics": {_name(label): {"dice": o.dice, "iou": o.iou, "tp": o.tp,
                                                                   "fp": o.fp, "fn": o.fn}
