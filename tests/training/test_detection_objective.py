@@ -29,7 +29,8 @@ from autounet.training.trainer import Trainer, TrainingParts
 SPEC_2D = UNetSpec(ndim=2, encoder="plain", features_per_stage=(4, 8, 16), kernel_sizes=((3, 3),) * 3,
                    strides=((1, 1), (2, 2), (2, 2)), blocks_per_stage=(1, 1, 1), convs_per_decoder_stage=(1, 1))
 SPEC_3D = UNetSpec(ndim=3, encoder="plain", features_per_stage=(4, 8, 16), kernel_sizes=((3, 3, 3),) * 3,
-                   strides=((1, 1, 1), (2, 2, 2), (2, 2, 2)), blocks_per_stage=(1, 1, 1), convs_per_decoder_stage=(1, 1))
+                   strides=((1, 1, 1), (2, 2, 2), (2, 2, 2)), blocks_per_stage=(1, 1, 1),
+                   convs_per_decoder_stage=(1, 1))
 
 
 def _context(tmp_path: Path, num_classes: int = 1, recipe: TrainingRecipe | None = None) -> ObjectiveContext:
@@ -166,13 +167,13 @@ class _Batches:
         pass
 
 
-class _Killed(Exception):
+class _KilledError(Exception):
     pass
 
 
 class _KillAfterFirstEpoch:
     def on_epoch_end(self, epoch: int, history: Any) -> None:
-        raise _Killed
+        raise _KilledError
 
 
 def _trainer(tmp_path: Path, callbacks: tuple = ()) -> tuple[Trainer, RetinaUNet]:
@@ -198,7 +199,7 @@ def test_trains_through_the_trainer_and_resumes_exactly(tmp_path: Path) -> None:
     assert state.history["val_regression_loss"][0] >= 0
 
     killed, _ = _trainer(tmp_path / "resumed", (_KillAfterFirstEpoch(),))
-    with pytest.raises(_Killed):
+    with pytest.raises(_KilledError):
         killed.fit()
     resumed, resumed_network = _trainer(tmp_path / "resumed")
     resumed.restore(load_checkpoint(tmp_path / "resumed" / "checkpoint_latest.pt"))
