@@ -89,6 +89,16 @@ def test_levels_and_fitted_anchor_shapes_come_from_the_plan() -> None:
                    anchor_generator=AnchorGenerator([[(2, 2, 2)]], [(1, 1, 1)]))
 
 
+def test_default_levels_leave_out_the_finest_ones() -> None:
+    def spec(stages: int) -> UNetSpec:
+        return UNetSpec(ndim=2, encoder="plain", features_per_stage=(4,) * stages, kernel_sizes=((3, 3),) * stages,
+                        strides=((1, 1),) + ((2, 2),) * (stages - 1), blocks_per_stage=(1,) * stages,
+                        convs_per_decoder_stage=(1,) * (stages - 1))
+
+    assert [default_levels(spec(n)) for n in (2, 3, 4, 6)] == [(0,), (1,), (1, 2), (2, 3, 4)]
+    assert level_strides(spec(4)) == [(1, 1), (2, 2), (4, 4)]
+
+
 def test_registry_builds_the_detector_by_name() -> None:
     assert network_builder("retina_unet") is build_retina_unet
     network = build_network(replace(SPEC_2D, kind="retina_unet"), 1, 3)

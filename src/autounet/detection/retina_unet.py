@@ -99,10 +99,12 @@ def level_strides(spec: UNetSpec) -> list[tuple[int, ...]]:
 
 
 def default_levels(spec: UNetSpec) -> tuple[int, ...]:
-    """Decoder levels carrying the heads when the plan names none: every level but full resolution (too many
-    anchors there), or full resolution alone for a U-Net with one decoder level."""
+    """Decoder levels carrying the heads when the plan names none: from the third level down for a U-Net with
+    four or more decoder levels (nnDetection's P2 upwards: full resolution and half resolution hold too many
+    anchors), from the second for two or three levels, full resolution alone for one."""
     count = spec.num_stages - 1
-    return tuple(range(1, count)) if count > 1 else (0,)
+    first = 2 if count >= 4 else 1 if count >= 2 else 0
+    return tuple(range(first, count))
 
 
 def default_anchor_generator(spec: UNetSpec, levels: Sequence[int]) -> AnchorGenerator:
