@@ -231,8 +231,7 @@ def _select(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, sh
 @register_network("retina_unet")
 def build_retina_unet(spec: UNetSpec, in_channels: int, num_classes: int, deep_supervision: bool = False,
                       levels: Sequence[int] | None = None,
-                      anchor_shapes: Sequence[Sequence[Sequence[float]]] | None = None,
-                      num_seg_outputs: int = 2) -> RetinaUNet:
+                      anchor_shapes: Sequence[Sequence[Sequence[float]]] | None = None) -> RetinaUNet:
     """A Retina U-Net on the U-Net a plan describes (the ``retina_unet`` network of the registry).
 
     Args:
@@ -244,7 +243,6 @@ def build_retina_unet(spec: UNetSpec, in_channels: int, num_classes: int, deep_s
         levels: Decoder levels carrying the heads (the plan's); ``None``: :func:`default_levels`.
         anchor_shapes: Per chosen level, its anchor shapes in voxels (the plan's fitted shapes); ``None``:
             :func:`default_anchor_generator`.
-        num_seg_outputs: Channels of the segmentation head: 2 (foreground / background) or classes + 1.
     """
     del deep_supervision
     chosen = tuple(levels) if levels is not None else default_levels(spec)
@@ -252,6 +250,7 @@ def build_retina_unet(spec: UNetSpec, in_channels: int, num_classes: int, deep_s
     if anchor_shapes is not None:
         strides = level_strides(spec)
         generator = AnchorGenerator(anchor_shapes, [strides[level] for level in chosen])
-    unet = UNet(spec, in_channels, num_seg_outputs, deep_supervision=False)
+    # The auxiliary head segments foreground from background, whatever the class (nnDetection's choice).
+    unet = UNet(spec, in_channels, 2, deep_supervision=False)
     return RetinaUNet(unet, num_classes, chosen, generator)
 
