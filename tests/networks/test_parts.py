@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from autounet.detection.retina_unet import RetinaUNetOutput
 from autounet.errors import CheckpointError, ConfigError
 from autounet.networks import (
     Decoder,
@@ -58,7 +59,11 @@ def test_same_seed_builds_the_same_network_as_before(name: str, deep_supervision
 def test_every_registered_network_builds_and_runs(kind: str, name: str) -> None:
     network = build_network(replace(SPECS[name], kind=kind), 2, 3, deep_supervision=True)
     outputs = network(torch.zeros((2, 2, *SHAPES[name])))
-    assert outputs[0].shape == (2, 3, *SHAPES[name])
+    if isinstance(outputs, RetinaUNetOutput):  # a detector: num_outputs classes per anchor, and a foreground head
+        assert outputs.class_logits.shape == (2, len(outputs.anchors), 3)
+        assert outputs.seg_logits.shape == (2, 2, *SHAPES[name])
+    else:
+        assert outputs[0].shape == (2, 3, *SHAPES[name])
 
 
 def test_registry_refuses_duplicates_and_suggests_names() -> None:

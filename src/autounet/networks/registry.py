@@ -2,8 +2,8 @@
 
 A builder takes ``(spec, in_channels, num_outputs, deep_supervision)`` and returns an ``nn.Module``;
 :func:`register_network` adds one under a name (duplicates are refused), :func:`build_network` builds the one a
-plan's spec names. The built-in networks register themselves when :mod:`autounet.networks.unet` is imported,
-which :func:`build_network` makes sure of.
+plan's spec names. The built-in networks register themselves when :mod:`autounet.networks.unet` and
+:mod:`autounet.detection.retina_unet` are imported, which :func:`build_network` makes sure of.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ NetworkBuilder = Callable[[UNetSpec, int, int, bool], "nn.Module"]
 """``(spec, in_channels, num_outputs, deep_supervision) -> network``."""
 
 _BUILDERS: Registry[NetworkBuilder] = Registry("network")
-# Modules whose import registers the built-in networks.
-_BUILT_IN_MODULES = ("autounet.networks.unet",)
+# Modules whose import registers the built-in networks. The Retina U-Net lives in ``detection`` (it composes
+# anchors, coder and heads from there, and ``networks`` may not import downstream stages); it is named here as a
+# module string, loaded on lookup like a plugin, so a plan naming ``retina_unet`` builds it from any stage.
+_BUILT_IN_MODULES = ("autounet.networks.unet", "autounet.detection.retina_unet")
 
 
 def register_network(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:

@@ -11,6 +11,7 @@ A recipe names its objective (``TrainingRecipe.objective``); :func:`build_object
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -153,6 +154,8 @@ class ObjectiveContext:
 
 ObjectiveFactory = Callable[[ObjectiveContext], Objective]
 _OBJECTIVES: Registry[ObjectiveFactory] = Registry("training objective")
+# Modules whose import registers further built-in objectives; they import this module, so they load on lookup.
+_BUILT_IN_MODULES = ("autounet.training.detection_objective",)
 
 
 def register_objective(name: str) -> Callable[[ObjectiveFactory], ObjectiveFactory]:
@@ -166,6 +169,7 @@ def register_objective(name: str) -> Callable[[ObjectiveFactory], ObjectiveFacto
 
 def objective_names() -> tuple[str, ...]:
     """Names of the registered objectives, sorted."""
+    _load_built_ins()
     return _OBJECTIVES.names()
 
 
@@ -175,7 +179,13 @@ def build_objective(name: str, context: ObjectiveContext) -> Objective:
     Raises:
         ConfigError: No objective of that name ("did you mean" the closest one).
     """
+    _load_built_ins()
     return _OBJECTIVES.get(name)(context)
+
+
+def _load_built_ins() -> None:
+    for module in _BUILT_IN_MODULES:
+        importlib.import_module(module)
 
 
 @register_objective("segmentation")

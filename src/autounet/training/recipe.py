@@ -111,6 +111,10 @@ BUILTIN_RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     # nnU-Net's nnUNetTrainer_noMirroring: neither training augmentation nor test-time augmentation mirrors.
     "no_mirroring": {"augmentation_overrides": {"mirror_axes": []}},
+    # Retina U-Net (nnDetection's detector): box heads on the U-Net, trained on the plan's detection configuration.
+    # One segmentation output at full resolution, so no deep supervision; terms: see training.detection_objective.
+    "detection": {"objective": "detection", "network": "retina_unet", "deep_supervision": False,
+                  "loss_weights": {"classification": 1.0, "regression": 1.0, "ce": 1.0, "dice": 1.0}},
 }
 """Recipes that need no file: name -> fields differing from :class:`TrainingRecipe`'s defaults."""
 

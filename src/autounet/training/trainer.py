@@ -201,8 +201,9 @@ class Trainer:
         self.state.best_score = float(state["best_ema"])
 
 
-def _as_float(outputs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
-    if isinstance(outputs, torch.Tensor):
-        return outputs.float()
-    return [output.float() for output in outputs]
+def _as_float(outputs: Any) -> Any:
+    if isinstance(outputs, (list, tuple)):
+        return [output.float() for output in outputs]
+    # A tensor, or a structured output with its own float() (a detector's logits, deltas and anchors).
+    return outputs.float()
 
