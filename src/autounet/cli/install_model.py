@@ -62,6 +62,9 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     extra = "" if installed.checkpoint == "checkpoint_final.pt" else f" --checkpoint {installed.checkpoint}"
     root = getattr(args, "data_root", None)
     extra += f" --data-root {root}" if root is not None else ""
+    if installed.deployed:
+        print(f"predict with: autounet predict -i IN -o OUT -m {installed.folders[0]}")
+        return 0
     for configuration in installed.configurations:
         print(f"predict with: autounet predict -i IN -o OUT -d {installed.dataset_name} -c {configuration}{extra}")
     return 0
