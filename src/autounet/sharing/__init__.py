@@ -1,6 +1,6 @@
-"""Model sharing: export trained configurations (or a deployed model folder) to a zip archive, and install one (from a file or a URL)
-after checking it completely (safe member names, no links, bounded size, SHA-256 of every member,
-checkpoints loadable with ``weights_only=True``).
+"""Model sharing: export trained configurations (or a deployed model folder) to a zip archive, and install
+one (from a file or a URL) after checking it completely (safe member names, no links, bounded size, SHA-256
+of every member, checkpoints loadable with ``weights_only=True``).
 
 The names load lazily: the CLI builds its parser (``autounet -h``) without importing torch.
 """
