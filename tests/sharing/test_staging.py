@@ -143,14 +143,16 @@ def test_stale_rules(tmp_path: Path) -> None:
     dead = _stale_folder(tmp_path)
     other_host = tmp_path / f"{STAGING_PREFIX}elsewhere-{os.getpid()}-abcdef01"
     old_other_host = tmp_path / f"{STAGING_PREFIX}elsewhere-1-abcdef02"
-    for folder in (other_host, old_other_host):
+    old_install, new_install = tmp_path / ".autounet-install-ab_cd123", tmp_path / ".autounet-install-ab_cd124"
+    for folder in (other_host, old_other_host, old_install, new_install):
         folder.mkdir()
     two_days_ago = time.time() - 2 * 86400
-    os.utime(old_other_host, (two_days_ago, two_days_ago))
+    for folder in (old_other_host, old_install):
+        os.utime(folder, (two_days_ago, two_days_ago))
     not_ours = tmp_path / ".autounet-staging-notes"  # the user's, not a staging name: never touched
     not_ours.mkdir()
-    assert sorted(remove_stale_staging(tmp_path)) == sorted([dead, old_other_host])
-    assert other_host.is_dir() and not_ours.is_dir()
+    assert sorted(remove_stale_staging(tmp_path)) == sorted([dead, old_other_host, old_install])
+    assert other_host.is_dir() and not_ours.is_dir() and new_install.is_dir()
     assert is_staging_name(other_host.name) and not is_staging_name(not_ours.name)
     with staging_folder(tmp_path / "new") as folder:
         assert is_staging_name(folder.name) and folder.is_dir()

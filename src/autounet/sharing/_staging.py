@@ -4,7 +4,8 @@ A staging folder is named ``.autounet-staging-<host>-<pid>-<random>``: hidden, u
 (no dataset, configuration or zip is named like that), and it says which process owns it. A ``kill -9``
 leaves one behind; the next export or install into the same folder removes it once its owner is gone
 (same host and the pid no longer runs) or it is older than :data:`STALE_AFTER_S` (another host, or a reused
-pid), so nothing is ever left for a later run to trip over.
+pid), so nothing is ever left for a later run to trip over. Folders of the older name
+``.autounet-install-XXXXXXXX`` (no owner recorded) are removed by the age rule alone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 STAGING_PREFIX = ".autounet-staging-"
 STALE_AFTER_S = 24 * 3600.0
 _NAME = re.compile(rf"^{re.escape(STAGING_PREFIX)}(?P<host>[A-Za-z0-9]*)-(?P<pid>[0-9]+)-[0-9a-f]+$")
+# What install-model staged in before (tempfile.mkdtemp names, no owner): removed by age alone.
+_OLD_NAME = re.compile(r"^\.autounet-install-[A-Za-z0-9_]{8}$")
 
 
 def _host() -> str:
@@ -67,13 +70,13 @@ def remove_stale_staging(parent: Path, max_age_s: float = STALE_AFTER_S) -> list
     host, now = _host(), time.time()
     for path in parent.iterdir():
         match = _NAME.match(path.name)
-        if match is None or not path.is_dir() or path.is_symlink():
+        if (match is None and not _OLD_NAME.match(path.name)) or not path.is_dir() or path.is_symlink():
             continue
         try:
             age = now - path.stat().st_mtime
         except OSError:  # removed meanwhile by another process
             continue
-        orphaned = match["host"] == host and not _pid_alive(int(match["pid"]))
+        orphaned = match is not None and match["host"] == host and not _pid_alive(int(match["pid"]))
         if orphaned or age > max_age_s:
             shutil.rmtree(path, ignore_errors=True)
             logger.info("removed %s, left behind by an interrupted run", path)
