@@ -60,3 +60,13 @@ def test_predict_uses_the_choice_for_the_chosen_configuration_only(dataset_resul
     save_dataclass(dataset_results / FIND_BEST_FOLDER / CHOICE_FILE,
                    _choice("find_best/postprocessing.json", ("2d", "3d_fullres")))
     assert chosen_postprocessing(model) is None  # an ensemble's postprocessing is not for one member
+
+
+def test_an_existing_absolute_path_can_be_ignored(dataset_results: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other" / "results" / DATASET / FIND_BEST_FOLDER / "postprocessing.json"
+    other.parent.mkdir(parents=True)
+    other.write_text('{"schema_version": 1}')
+    choice = _choice(str(other))
+    assert choice.postprocessing_path(dataset_results) == other
+    expected = (dataset_results / FIND_BEST_FOLDER / "postprocessing.json").absolute()
+    assert choice.postprocessing_path(dataset_results, use_absolute=False) == expected

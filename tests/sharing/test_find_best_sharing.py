@@ -16,7 +16,15 @@ from autounet.cli.main import main
 from autounet.ensembling import find_best
 from autounet.io import read_segmentation, write_segmentation
 from autounet.sharing import export_model
-from tests.sharing._model import CONFIGURATION, DATASET, build_results, write_choice
+from tests.sharing._model import (
+    CONFIGURATION,
+    DATASET,
+    build_results,
+    read_manifest,
+    read_members,
+    write_choice,
+    write_zip,
+)
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +83,20 @@ def test_export_rewrites_an_old_absolute_choice(source_root: Path, tmp_path: Pat
     assert choice["postprocessing_file"] == "find_best/postprocessing.json"
     assert chosen == (source_root / "results" / DATASET / "find_best" / "postprocessing.json").read_bytes()
     assert f"{DATASET}/find_best/choice.json" in manifest.files
+
+
+def test_an_archive_must_bring_the_postprocessing_it_chose(source_root: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.zip"
+    export_model(source_root / "results" / DATASET, [CONFIGURATION], good, folds=[0])
+    members = read_members(good)
+    del members[f"{DATASET}/find_best/postprocessing.json"]
+    choice = json.loads(members[f"{DATASET}/find_best/choice.json"])
+    # An absolute path that exists on this machine, but outside the archive.
+    choice["postprocessing_file"] = str(source_root / "results" / DATASET / "find_best" / "postprocessing.json")
+    members[f"{DATASET}/find_best/choice.json"] = json.dumps(choice).encode()
+    bad = write_zip(tmp_path / "bad.zip", members, {k: v for k, v in read_manifest(good).items() if k != "files"})
+    assert main(["install-model", str(bad), "--data-root", str(tmp_path / "machine")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"member '{DATASET}/find_best/choice.json'" in err and "is missing" in err
+    assert list((tmp_path / "machine" / "results").iterdir()) == []

@@ -77,7 +77,7 @@ class FindBestChoice:
     cv_dice_postprocessed: float | None
     schema_version: int = 1
 
-    def postprocessing_path(self, dataset_results: Path) -> Path:
+    def postprocessing_path(self, dataset_results: Path, use_absolute: bool = True) -> Path:
         """The chosen ``postprocessing.json`` as an absolute path, for the choice in ``dataset_results``.
 
         A relative path (what :func:`find_best` writes) lies below ``dataset_results``. An absolute one (older
@@ -86,6 +86,8 @@ class FindBestChoice:
 
         Args:
             dataset_results: ``results/<Dataset>``, the folder whose ``find_best/choice.json`` this is.
+            use_absolute: Use an absolute path that exists as it is; ``False`` always looks below
+                ``dataset_results`` (an archive being installed must bring the file itself).
 
         Raises:
             ConfigError: The path leaves ``dataset_results``, or the file is not found (naming choice.json).
@@ -98,7 +100,7 @@ class FindBestChoice:
         recorded: PurePath = PureWindowsPath(text) if windows else PurePosixPath(text)
         if not recorded.anchor:
             tail = recorded.parts
-        elif Path(text).is_file():
+        elif use_absolute and Path(text).is_file():
             return Path(text)
         else:  # an absolute path of another place or machine
             parts = recorded.parts

@@ -146,12 +146,9 @@ def _check_contents(manifest: ModelManifest, extracted: Path, label: Label) -> N
     choice_member = f"{dataset}/{FIND_BEST_FOLDER}/{CHOICE_FILE}"
     if choice_member in manifest.files:
         choice = _load(lambda path: load_dataclass(FindBestChoice, path), extracted, choice_member, label)
-        dataset_folder = extracted / dataset
-        chosen = _load(lambda _: choice.postprocessing_path(dataset_folder), extracted, choice_member, label)
-        if not chosen.resolve().is_relative_to(dataset_folder.resolve()):
-            # An absolute path that happens to exist here: the archive must bring the file it chose.
-            raise archive_error(label, f"member {choice_member!r} chooses a postprocessing file outside the "
-                                       f"archive ({choice.postprocessing_file})")
+        # The archive must bring the file it chose (older archives: an absolute path, found by its tail).
+        _load(lambda _: choice.postprocessing_path(extracted / dataset, use_absolute=False), extracted,
+              choice_member, label)
 
 
 def _check_trained(manifest: ModelManifest, extracted: Path, label: Label) -> None:
