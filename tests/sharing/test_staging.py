@@ -165,3 +165,18 @@ def test_export_api_refuses_an_existing_output(dataset_results: Path, tmp_path: 
     with pytest.raises(CheckpointError, match="exists already"):
         export_model(dataset_results, [CONFIGURATION], output)
     assert output.read_bytes() == b"mine"
+
+
+def test_export_of_one_model_folder_with_m(dataset_results: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "model.zip"
+    assert main(["export-model", "-m", str(dataset_results / CONFIGURATION), "-f", "0", "-o", str(output),
+                 "-q"]) == 0
+    manifest = read_manifest(output)
+    assert manifest["dataset_name"] == DATASET and manifest["configurations"] == [CONFIGURATION]
+    assert manifest["kind"] == "trained" and f"{DATASET}/find_best/choice.json" in manifest["files"]
+    assert main(["export-model", "-m", str(dataset_results / CONFIGURATION), "-d", DATASET, "-o",
+                 str(tmp_path / "other.zip")]) == 1
+    _one_line_error(capsys, "give either -m/--model-folder or -d/--dataset")
+    assert main(["export-model", "-o", str(tmp_path / "other.zip")]) == 1
+    _one_line_error(capsys, "give -d/--dataset and -c/--configurations, or -m/--model-folder")
