@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": {"io", "dataset", "detection"},
     "postprocessing": {"io", "dataset", "evaluation"},
     "ensembling": {"io", "dataset", "postprocessing", "inference"},
-    "sharing": {"io", "dataset", "planning"},
+    "sharing": {"io", "dataset", "planning", "ensembling", "deploy"},
     "deploy": {"io", "dataset", "planning", "preprocessing", "networks", "data", "inference"},
     "cli": None,  # type: ignore[dict-item]  # the CLI is the top: it may import every stage
     "__main__": {"cli"},

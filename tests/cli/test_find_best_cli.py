@@ -29,7 +29,8 @@ def test_ensemble_wins_and_commands_are_written(tmp_path: Path, capsys: pytest.C
     choice = load_dataclass(FindBestChoice, out / "choice.json")
     assert choice.configurations == ("cfg_fp", "cfg_miss") and choice.ensemble and choice.folds == (0, 1)
     assert choice.cv_dice == pytest.approx(1.0)
-    assert load_postprocessing(choice.postprocessing_file).is_identity  # already perfect: nothing to gain
+    assert choice.postprocessing_file == "find_best/postprocessing.json"  # relative: the folder can move
+    assert load_postprocessing(choice.postprocessing_path(out.parent)).is_identity  # already perfect: nothing to gain
     summary = json.loads((out / "summary.json").read_text())
     by_name = {c["name"]: c for c in summary["candidates"]}
     assert by_name["cfg_unfinished"]["skipped"].startswith("fold 1 has no finished validation")
@@ -55,12 +56,13 @@ def test_single_configuration_with_postprocessing(tmp_path: Path, capsys: pytest
     assert _run(tmp_path, "-f", "0", "1") == 0
     printed = capsys.readouterr().out
     assert "cfg_fp+cfg_miss  skipped  (no probabilities for case 'case_0' of cfg_miss" in printed
-    choice = load_dataclass(FindBestChoice, tmp_path / "results" / fake_results.DATASET / "find_best" / "choice.json")
+    dataset_results = tmp_path / "results" / fake_results.DATASET
+    choice = load_dataclass(FindBestChoice, dataset_results / "find_best" / "choice.json")
     assert choice.configurations == ("cfg_fp",) and not choice.ensemble
     assert choice.cv_dice_postprocessed == pytest.approx(1.0)  # the false-positive voxel is removed
-    plan = load_postprocessing(choice.postprocessing_file)
+    plan = load_postprocessing(choice.postprocessing_path(dataset_results))
     assert plan.largest_component_foreground
-    assert f"-c cfg_fp -f 0 1 --postprocessing {choice.postprocessing_file}" in printed
+    assert f"-c cfg_fp -f 0 1 --postprocessing {choice.postprocessing_path(dataset_results)}" in printed
 
 
 def test_missing_reference_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

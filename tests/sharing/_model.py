@@ -14,11 +14,14 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from autounet.ensembling.find_best import FindBestChoice
 from autounet.io.checkpoints import save_checkpoint
 from autounet.io.jsonio import write_json
+from autounet.io.serialization import save_dataclass
 from autounet.networks.unet import build_network
 from autounet.planning.api import plan_dataset
 from autounet.planning.plans import Plans, load_plans, save_plans
+from autounet.postprocessing import PostprocessingPlan, save_postprocessing
 from autounet.sharing.manifest import MANIFEST_NAME
 from tests.conftest import write_tiny_dataset
 
@@ -54,8 +57,17 @@ def build_results(root: Path) -> Path:
                 "optimizer": {"state": {}, "param_groups": [{"lr": 0.01}]},
                 "metadata": {"configuration": configuration, "mirror_axes": [0, 1, 2]}})
     write_json(dataset_results / CONFIGURATION / "postprocessing.json", {"schema_version": 1})
-    write_json(dataset_results / "find_best" / "choice.json", {"configuration": CONFIGURATION})
+    write_choice(dataset_results, "find_best/postprocessing.json")
+    save_postprocessing(dataset_results / "find_best" / "postprocessing.json",
+                        PostprocessingPlan(largest_component_foreground=True))
     return dataset_results
+
+
+def write_choice(dataset_results: Path, postprocessing_file: str) -> None:
+    """find-best's ``choice.json`` choosing 3d_fullres alone, with the given ``postprocessing_file``."""
+    save_dataclass(dataset_results / "find_best" / "choice.json", FindBestChoice(
+        dataset=DATASET, configurations=(CONFIGURATION,), folds=(0, 1), ensemble=False,
+        postprocessing_file=postprocessing_file, cv_dice=0.5, cv_dice_postprocessed=0.6))
 
 
 def plans_of(dataset_results: Path) -> Plans:

@@ -49,6 +49,7 @@ def test_export_writes_slim_checkpoints_and_a_manifest(exported: Path, dataset_r
     assert sorted(manifest["files"]) == sorted([
         f"{DATASET}/{CONFIGURATION}/plans.json", f"{DATASET}/{CONFIGURATION}/dataset.json",
         f"{DATASET}/{CONFIGURATION}/postprocessing.json", f"{DATASET}/find_best/choice.json",
+        f"{DATASET}/find_best/postprocessing.json",
         *(f"{DATASET}/{CONFIGURATION}/fold_{fold}/checkpoint_final.pt" for fold in (0, 1)),
     ])
     with zipfile.ZipFile(exported) as archive:

@@ -25,8 +25,10 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "before anything is installed: member names (no absolute paths, '..', drive letters, "
                     "backslashes, links or duplicates), total unpacked size, the SHA-256 of every file against "
                     "the manifest, plans and dataset.json, and every checkpoint loads with weights_only=True "
-                    "(nothing is unpickled). Existing model folders are an error unless --force; then they are "
-                    "replaced only after all checks passed.")
+                    "(nothing is unpickled), find-best's choice names a postprocessing file the archive holds, and a "
+                    "deployed model's files match its deploy.json. Existing model folders are an error unless "
+                    "--force; then they are replaced only after all checks passed. Work is staged in "
+                    "results/.autounet-staging-*; one left by a killed run is removed on the next start.")
     parser.add_argument("source", metavar="ZIP_OR_URL", help="a model zip file, or an http:// or https:// URL")
     parser.add_argument("--force", action="store_true", help="replace model folders that exist already")
     parser.add_argument("--max-size-gib", type=positive_float, default=DEFAULT_MAX_BYTES / 2**30, metavar="GIB",
@@ -62,6 +64,9 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     extra = "" if installed.checkpoint == "checkpoint_final.pt" else f" --checkpoint {installed.checkpoint}"
     root = getattr(args, "data_root", None)
     extra += f" --data-root {root}" if root is not None else ""
+    if installed.deployed:
+        print(f"predict with: autounet predict -i IN -o OUT -m {installed.folders[0]}")
+        return 0
     for configuration in installed.configurations:
         print(f"predict with: autounet predict -i IN -o OUT -d {installed.dataset_name} -c {configuration}{extra}")
     return 0

@@ -47,9 +47,10 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     post = parser.add_mutually_exclusive_group()
     post.add_argument("--postprocessing", type=Path, metavar="FILE",
                       help=f"apply this {POSTPROCESSING_FILE} to every label map (default: the model folder's "
-                           f"{POSTPROCESSING_FILE} when it has one)")
+                           f"{POSTPROCESSING_FILE} when it has one, else the one find-best chose for this "
+                           "configuration)")
     post.add_argument("--no-postprocessing", action="store_true",
-                      help=f"do not apply the model folder's {POSTPROCESSING_FILE}")
+                      help="apply no postprocessing (neither the model folder's nor find-best's)")
     parser.set_defaults(handler=run)
 
 
@@ -122,22 +123,28 @@ def model_folder_for(args: argparse.Namespace, paths: Paths) -> Path:
 
 
 def postprocessing_for(args: argparse.Namespace, model_folder: Path) -> PostprocessingPlan | None:
-    """``--postprocessing FILE``; else the model folder's ``postprocessing.json`` (an exported or installed
-    model) unless ``--no-postprocessing``; else ``None``.
+    """``--postprocessing FILE``; else, unless ``--no-postprocessing``, the model folder's own
+    ``postprocessing.json``, or the one ``find-best`` chose for its configuration (``../find_best/choice.json``,
+    also in an exported and installed model); else ``None``.
 
     Raises:
         ConfigError: The file is missing or invalid.
     """
+    from autounet.ensembling.find_best import chosen_postprocessing  # imports torch: not at the top
+
     if getattr(args, "postprocessing", None) is not None:
         path = Path(args.postprocessing)
         if not path.is_file():
             raise ConfigError("postprocessing file not found", path)
         return load_postprocessing(path)
-    default = model_folder / POSTPROCESSING_FILE
-    if getattr(args, "no_postprocessing", False) or not default.is_file():
+    if getattr(args, "no_postprocessing", False):
         return None
-    logger.info("applying %s", default)
-    return load_postprocessing(default)
+    default = model_folder / POSTPROCESSING_FILE
+    chosen = default if default.is_file() else chosen_postprocessing(model_folder)
+    if chosen is None:
+        return None
+    logger.info("applying %s", chosen)
+    return load_postprocessing(chosen)
 
 
 def available_folds(model_folder: Path, checkpoint: str) -> list[int | str]:

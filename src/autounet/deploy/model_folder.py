@@ -37,7 +37,8 @@ from autounet.inference.model_folder import load_model_folder, register_model_fo
 from autounet.io.serialization import load_dataclass, save_dataclass
 from autounet.planning.plans import load_plans, save_plans
 
-__all__ = ["MANIFEST_FILE", "DeployManifest", "deploy_model", "is_deployed_model_folder", "load_deployed_model"]
+__all__ = ["MANIFEST_FILE", "DeployManifest", "deploy_model", "is_deployed_model_folder", "load_deployed_model",
+           "verify_deployed_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -169,11 +170,7 @@ def load_deployed_model(folder: Path, folds: Sequence[int | str] = (), checkpoin
         OnnxModelError: A file is missing or altered, a fold was not deployed, or a graph does not fit.
     """
     folder = Path(folder)
-    manifest = load_dataclass(DeployManifest, folder / MANIFEST_FILE)
-    for name, expected in manifest.files.items():
-        path = folder / name
-        if not path.is_file() or _sha256(path) != expected:
-            raise OnnxModelError("missing or altered since it was deployed (SHA-256 differs from deploy.json)", path)
+    manifest = verify_deployed_files(folder)
     chosen = [str(f) for f in folds] or list(manifest.folds)
     unknown = [f for f in chosen if f not in manifest.folds]
     if unknown:
@@ -187,6 +184,30 @@ def load_deployed_model(folder: Path, folds: Sequence[int | str] = (), checkpoin
     return LoadedModel(plans=plans, configuration=configuration, description=load_dataset_json(folder / "dataset.json"),
                        networks=networks, num_outputs=manifest.num_outputs, mirror_axes=manifest.mirror_axes,
                        origin=f"{folder.name} ({manifest.precision}, folds {', '.join(chosen)}, {digest})")
+
+
+def verify_deployed_files(folder: Path) -> DeployManifest:
+    """Read ``deploy.json`` and check every file it lists against its SHA-256.
+
+    Args:
+        folder: A deployed model folder.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        ConfigError: ``deploy.json`` is malformed.
+        OnnxModelError: A listed file is missing or altered, or a name leaves the folder.
+    """
+    folder = Path(folder)
+    manifest = load_dataclass(DeployManifest, folder / MANIFEST_FILE)
+    for name, expected in manifest.files.items():
+        path = folder / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise OnnxModelError(f"deploy.json lists '{name}', which lies outside the folder", folder)
+        if not path.is_file() or _sha256(path) != expected:
+            raise OnnxModelError("missing or altered since it was deployed (SHA-256 differs from deploy.json)", path)
+    return manifest
 
 
 def _sha256(path: Path) -> str:

@@ -11,15 +11,25 @@ from autounet.ensembling.average import (
     load_probabilities,
     probabilities_to_segmentation,
 )
-from autounet.ensembling.find_best import FIND_BEST_FOLDER, Candidate, FindBestChoice, FindBestResult, find_best
+from autounet.ensembling.find_best import (
+    CHOICE_FILE,
+    FIND_BEST_FOLDER,
+    Candidate,
+    FindBestChoice,
+    FindBestResult,
+    chosen_postprocessing,
+    find_best,
+)
 
 __all__ = [
+    "CHOICE_FILE",
     "FIND_BEST_FOLDER",
     "Candidate",
     "EnsembleCase",
     "FindBestChoice",
     "FindBestResult",
     "average_probabilities",
+    "chosen_postprocessing",
     "collect_cases",
     "ensemble_case",
     "ensemble_folders",

@@ -16,18 +16,19 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import ClassVar
 
 from autounet.dataset.description import DatasetDescription, load_dataset_json
 from autounet.dataset.labels import LabelScheme
 from autounet.ensembling.average import EnsembleCase, ensemble_case
-from autounet.errors import DatasetError
+from autounet.errors import ConfigError, DatasetError
 from autounet.io.jsonio import atomic_write, nan_to_none, write_json
-from autounet.io.serialization import save_dataclass
+from autounet.io.serialization import load_dataclass, save_dataclass
 from autounet.postprocessing import (
     POSTPROCESSING_FILE,
     CasePair,
@@ -39,11 +40,13 @@ from autounet.postprocessing import (
 )
 from autounet.progress import progress
 
-__all__ = ["FIND_BEST_FOLDER", "Candidate", "FindBestChoice", "FindBestResult", "find_best"]
+__all__ = ["CHOICE_FILE", "FIND_BEST_FOLDER", "Candidate", "FindBestChoice", "FindBestResult", "chosen_postprocessing",
+           "find_best"]
 
 logger = logging.getLogger(__name__)
 
 FIND_BEST_FOLDER = "find_best"
+CHOICE_FILE = "choice.json"
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,9 @@ class FindBestChoice:
         configurations: One configuration, or the two members of the chosen ensemble.
         folds: The folds whose models were compared (and that the predict commands use).
         ensemble: Whether the choice is an ensemble of ``configurations``.
-        postprocessing_file: Absolute path of the chosen ``postprocessing.json``.
+        postprocessing_file: The chosen ``postprocessing.json``, relative to ``results/<Dataset>`` (``/``-separated,
+            so the folder can move to another place or machine); resolve it with :meth:`postprocessing_path`.
+            Files written by older versions hold an absolute path.
         cv_dice: Cross-validation mean foreground Dice without postprocessing.
         cv_dice_postprocessed: The same with the postprocessing applied.
     """
@@ -71,6 +76,68 @@ class FindBestChoice:
     cv_dice: float | None
     cv_dice_postprocessed: float | None
     schema_version: int = 1
+
+    def postprocessing_path(self, dataset_results: Path, use_absolute: bool = True) -> Path:
+        """The chosen ``postprocessing.json`` as an absolute path, for the choice in ``dataset_results``.
+
+        A relative path (what :func:`find_best` writes) lies below ``dataset_results``. An absolute one (older
+        files) is used when it exists; else its part after the dataset folder's name is looked for below
+        ``dataset_results``, which finds it again in a copied, exported or installed results folder.
+
+        Args:
+            dataset_results: ``results/<Dataset>``, the folder whose ``find_best/choice.json`` this is.
+            use_absolute: Use an absolute path that exists as it is; ``False`` always looks below
+                ``dataset_results`` (an archive being installed must bring the file itself).
+
+        Raises:
+            ConfigError: The path leaves ``dataset_results``, or the file is not found (naming choice.json).
+        """
+        dataset_results = Path(dataset_results)
+        choice_file = dataset_results / FIND_BEST_FOLDER / CHOICE_FILE
+        text = self.postprocessing_file
+        # A path written on Windows has backslashes or a drive letter; read it as such on any OS.
+        windows = "\\" in text or re.match(r"^[A-Za-z]:", text) is not None
+        recorded: PurePath = PureWindowsPath(text) if windows else PurePosixPath(text)
+        if not recorded.anchor:
+            tail = recorded.parts
+        elif use_absolute and Path(text).is_file():
+            return Path(text)
+        else:  # an absolute path of another place or machine
+            parts = recorded.parts
+            tail = parts[len(parts) - parts[::-1].index(self.dataset):] if self.dataset in parts else ()
+        if not tail or ".." in tail:
+            raise ConfigError(f"field 'postprocessing_file': '{text}' does not lie inside {dataset_results}; "
+                              "rerun find-best", choice_file)
+        path = dataset_results.joinpath(*tail)
+        if not path.is_file():
+            raise ConfigError(f"the chosen postprocessing file '{text}' is missing (looked for {path}); rerun "
+                              "find-best, or predict with --no-postprocessing", choice_file)
+        return path.absolute()
+
+
+def chosen_postprocessing(model_folder: Path) -> Path | None:
+    """The postprocessing find-best chose for a model folder, if it chose that folder's configuration alone.
+
+    The choice is ``../find_best/choice.json`` beside the model folder (``results/<Dataset>/<configuration>``,
+    trained here or exported and installed); an ensemble's postprocessing is not used for one of its members.
+
+    Args:
+        model_folder: The run folder predicted with.
+
+    Returns:
+        The absolute path of the chosen ``postprocessing.json``, or ``None``.
+
+    Raises:
+        ConfigError: ``choice.json`` is malformed or its postprocessing file is missing.
+    """
+    dataset_results = Path(model_folder).absolute().parent
+    choice_file = dataset_results / FIND_BEST_FOLDER / CHOICE_FILE
+    if not choice_file.is_file():
+        return None
+    choice = load_dataclass(FindBestChoice, choice_file)
+    if choice.ensemble or choice.configurations != (Path(model_folder).absolute().name,):
+        return None
+    return choice.postprocessing_path(dataset_results)
 
 
 @dataclass(frozen=True)
@@ -201,7 +268,7 @@ def _candidates(ctx: _Context) -> list[Candidate]:
 
 def _predict_commands(choice: FindBestChoice, results_dir: Path, prefix: str) -> tuple[str, ...]:
     folds = " ".join(str(f) for f in choice.folds)
-    pp = shlex.quote(choice.postprocessing_file)
+    pp = shlex.quote(str(choice.postprocessing_path(results_dir)))
     if not choice.ensemble:
         return (f"{prefix} predict -i INPUT -o OUTPUT -d {choice.dataset} -c {choice.configurations[0]} -f {folds} "
                 f"--postprocessing {pp}",)
@@ -267,10 +334,11 @@ def find_best(results_dir: Path, raw_dataset_dir: Path, folds: Sequence[int] = (
     after_fg = [v for v in after.values() if not math.isnan(v)]
     choice = FindBestChoice(
         dataset=results_dir.name, configurations=best.configurations, folds=tuple(folds),
-        ensemble=len(best.configurations) > 1, postprocessing_file=str(pp_file.absolute()),
+        ensemble=len(best.configurations) > 1,
+        postprocessing_file=pp_file.relative_to(results_dir).as_posix(),
         cv_dice=None if math.isnan(best.foreground_dice) else best.foreground_dice,
         cv_dice_postprocessed=sum(after_fg) / len(after_fg) if after_fg else None)
-    save_dataclass(ctx.output_dir / "choice.json", choice)
+    save_dataclass(ctx.output_dir / CHOICE_FILE, choice)
     write_json(ctx.output_dir / "summary.json", _summary_json(candidates, choice))
     commands = _predict_commands(choice, results_dir.absolute(), command_prefix)
     with atomic_write(ctx.output_dir / "predict_commands.txt") as handle:

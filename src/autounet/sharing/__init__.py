@@ -1,6 +1,6 @@
-"""Model sharing: export trained configurations to a zip archive, and install one (from a file or a URL)
-after checking it completely (safe member names, no links, bounded size, SHA-256 of every member,
-checkpoints loadable with ``weights_only=True``).
+"""Model sharing: export trained configurations (or a deployed model folder) to a zip archive, and install
+one (from a file or a URL) after checking it completely (safe member names, no links, bounded size, SHA-256
+of every member, checkpoints loadable with ``weights_only=True``).
 
 The names load lazily: the CLI builds its parser (``autounet -h``) without importing torch.
 """
@@ -16,13 +16,14 @@ __all__ = [
     "MODEL_FORMAT",
     "InstalledModel",
     "ModelManifest",
+    "export_deployed_model",
     "export_model",
     "install_model",
 ]
 
 _LAZY = {"DEFAULT_MAX_BYTES": "manifest", "MANIFEST_NAME": "manifest", "MODEL_FORMAT": "manifest",
          "ModelManifest": "manifest", "InstalledModel": "install", "install_model": "install",
-         "export_model": "export"}
+         "export_model": "export", "export_deployed_model": "export"}
 
 
 def __getattr__(name: str) -> Any:

@@ -2,11 +2,14 @@
 
 Order of work, so that nothing is ever half-installed:
 
-1. download a URL into a staging folder inside ``results/`` (same file system, so the final moves are renames);
+1. download a URL into a staging folder inside ``results/`` (same file system, so the final moves are renames;
+   named ``.autounet-staging-<host>-<pid>-...``, and one a killed run left behind is removed on the next
+   start, see :mod:`autounet.sharing._staging`);
 2. check the archive without extracting anything (:func:`autounet.sharing.archive.inspect_archive`);
 3. refuse existing model folders unless ``force``;
 4. extract into the staging folder, checking every SHA-256; load every checkpoint with ``weights_only=True``,
-   the plans, ``dataset.json`` and every other JSON file, from that extracted copy;
+   the plans, ``dataset.json``, every other JSON file and find-best's choice, from that extracted copy; a
+   deployed model folder instead has every file checked against its ``deploy.json``;
 5. rename each folder into ``results/<DatasetName>/``; with ``force`` an existing folder is moved aside
    first and restored should a later rename fail;
 6. remove the staging folder, whatever happened.
@@ -18,7 +21,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +29,18 @@ from typing import TypeVar
 import torch
 
 from autounet.dataset.description import load_dataset_json
+from autounet.deploy.model_folder import MANIFEST_FILE as DEPLOY_MANIFEST_FILE
+from autounet.deploy.model_folder import verify_deployed_files
+from autounet.ensembling.find_best import CHOICE_FILE, FindBestChoice
 from autounet.errors import AutounetError
 from autounet.io.checkpoints import load_checkpoint
 from autounet.io.jsonio import read_json
+from autounet.io.serialization import load_dataclass
 from autounet.planning.plans import load_plans
+from autounet.sharing._staging import staging_folder
 from autounet.sharing.archive import Label, archive_error, extract_verified, inspect_archive, open_archive
 from autounet.sharing.download import download, is_url
-from autounet.sharing.manifest import DEFAULT_MAX_BYTES, FIND_BEST_FOLDER, ModelManifest
+from autounet.sharing.manifest import DEFAULT_MAX_BYTES, FIND_BEST_FOLDER, MANIFEST_NAME, ModelManifest
 
 __all__ = ["DEFAULT_MAX_BYTES", "InstalledModel", "install_model"]
 
@@ -55,6 +62,7 @@ class InstalledModel:
         folds: Configuration -> fold folder suffixes installed.
         checkpoint: Checkpoint file name in each fold folder.
         folders: Every folder created under ``results/<DatasetName>/`` (configurations, ``find_best``).
+        deployed: Whether it is a deployed model folder (``configurations`` then holds its folder name).
     """
 
     dataset_name: str
@@ -62,6 +70,7 @@ class InstalledModel:
     folds: dict[str, tuple[str, ...]]
     checkpoint: str
     folders: tuple[Path, ...]
+    deployed: bool = False
 
 
 def install_model(source: str | os.PathLike, results_root: Path, force: bool = False,
@@ -84,9 +93,7 @@ def install_model(source: str | os.PathLike, results_root: Path, force: bool = F
             The message names the archive (path or URL) and the member.
     """
     results_root = Path(results_root)
-    results_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".autounet-install-", dir=results_root))
-    try:
+    with staging_folder(results_root) as staging:
         text = os.fspath(source)
         if is_url(text):
             label: Label = text
@@ -105,11 +112,10 @@ def install_model(source: str | os.PathLike, results_root: Path, force: bool = F
             extract_verified(archive, manifest, extracted, label)
         _check_contents(manifest, extracted, label)
         folders = _move_into_place(extracted / manifest.dataset_name, targets, staging, force, label)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info("installed %s into %s", ", ".join(manifest.configurations), results_root / manifest.dataset_name)
     return InstalledModel(dataset_name=manifest.dataset_name, configurations=manifest.configurations,
-                          folds=manifest.folds, checkpoint=manifest.checkpoint, folders=tuple(folders))
+                          folds=manifest.folds, checkpoint=manifest.checkpoint, folders=tuple(folders),
+                          deployed=manifest.kind == "deployed")
 
 
 def _targets(manifest: ModelManifest, results_root: Path) -> dict[str, Path]:
@@ -127,7 +133,25 @@ def _refuse_existing(targets: dict[str, Path], label: Label) -> None:
 
 
 def _check_contents(manifest: ModelManifest, extracted: Path, label: Label) -> None:
-    """Load every file of the extracted copy the way prediction will: plans, dataset.json, checkpoints."""
+    """Load every file of the extracted copy the way prediction will: plans, dataset.json, checkpoints (or
+    a deployed folder's files against its ``deploy.json``), find-best's choice and its postprocessing."""
+    dataset = manifest.dataset_name
+    for member in manifest.files:
+        if member.endswith(".json"):
+            _load(read_json, extracted, member, label)
+    if manifest.kind == "deployed":
+        _check_deployed(manifest, extracted, label)
+    else:
+        _check_trained(manifest, extracted, label)
+    choice_member = f"{dataset}/{FIND_BEST_FOLDER}/{CHOICE_FILE}"
+    if choice_member in manifest.files:
+        choice = _load(lambda path: load_dataclass(FindBestChoice, path), extracted, choice_member, label)
+        # The archive must bring the file it chose (older archives: an absolute path, found by its tail).
+        _load(lambda _: choice.postprocessing_path(extracted / dataset, use_absolute=False), extracted,
+              choice_member, label)
+
+
+def _check_trained(manifest: ModelManifest, extracted: Path, label: Label) -> None:
     dataset = manifest.dataset_name
     for configuration in manifest.configurations:
         member = f"{dataset}/{configuration}/plans.json"
@@ -135,14 +159,37 @@ def _check_contents(manifest: ModelManifest, extracted: Path, label: Label) -> N
         if configuration not in plans.configurations:
             raise archive_error(label, f"member {member!r} has no configuration '{configuration}'")
         _load(load_dataset_json, extracted, f"{dataset}/{configuration}/dataset.json", label)
-    for member in manifest.files:
-        if member.endswith(".json"):
-            _load(read_json, extracted, member, label)
     for member in manifest.checkpoint_members():
         state = _load(load_checkpoint, extracted, member, label)
         weights = state.get("network")
         if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
             raise archive_error(label, f"member {member!r} holds no network weights")
+
+
+def _check_deployed(manifest: ModelManifest, extracted: Path, label: Label) -> None:
+    """The deployed folder holds exactly what its ``deploy.json`` lists, unaltered, and its plans fit."""
+    unit = manifest.configurations[0]
+    prefix = f"{manifest.dataset_name}/{unit}"
+    member = f"{prefix}/{DEPLOY_MANIFEST_FILE}"
+    if member not in manifest.files:
+        raise archive_error(label, f"the deployed model is incomplete: {member!r} is missing")
+    try:
+        deployed = verify_deployed_files(extracted.joinpath(*prefix.split("/")))
+    except AutounetError as exc:
+        inside = exc.path is not None and exc.path.is_relative_to(extracted)
+        where = exc.path.relative_to(extracted).as_posix() if exc.path is not None and inside else member
+        raise archive_error(label, f"member {where!r}: {exc.problem}") from None
+    listed = {f"{prefix}/{name}" for name in (*deployed.files, DEPLOY_MANIFEST_FILE)}
+    unlisted = sorted(set(manifest.files) - listed - {name for name in manifest.files
+                                                       if name.split("/")[1] == FIND_BEST_FOLDER})
+    if unlisted:
+        raise archive_error(label, f"member {unlisted[0]!r} is not listed in {DEPLOY_MANIFEST_FILE}")
+    if tuple(manifest.folds[unit]) != tuple(deployed.folds):
+        raise archive_error(label, f"the folds of {MANIFEST_NAME} differ from those of {member!r}")
+    plans = _load(load_plans, extracted, f"{prefix}/plans.json", label)
+    if deployed.configuration not in plans.configurations:
+        raise archive_error(label, f"member '{prefix}/plans.json' has no configuration '{deployed.configuration}'")
+    _load(load_dataset_json, extracted, f"{prefix}/dataset.json", label)
 
 
 def _load(loader: Callable[[Path], T], extracted: Path, member: str, label: Label) -> T:

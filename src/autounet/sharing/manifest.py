@@ -8,6 +8,10 @@ An archive made by ``autounet export-model`` holds, besides the manifest at its 
     <DatasetName>/<configuration>/fold_<f>/<checkpoint>        (weights and metadata only)
     <DatasetName>/find_best/{choice.json,postprocessing.json}  (when they exist)
 
+An archive of a deployed model folder (``autounet deploy``; ``kind`` ``"deployed"``) holds that folder as
+``<DatasetName>/<folder name>/`` instead: ``deploy.json``, ``plans.json``, ``dataset.json``,
+``postprocessing.json`` (when present) and ``fold_<f>/model.onnx``.
+
 Every member is listed in the manifest with its SHA-256, so an installer can reject an archive that was
 altered or truncated before it writes anything.
 """
@@ -22,6 +26,7 @@ from typing import ClassVar, Literal
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "DEPLOYED_MODEL_FILE",
     "FIND_BEST_FOLDER",
     "MANIFEST_NAME",
     "MODEL_FORMAT",
@@ -36,6 +41,7 @@ DEFAULT_MAX_BYTES = 16 << 30
 MANIFEST_NAME = "autounet_model.json"
 MODEL_FORMAT = "autounet-model"
 FIND_BEST_FOLDER = "find_best"
+DEPLOYED_MODEL_FILE = "model.onnx"
 
 # One path component of a member name: what dataset, configuration, fold and file names use. Deliberately
 # narrow (no spaces, colons, backslashes, control characters), so a name means the same on every OS.
@@ -74,8 +80,11 @@ class ModelManifest:
         dataset_name: ``DatasetNNN_Name``; every other member lies under this folder.
         configurations: Exported configurations (a cascade's previous stage included).
         folds: Configuration -> fold folder suffixes (``"0"``, ``"all"``) exported for it.
-        checkpoint: File name of the checkpoint in each fold folder (``checkpoint_final.pt``).
+        checkpoint: File name of the checkpoint in each fold folder (``checkpoint_final.pt``; ``model.onnx``
+            for a deployed model).
         files: Member name -> hex SHA-256 of its content, for every member except the manifest.
+        kind: ``"trained"`` (run folders with torch checkpoints; ``configurations`` are run folder names) or
+            ``"deployed"`` (one deployed model folder; ``configurations`` holds its folder name).
         schema_version: Version of this file's layout.
     """
 
@@ -89,6 +98,7 @@ class ModelManifest:
     checkpoint: str
     files: dict[str, str]
     schema_version: int = 1
+    kind: Literal["trained", "deployed"] = "trained"
 
     def __post_init__(self) -> None:
         # Raised as ValueError so from_dict reports it as a ConfigError naming the field.
@@ -101,6 +111,8 @@ class ModelManifest:
             raise ValueError(f"'{FIND_BEST_FOLDER}' is reserved and cannot name a configuration")
         if not self.configurations or set(self.folds) != set(self.configurations):
             raise ValueError("'folds' must list the folds of every configuration, and only those")
+        if self.kind == "deployed" and len(self.configurations) != 1:
+            raise ValueError("a deployed model archive holds exactly one model folder")
         if any(not folds for folds in self.folds.values()):
             raise ValueError("every configuration needs at least one fold")
         if any(not re.fullmatch(r"[0-9a-f]{64}", digest) for digest in self.files.values()):
