@@ -78,9 +78,10 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
                                                                                                 checkpoint)
     # -d/-c: results/<Dataset>/<run folder>, whose preprocessed data lie in preprocessed/<Dataset>.
     preprocessed_name = dataset_name or (model_folder.resolve().parent.name if args.model_folder is None else None)
+    validation, split = _validation(args, paths, model_folder, dataset_name, folds)
     calibration = (_calibration(args, paths, model_folder, preprocessed_name) if args.precision == "int8"
                    else None)
-    deployer = _deployer(args, paths, model_folder, dataset_name, folds, calibration)
+    deployer = _deployer(args, validation, split, calibration)
     try:
         manifest = deploy_model(model_folder, args.output, folds, checkpoint, args.precision, calibration,
                                 dynamo=not args.torchscript, deployer=deployer)
@@ -114,19 +115,29 @@ def _dataset_name(paths: Paths, spec: str | None, model_folder: Path) -> str | N
     return parent if (paths.raw / parent / "dataset.json").is_file() else None
 
 
-def _deployer(args: argparse.Namespace, paths: Paths, model_folder: Path, dataset_name: str | None,
-              folds: list[int | str], calibration: np.ndarray | None) -> CheckedDeployer | None:
+def _validation(args: argparse.Namespace, paths: Paths, model_folder: Path, dataset_name: str | None,
+                folds: list[int | str]) -> tuple[dict[str, tuple[ValidationCase, ...]] | None, str]:
+    """The check's cases per fold (``None`` when not checking) and where the split came from.
+
+    Raises:
+        ConfigError: INT8 without labelled data and without ``--no-accuracy-check``.
+    """
+    if args.no_accuracy_check:
+        return None, ""
+    validation, split = _validation_cases(paths, model_folder, dataset_name, folds, args.check_max_cases)
+    if validation is None and args.precision == "int8":
+        raise ConfigError(f"no labelled validation data for the INT8 accuracy check ({split}); give the dataset "
+                          "with -d, or pass --no-accuracy-check to deploy unchecked")
+    if validation is None:
+        logger.info("fp32: accuracy check skipped (%s)", split)
+    return validation, split
+
+
+def _deployer(args: argparse.Namespace, validation: dict[str, tuple[ValidationCase, ...]] | None, split: str,
+              calibration: np.ndarray | None) -> CheckedDeployer | None:
     """The accuracy-checked deployer; ``None`` for fp32 without validation data (a plain export)."""
     from autounet.deploy.accuracy import AccuracyGate, CheckedDeployer, CheckSettings
 
-    validation, split = None, ""
-    if not args.no_accuracy_check:
-        validation, split = _validation_cases(paths, model_folder, dataset_name, folds, args.check_max_cases)
-        if validation is None and args.precision == "int8":
-            raise ConfigError(f"no labelled validation data for the INT8 accuracy check ({split}); give the dataset "
-                              "with -d, or pass --no-accuracy-check to deploy unchecked")
-        if validation is None:
-            logger.info("fp32: accuracy check skipped (%s)", split)
     if validation is None and args.precision == "fp32":
         return None
     gate = AccuracyGate(max_mean_drop=args.max_mean_drop / 100, max_class_drop=args.max_class_drop / 100)
