@@ -114,10 +114,11 @@ def _backend(args: argparse.Namespace, model_folder: Path, deployed: bool, devic
         if args.backend not in ("auto", "torch"):
             raise ConfigError(f"--backend {args.backend} runs deployed model folders ('autounet deploy'); this is a "
                               "torch model folder: use --backend torch or auto", model_folder)
-        if device == "cpu":
-            import torch
+        import torch
 
-            torch.set_num_threads(threads)
+        if device == "cpu" and args.threads:  # else torch's own choice, which is the physical cores too
+            torch.set_num_threads(args.threads)
+        threads = torch.get_num_threads()
         _announce(args, f"backend: torch on {device}" + (f", {threads} thread(s)" if device == "cpu" else ""))
         return "torch", threads, 0
     from autounet.deploy.model_folder import MANIFEST_FILE, DeployManifest, runtime_of
