@@ -8,6 +8,8 @@ Layout (self-contained; no PyTorch network code is needed to predict with it)::
     OUT/postprocessing.json    when the model folder has one
     OUT/fold_<f>/model.onnx    float32 graph (deep supervision off, batch and spatial axes dynamic), or
                                the INT8 (QDQ) graph for precision int8
+    OUT/deploy_report.json     when checked: Dice float vs deployed per fold and class, latency, CPU
+                               (:mod:`autounet.deploy.accuracy`, :mod:`autounet.deploy.report`)
 
 Importing this module registers the layout with :func:`autounet.inference.model_folder.register_model_folder_kind`,
 so the predictor runs a deployed folder exactly like a torch one: same preprocessing, sliding window, mirroring,
