@@ -103,7 +103,8 @@ def test_failing_gate_walks_every_step_in_order_then_refuses(data_root: Path, tm
     fake = _FakeQuantizer()
     monkeypatch.setattr("autounet.deploy.quantize.quantize_int8", fake)
 
-    def dice(model: object, network: object, cases: object, labels: object, settings: object) -> dict[str, float]:
+    def dice(model: object, network: object, cases: object, labels: object, settings: object,
+             description: str = "") -> dict[str, float]:
         # The float network is perfect; every deployed graph loses 2 Dice points on "corner".
         return {"organ": 0.9, "corner": 0.9 if isinstance(network, nn.Module) else 0.88}
 
@@ -129,7 +130,8 @@ def test_tolerances_decide(data_root: Path, tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr("autounet.deploy.quantize.quantize_int8", _FakeQuantizer())
     calls: list[str] = []
 
-    def dice(model: object, network: object, cases: object, labels: object, settings: object) -> dict[str, float]:
+    def dice(model: object, network: object, cases: object, labels: object, settings: object,
+             description: str = "") -> dict[str, float]:
         if isinstance(network, nn.Module):
             return {"organ": 0.9, "corner": 0.9}
         calls.append("deployed")

@@ -143,7 +143,7 @@ def _deployer(args: argparse.Namespace, validation: dict[str, tuple[ValidationCa
     gate = AccuracyGate(max_mean_drop=args.max_mean_drop / 100, max_class_drop=args.max_class_drop / 100)
     return CheckedDeployer(CheckSettings(precision=args.precision, output=Path(args.output), validation=validation,
                                          gate=gate, calibration=calibration, use_mirroring=not args.check_disable_tta,
-                                         split=split))
+                                         split=split, show_progress=not getattr(args, "quiet", False)))
 
 
 def _validation_cases(paths: Paths, model_folder: Path, dataset_name: str | None, folds: list[int | str],

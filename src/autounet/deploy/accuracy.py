@@ -39,6 +39,7 @@ from autounet.inference.loaded_model import LoadedModel
 from autounet.inference.predictor import PredictionSettings, Predictor
 from autounet.inference.sliding_window import PatchModel
 from autounet.io.images import read_image, read_segmentation
+from autounet.progress import progress
 
 __all__ = ["DEFAULT_MAX_CLASS_DROP", "DEFAULT_MAX_MEAN_DROP", "AccuracyGate", "CheckSettings", "CheckedDeployer",
            "ValidationCase", "fold_dice"]
@@ -99,6 +100,7 @@ class CheckSettings:
         step_size: Sliding-window step of the check.
         split: Where the validation cases came from (for the report).
         threads: Runtime threads; ``None``: the physical cores (:func:`autounet.deploy.cpu.default_threads`).
+        show_progress: Progress bars over the cases of each prediction.
     """
 
     precision: Literal["fp32", "int8"]
@@ -112,11 +114,14 @@ class CheckSettings:
     step_size: float = 0.5
     split: str = ""
     threads: int | None = None
+    show_progress: bool = True
 
 
 def fold_dice(model: LoadedModel, network: PatchModel, cases: Sequence[ValidationCase], labels: LabelScheme,
-              settings: PredictionSettings) -> dict[str, float]:
+              settings: PredictionSettings, description: str = "") -> dict[str, float]:
     """Mean Dice per scored class of one network over cases, predicted as ``autounet predict`` does.
+
+    ``description``: a transient progress bar over the cases with this text; empty: none.
 
     Returns:
         Dice by class name (``dataset.json``'s names), in output order; see the module docstring for cases
@@ -125,7 +130,7 @@ def fold_dice(model: LoadedModel, network: PatchModel, cases: Sequence[Validatio
     predictor = Predictor(replace(model, networks=(network,), origin=""), "cpu", settings)
     names = labels.scored_label_names
     values: dict[str, list[float]] = {name: [] for name in names}
-    for case in cases:
+    for case in progress(cases, description, total=len(cases), leave=False) if description else cases:
         image, geometry = read_image(case.image_files)
         seg, _ = predictor.predict_array(image, geometry)
         reference, _ = read_segmentation(case.label_file)
@@ -171,7 +176,8 @@ class CheckedDeployer:
         labels = LabelScheme.from_description(model.description)
         prediction = PredictionSettings(step_size=self.settings.step_size, use_mirroring=self.settings.use_mirroring,
                                         batch_size=4, show_progress=False)
-        reference = fold_dice(model, network, cases, labels, prediction) if cases else None
+        bar = f"Fold {fold}, float" if self.settings.show_progress else ""
+        reference = fold_dice(model, network, cases, labels, prediction, bar) if cases else None
         steps = self.settings.steps if self.settings.precision == "int8" else (_FP32_STEP,)
         attempts: list[StepResult] = []
         runtime: PatchModel | None = None
@@ -180,7 +186,8 @@ class CheckedDeployer:
             runtime = _open(self._runtime_name(), target, model, self.threads)
             classes: tuple[ClassDice, ...] = ()
             if reference is not None:
-                dice = fold_dice(model, runtime, cases, labels, prediction)
+                bar = f"Fold {fold}, {step.name}" if self.settings.show_progress else ""
+                dice = fold_dice(model, runtime, cases, labels, prediction, bar)
                 classes = tuple(ClassDice(name, reference[name], dice[name]) for name in reference)
             attempts.append(StepResult(step.name, kept, classes, self.settings.gate.holds(classes)))
             logger.info("fold %s, step %s: mean Dice drop %.2f points, worst class %.2f", fold, step.name,
