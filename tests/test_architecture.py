@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "postprocessing": {"io", "dataset", "evaluation"},
     "ensembling": {"io", "dataset", "postprocessing", "inference"},
     "sharing": {"io", "dataset", "planning", "ensembling", "deploy"},
-    "deploy": {"io", "dataset", "planning", "preprocessing", "networks", "data", "inference"},
+    "deploy": {"io", "dataset", "planning", "preprocessing", "networks", "data", "inference", "evaluation"},
     "cli": None,  # type: ignore[dict-item]  # the CLI is the top: it may import every stage
     "__main__": {"cli"},
 }

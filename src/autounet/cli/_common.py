@@ -10,7 +10,7 @@ from pathlib import Path
 from autounet.devices import DEVICE_PATTERN
 
 __all__ = ["add_dataset_argument", "add_device_argument", "add_processes_argument", "common_parent",
-           "dataset_id", "default_processes", "fraction", "non_negative_int", "output_folder",
+           "dataset_id", "default_processes", "fraction", "non_negative_float", "non_negative_int", "output_folder",
            "positive_float", "positive_int"]
 
 
@@ -58,6 +58,17 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (tolerances where 0 means "no loss at all")."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autounet.cli._common import output_folder, positive_int
+from autounet.cli._common import non_negative_float, output_folder, positive_int
 from autounet.cli.predict import add_model_arguments, available_folds, model_folder_for
+from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import ConfigError
 from autounet.paths import Paths, configuration_of_run_folder
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from autounet.deploy.accuracy import CheckedDeployer, ValidationCase
+
 __all__ = ["register", "run"]
+
+logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -37,38 +43,152 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--checkpoint", default="checkpoint_final.pt", metavar="NAME")
     parser.add_argument("--torchscript", action="store_true",
                         help="export with the TorchScript exporter (seconds) instead of dynamo (tens of seconds)")
+    check = parser.add_argument_group(
+        "accuracy check", "Each fold's graph predicts that fold's cross-validation cases, and so does its float "
+        "network; Dice per class is compared. INT8 falls back step by step to keeping more layers in float "
+        "until the drop is within the limits, or the deployment is refused. The report is written as "
+        "deploy_report.json into the deployed folder and printed.")
+    check.add_argument("--max-mean-drop", type=non_negative_float, default=0.5, metavar="POINTS",
+                       help="largest mean Dice drop over classes, in Dice points (default: %(default)s = 0.005 Dice)")
+    check.add_argument("--max-class-drop", type=non_negative_float, default=1.0, metavar="POINTS",
+                       help="largest Dice drop of any class, in Dice points (default: %(default)s)")
+    check.add_argument("--check-disable-tta", action="store_true",
+                       help="predict the check without mirroring (faster; predict still mirrors)")
+    check.add_argument("--check-max-cases", type=positive_int, default=None, metavar="N",
+                       help="check on at most N validation cases per fold (default: all)")
+    check.add_argument("--no-accuracy-check", action="store_true",
+                       help="deploy without comparing Dice (needed for int8 when no labelled data is found)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, paths: Paths) -> int:
     """Deploy the model."""
     # Imported here, not at the top: building the parser (`autounet -h`) must not import torch (seconds).
+    from autounet.deploy import DeployError
     from autounet.deploy.model_folder import deploy_model
     from autounet.inference.nnunet_model import is_nnunet_model_folder, nnunet_checkpoint_name
 
-    model_folder = model_folder_for(args, paths)
+    # With -m, -d (without -c) names the dataset whose split and labels the check uses.
+    check_dataset = args.dataset if args.model_folder is not None and args.configuration is None else None
+    model_folder = model_folder_for(argparse.Namespace(**{**vars(args), "dataset": None}) if check_dataset
+                                    else args, paths)
+    dataset_name = _dataset_name(paths, check_dataset, model_folder)
     checkpoint = nnunet_checkpoint_name(args.checkpoint) if is_nnunet_model_folder(model_folder) else args.checkpoint
     folds = [f if f == "all" else int(f) for f in args.folds] if args.folds else available_folds(model_folder,
                                                                                                 checkpoint)
-    calibration = _calibration(args, paths, model_folder) if args.precision == "int8" else None
-    manifest = deploy_model(model_folder, args.output, folds, checkpoint, args.precision, calibration,
-                            dynamo=not args.torchscript)
+    # -d/-c: results/<Dataset>/<run folder>, whose preprocessed data lie in preprocessed/<Dataset>.
+    preprocessed_name = dataset_name or (model_folder.resolve().parent.name if args.model_folder is None else None)
+    validation, split = _validation(args, paths, model_folder, dataset_name, folds)
+    calibration = (_calibration(args, paths, model_folder, preprocessed_name) if args.precision == "int8"
+                   else None)
+    deployer = _deployer(args, validation, split, calibration)
+    try:
+        manifest = deploy_model(model_folder, args.output, folds, checkpoint, args.precision, calibration,
+                                dynamo=not args.torchscript, deployer=deployer)
+    except DeployError:
+        _print_report(deployer)
+        raise
+    _print_report(deployer)
     print(f"deployed: {args.output} ({manifest.precision}, folds {', '.join(manifest.folds)}); predict with "
           f"'autounet predict -i INPUT -o OUTPUT -m {args.output}'")
     return 0
 
 
-def _calibration(args: argparse.Namespace, paths: Paths, model_folder: Path) -> np.ndarray:
+def _print_report(deployer: object) -> None:
+    from autounet.deploy.report import format_report
+
+    report = getattr(deployer, "report", None)
+    if report is not None:
+        print(format_report(report))
+
+
+def _dataset_name(paths: Paths, spec: str | None, model_folder: Path) -> str | None:
+    """The raw dataset folder name of the check: ``spec`` (``-d`` with ``-m``), else the model folder's parent
+    (``results/<Dataset>/<run folder>``) when ``raw/`` has a dataset of that name; else ``None``.
+
+    Raises:
+        DatasetError: ``spec`` names no raw dataset.
+    """
+    if spec is not None:
+        return find_raw_dataset(paths.raw, spec).name
+    parent = model_folder.resolve().parent.name
+    return parent if (paths.raw / parent / "dataset.json").is_file() else None
+
+
+def _validation(args: argparse.Namespace, paths: Paths, model_folder: Path, dataset_name: str | None,
+                folds: list[int | str]) -> tuple[dict[str, tuple[ValidationCase, ...]] | None, str]:
+    """The check's cases per fold (``None`` when not checking) and where the split came from.
+
+    Raises:
+        ConfigError: INT8 without labelled data and without ``--no-accuracy-check``.
+    """
+    if args.no_accuracy_check:
+        return None, ""
+    validation, split = _validation_cases(paths, model_folder, dataset_name, folds, args.check_max_cases)
+    if validation is None and args.precision == "int8":
+        raise ConfigError(f"no labelled validation data for the INT8 accuracy check ({split}); give the dataset "
+                          "with -d, or pass --no-accuracy-check to deploy unchecked")
+    if validation is None:
+        logger.info("fp32: accuracy check skipped (%s)", split)
+    return validation, split
+
+
+def _deployer(args: argparse.Namespace, validation: dict[str, tuple[ValidationCase, ...]] | None, split: str,
+              calibration: np.ndarray | None) -> CheckedDeployer | None:
+    """The accuracy-checked deployer; ``None`` for fp32 without validation data (a plain export)."""
+    from autounet.deploy.accuracy import AccuracyGate, CheckedDeployer, CheckSettings
+
+    if validation is None and args.precision == "fp32":
+        return None
+    gate = AccuracyGate(max_mean_drop=args.max_mean_drop / 100, max_class_drop=args.max_class_drop / 100)
+    return CheckedDeployer(CheckSettings(precision=args.precision, output=Path(args.output), validation=validation,
+                                         gate=gate, calibration=calibration, use_mirroring=not args.check_disable_tta,
+                                         split=split, show_progress=not getattr(args, "quiet", False)))
+
+
+def _validation_cases(paths: Paths, model_folder: Path, dataset_name: str | None, folds: list[int | str],
+                      max_cases: int | None) -> tuple[dict[str, tuple[ValidationCase, ...]] | None, str]:
+    """Each fold's labelled validation cases and where the split came from; ``(None, why)`` when there are none.
+
+    The split is the first of ``splits.json`` / ``splits_final.json`` in the model folder, then in
+    ``preprocessed/<Dataset>/``; without one, the default 5-fold split (the one autounet and nnU-Net create).
+    """
+    from autounet.dataset.raw import load_raw_dataset
+    from autounet.deploy.accuracy import ValidationCase
+    from autounet.training.splits import fold_cases, load_or_create_splits, make_splits
+
+    if dataset_name is None:
+        return None, f"no raw dataset named by -d or by the model folder's parent in {paths.raw}"
+    dataset = load_raw_dataset(paths.raw / dataset_name)
+    cases = {case.case_id: case for case in dataset.cases if case.label_file is not None}
+    ids = sorted(cases)
+    candidates = [folder / name for folder in (model_folder, paths.preprocessed / dataset_name)
+                  for name in ("splits.json", "splits_final.json")]
+    split_file = next((path for path in candidates if path.is_file()), None)
+    if split_file is not None:
+        splits, split = load_or_create_splits(split_file, ids), str(split_file)
+    elif len(ids) >= 5:
+        splits, split = make_splits(ids), f"the default 5-fold split of {dataset_name} (no split file found)"
+    else:
+        return None, f"no split file and fewer than 5 labelled cases in {dataset.root}"
+    validation = {}
+    for fold in folds:
+        chosen = fold_cases(splits, fold, ids, source=split_file).val[:max_cases]
+        validation[str(fold)] = tuple(ValidationCase(c, cases[c].image_files, cases[c].label_file) for c in chosen)
+    return validation, split
+
+
+def _calibration(args: argparse.Namespace, paths: Paths, model_folder: Path, dataset_name: str | None) -> np.ndarray:
     """Calibration patches from the configuration's preprocessed training cases."""
     from autounet.deploy.calibration import draw_calibration_patches
     from autounet.planning.plans import load_plans
     from autounet.preprocessing.storage import case_finished
 
-    if args.dataset is None:
-        raise ConfigError("--precision int8 calibrates on the preprocessed training data: give -d/-c, not -m")
+    if dataset_name is None:
+        raise ConfigError("--precision int8 calibrates on the preprocessed training data: give -d/-c (or -d with -m)")
     plans = load_plans(model_folder / "plans.json")
     configuration = plans.configuration(configuration_of_run_folder(model_folder.name))
-    data_folder = paths.preprocessed / model_folder.parent.name / configuration.data_identifier
+    data_folder = paths.preprocessed / dataset_name / configuration.data_identifier
     cases = sorted(p.stem for p in data_folder.glob("*.json") if case_finished(data_folder, p.stem))
     if not cases:
         raise ConfigError("no preprocessed cases to calibrate on; run 'autounet preprocess' first", data_folder)

@@ -17,6 +17,8 @@ __all__ = ["add_model_arguments", "available_folds", "model_folder_for", "postpr
 
 logger = logging.getLogger(__name__)
 
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+
 
 def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
     """Add the ``predict`` subcommand."""
@@ -38,8 +40,15 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--save-probabilities", action="store_true", help="also write <case>.npz probabilities")
     add_device_argument(parser)
     parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
-                        help="windows per network call (default: 4 on the CPU, where batching roughly halves the "
-                             "time per window; 1 on a GPU); results do not depend on it")
+                        help="windows per network call (default: what 'autounet deploy' measured fastest for a "
+                             "deployed folder, else 4 on the CPU, where batching roughly halves the time per "
+                             "window, and 1 on a GPU); results do not depend on it")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="what runs the network: torch (trained model folders), onnxruntime or openvino "
+                             "(deployed folders); auto (default): torch, or the runtime 'autounet deploy' measured "
+                             "fastest")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="CPU threads of the network (default: the physical cores this process may use)")
     parser.add_argument("--overwrite", action="store_true",
                         help="predict every case again, replacing earlier outputs (also another model's)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pt", metavar="NAME",
@@ -71,18 +80,63 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
         folds = _parse_folds(args.folds)
     else:  # a deployed model: every deployed fold
         folds = [] if is_deployed_model_folder(model_folder) else available_folds(model_folder, checkpoint)
+    deployed = is_deployed_model_folder(model_folder)
+    backend, threads, batch_size = _backend(args, model_folder, deployed, device)
     settings = PredictionSettings(step_size=args.step_size, use_mirroring=not args.disable_tta,
                                   save_probabilities=args.save_probabilities,
-                                  batch_size=args.batch_size or (4 if device == "cpu" else 1),
+                                  batch_size=args.batch_size or batch_size or (4 if device == "cpu" else 1),
                                   show_progress=not getattr(args, "quiet", False),
                                   postprocessing=postprocessing_for(args, model_folder),
                                   overwrite=bool(getattr(args, "overwrite", False)))
     if device == "cpu":
         tune_cpu_allocator()
-    predictor = Predictor.from_model_folder(model_folder, folds, checkpoint, device, settings)
+    if deployed:
+        from autounet.deploy.model_folder import load_deployed_model
+
+        model = load_deployed_model(model_folder, folds, device=device, threads=threads, backend=backend)
+        predictor = Predictor(model, device, settings)
+    else:
+        predictor = Predictor.from_model_folder(model_folder, folds, checkpoint, device, settings)
     outputs = predictor.predict_folder(args.input, args.output)
     print(f"predicted: {len(outputs)} case(s) in {args.output}")
     return 0
+
+
+def _backend(args: argparse.Namespace, model_folder: Path, deployed: bool, device: str) -> tuple[str, int, int]:
+    """The backend, its threads and the deployment's measured batch size (0: none), printed once.
+
+    Raises:
+        ConfigError: A backend the model folder cannot run (torch for a deployed folder, a runtime for a torch one).
+    """
+    from autounet.deploy.cpu import default_threads
+
+    threads = args.threads or default_threads()
+    if not deployed:
+        if args.backend not in ("auto", "torch"):
+            raise ConfigError(f"--backend {args.backend} runs deployed model folders ('autounet deploy'); this is a "
+                              "torch model folder: use --backend torch or auto", model_folder)
+        import torch
+
+        if device == "cpu" and args.threads:  # else torch's own choice, which is the physical cores too
+            torch.set_num_threads(args.threads)
+        threads = torch.get_num_threads()
+        _announce(args, f"backend: torch on {device}" + (f", {threads} thread(s)" if device == "cpu" else ""))
+        return "torch", threads, 0
+    from autounet.deploy.model_folder import MANIFEST_FILE, DeployManifest, runtime_of
+    from autounet.io.serialization import load_dataclass
+
+    if args.backend == "torch":
+        raise ConfigError("a deployed model folder holds ONNX graphs, not torch networks: use --backend auto, "
+                          "onnxruntime or openvino (or predict with the trained model folder)", model_folder)
+    manifest = load_dataclass(DeployManifest, model_folder / MANIFEST_FILE)
+    backend = runtime_of(manifest, args.backend)
+    _announce(args, f"backend: {backend} ({manifest.precision}), {threads} thread(s)")
+    return backend, threads, manifest.batch_size
+
+
+def _announce(args: argparse.Namespace, line: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(line)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

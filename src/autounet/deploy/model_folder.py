@@ -8,6 +8,8 @@ Layout (self-contained; no PyTorch network code is needed to predict with it)::
     OUT/postprocessing.json    when the model folder has one
     OUT/fold_<f>/model.onnx    float32 graph (deep supervision off, batch and spatial axes dynamic), or
                                the INT8 (QDQ) graph for precision int8
+    OUT/deploy_report.json     when checked: Dice float vs deployed per fold and class, latency, CPU
+                               (:mod:`autounet.deploy.accuracy`, :mod:`autounet.deploy.report`)
 
 Importing this module registers the layout with :func:`autounet.inference.model_folder.register_model_folder_kind`,
 so the predictor runs a deployed folder exactly like a torch one: same preprocessing, sliding window, mirroring,
@@ -23,7 +25,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -31,14 +33,14 @@ import torch
 from autounet.dataset.description import load_dataset_json, save_dataset_json
 from autounet.deploy._deps import DeployError, OnnxModelError
 from autounet.deploy.onnx_export import export_onnx
-from autounet.deploy.runtime import OpenVinoPatchModel, OrtPatchModel
+from autounet.deploy.runtime import open_runtime
 from autounet.inference.loaded_model import LoadedModel
 from autounet.inference.model_folder import load_model_folder, register_model_folder_kind
 from autounet.io.serialization import load_dataclass, save_dataclass
 from autounet.planning.plans import load_plans, save_plans
 
-__all__ = ["MANIFEST_FILE", "DeployManifest", "deploy_model", "is_deployed_model_folder", "load_deployed_model",
-           "verify_deployed_files"]
+__all__ = ["MANIFEST_FILE", "DeployManifest", "FoldDeployer", "deploy_model", "is_deployed_model_folder",
+           "load_deployed_model", "runtime_of", "verify_deployed_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +63,13 @@ class DeployManifest:
         mirror_axes: Patch axes the model was trained mirror-invariant on (test-time augmentation).
         source: The model folder it was deployed from.
         files: SHA-256 of every other file, by path relative to the folder.
+        backend: The runtime measured fastest at deployment (``predict --backend auto``); empty: by precision
+            (ONNX Runtime for fp32, OpenVINO for int8).
+        batch_size: Windows per runtime call measured fastest; 0: the predictor's default.
+        report: The accuracy and latency report (:mod:`autounet.deploy.report`) in the folder; empty: none.
     """
 
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
 
     schema_version: int
     configuration: str
@@ -74,11 +80,28 @@ class DeployManifest:
     mirror_axes: tuple[int, ...] = ()
     source: str = ""
     files: dict[str, str] = field(default_factory=dict)
+    backend: str = ""
+    batch_size: int = 0
+    report: str = ""
+
+
+class FoldDeployer(Protocol):
+    """Writes each fold's deployed graph from its float graph instead of the plain export or quantization
+    (the accuracy-checked path, :class:`autounet.deploy.accuracy.CheckedDeployer`)."""
+
+    def deploy_fold(self, model: LoadedModel, fold: str, network: torch.nn.Module, float_graph: Path,
+                    target: Path) -> None:
+        """Write ``target`` for ``fold`` (raise to refuse the deployment; nothing is left behind)."""
+
+    def finish(self, staging: Path, model: LoadedModel) -> dict[str, Any]:
+        """Add files to the folder being written; return manifest fields (``backend``, ``batch_size``,
+        ``report``)."""
 
 
 def deploy_model(model_folder: Path, output: Path, folds: Sequence[int | str] = (0,),
                  checkpoint: str = "checkpoint_final.pt", precision: Precision = "fp32",
-                 calibration: np.ndarray | None = None, dynamo: bool = True) -> DeployManifest:
+                 calibration: np.ndarray | None = None, dynamo: bool = True,
+                 deployer: FoldDeployer | None = None) -> DeployManifest:
     """Write a deployed model folder from a trained one (autounet's, installed, or nnU-Net v2's).
 
     Args:
@@ -90,6 +113,8 @@ def deploy_model(model_folder: Path, output: Path, folds: Sequence[int | str] = 
         calibration: For ``int8``: calibration patches ``(N, C, *patch)`` float32, drawn as training draws
             them (:func:`autounet.deploy.calibration.draw_calibration_patches`).
         dynamo: Export with torch's dynamo exporter (else the TorchScript one; see :mod:`.onnx_export`).
+        deployer: Writes each fold's graph from the float export instead (e.g. with the accuracy check);
+            ``calibration`` is then its business.
 
     Returns:
         The manifest written as ``deploy.json``.
@@ -101,7 +126,7 @@ def deploy_model(model_folder: Path, output: Path, folds: Sequence[int | str] = 
     output = Path(output)
     if output.exists():
         raise DeployError("the output folder exists; choose a new one (a deployed model is written whole)", output)
-    if precision == "int8" and calibration is None:
+    if precision == "int8" and calibration is None and deployer is None:
         raise DeployError("int8 needs calibration patches", output)
     model = load_model_folder(Path(model_folder), folds, checkpoint, "cpu")
     if model.previous_stage is not None:
@@ -120,7 +145,12 @@ def deploy_model(model_folder: Path, output: Path, folds: Sequence[int | str] = 
             target = staging / f"fold_{fold}" / ONNX_FILE
             export_onnx(network, (1, in_channels, *patch), model.configuration.network.total_downsampling(),
                         target, dynamo=dynamo)
-            if precision == "int8":
+            if deployer is not None:
+                float_graph = target.with_name("float.onnx")
+                target.replace(float_graph)
+                deployer.deploy_fold(model, str(fold), network, float_graph, target)
+                float_graph.unlink()
+            elif precision == "int8":
                 from autounet.deploy.quantize import quantize_int8  # needs nncf: only for int8
 
                 assert calibration is not None  # checked above
@@ -133,12 +163,14 @@ def deploy_model(model_folder: Path, output: Path, folds: Sequence[int | str] = 
         save_dataset_json(staging / "dataset.json", model.description)
         if (Path(model_folder) / "postprocessing.json").is_file():
             shutil.copyfile(Path(model_folder) / "postprocessing.json", staging / "postprocessing.json")
+        extra = deployer.finish(staging, model) if deployer is not None else {}
         files = {path.relative_to(staging).as_posix(): _sha256(path)
                  for path in sorted(staging.rglob("*")) if path.is_file()}
         manifest = DeployManifest(
             schema_version=DeployManifest.SCHEMA_VERSION, configuration=model.configuration.name,
             folds=tuple(str(f) for f in folds), precision=precision, in_channels=in_channels,
-            num_outputs=model.num_outputs, mirror_axes=tuple(model.mirror_axes), source=model.origin, files=files)
+            num_outputs=model.num_outputs, mirror_axes=tuple(model.mirror_axes), source=model.origin, files=files,
+            **extra)
         save_dataclass(staging / MANIFEST_FILE, manifest)
         staging.rename(output)
     except BaseException:
@@ -154,7 +186,8 @@ def is_deployed_model_folder(folder: Path) -> bool:
 
 
 def load_deployed_model(folder: Path, folds: Sequence[int | str] = (), checkpoint: str = "",
-                        device: str | torch.device = "cpu", threads: int | None = None) -> LoadedModel:
+                        device: str | torch.device = "cpu", threads: int | None = None,
+                        backend: str = "auto") -> LoadedModel:
     """Load a deployed model folder as a :class:`LoadedModel` whose networks are ONNX patch models.
 
     Every file is checked against the manifest's SHA-256 first.
@@ -165,6 +198,7 @@ def load_deployed_model(folder: Path, folds: Sequence[int | str] = (), checkpoin
         checkpoint: Ignored (deployed folders hold one graph per fold); kept for the loader signature.
         device: Where the predictor accumulates; the graphs themselves run on the CPU (ONNX Runtime, OpenVINO).
         threads: Runtime threads; ``None``: the runtime's choice (every core).
+        backend: ``onnxruntime``, ``openvino``, or ``auto``: the manifest's measured choice, else by precision.
 
     Raises:
         OnnxModelError: A file is missing or altered, a fold was not deployed, or a graph does not fit.
@@ -177,9 +211,9 @@ def load_deployed_model(folder: Path, folds: Sequence[int | str] = (), checkpoin
         raise OnnxModelError(f"fold {unknown[0]} was not deployed (deployed: {', '.join(manifest.folds)})", folder)
     plans = load_plans(folder / "plans.json")
     configuration = plans.configuration(manifest.configuration)
-    runtime = OpenVinoPatchModel if manifest.precision == "int8" else OrtPatchModel
-    networks = tuple(runtime(folder / f"fold_{fold}" / ONNX_FILE, manifest.in_channels, manifest.num_outputs,
-                             configuration.ndim, threads=threads) for fold in chosen)
+    networks = tuple(open_runtime(runtime_of(manifest, backend), folder / f"fold_{fold}" / ONNX_FILE,
+                                  manifest.in_channels, manifest.num_outputs, configuration.ndim, threads=threads)
+                     for fold in chosen)
     digest = hashlib.sha256((folder / MANIFEST_FILE).read_bytes()).hexdigest()[:12]
     return LoadedModel(plans=plans, configuration=configuration, description=load_dataset_json(folder / "dataset.json"),
                        networks=networks, num_outputs=manifest.num_outputs, mirror_axes=manifest.mirror_axes,
@@ -208,6 +242,14 @@ def verify_deployed_files(folder: Path) -> DeployManifest:
         if not path.is_file() or _sha256(path) != expected:
             raise OnnxModelError("missing or altered since it was deployed (SHA-256 differs from deploy.json)", path)
     return manifest
+
+
+def runtime_of(manifest: DeployManifest, backend: str = "auto") -> str:
+    """The runtime a deployed folder runs on: ``backend`` unless ``auto``, else the manifest's measured choice,
+    else OpenVINO for int8 (ONNX Runtime lacks int8 kernels on CPUs) and ONNX Runtime for fp32."""
+    if backend != "auto":
+        return backend
+    return manifest.backend or ("openvino" if manifest.precision == "int8" else "onnxruntime")
 
 
 def _sha256(path: Path) -> str:

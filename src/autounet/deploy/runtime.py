@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from autounet.deploy._deps import OnnxModelError, require
+from autounet.deploy._deps import DeployError, OnnxModelError, require
 
-__all__ = ["OpenVinoPatchModel", "OrtPatchModel"]
+__all__ = ["RUNTIMES", "OpenVinoPatchModel", "OrtPatchModel", "open_runtime"]
 
 
 class OrtPatchModel:
@@ -120,3 +120,22 @@ class OpenVinoPatchModel:
         array = np.ascontiguousarray(patches.detach().to("cpu", torch.float32).numpy())
         logits = self._compiled(array)[0]
         return torch.from_numpy(np.asarray(logits, dtype=np.float32).copy()).to(patches.device)
+
+
+RUNTIMES: dict[str, type[OrtPatchModel] | type[OpenVinoPatchModel]] = {"onnxruntime": OrtPatchModel,
+                                                                      "openvino": OpenVinoPatchModel}
+"""The runtimes a deployed graph can run on, by the name ``predict --backend`` takes."""
+
+
+def open_runtime(name: str, path: Path, in_channels: int, num_outputs: int, ndim: int,
+                 threads: int | None = None) -> OrtPatchModel | OpenVinoPatchModel:
+    """Open an ONNX file on the runtime called ``name`` (a key of :data:`RUNTIMES`).
+
+    Raises:
+        OnnxModelError: The file is unreadable or does not fit the plan.
+        MissingDependencyError: The runtime is not installed.
+        DeployError: Unknown runtime name.
+    """
+    if name not in RUNTIMES:
+        raise DeployError(f"unknown runtime '{name}'; choose one of {', '.join(RUNTIMES)}", path)
+    return RUNTIMES[name](path, in_channels, num_outputs, ndim, threads=threads)
