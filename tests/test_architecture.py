@@ -25,7 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "planning": {"io", "dataset", "fingerprint", "networks"},
     "preprocessing": {"io", "dataset", "fingerprint", "planning"},
     "data": {"io", "dataset", "planning", "preprocessing"},
-    "training": {"io", "dataset", "planning", "preprocessing", "data", "networks", "inference", "evaluation"},
+    # training -> postprocessing: the multi-task validation thins predicted lines as prediction does.
+    "training": {"io", "dataset", "planning", "preprocessing", "data", "networks", "inference", "evaluation",
+                 "postprocessing"},
     "inference": {"io", "dataset", "planning", "preprocessing", "networks", "postprocessing"},
     "detection": {"io", "dataset", "planning", "networks"},
     "evaluation": {"io", "dataset", "detection"},

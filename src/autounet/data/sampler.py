@@ -63,31 +63,34 @@ class PatchSampler:
         self.settings = settings
         self.previous_stage_folder = Path(previous_stage_folder) if previous_stage_folder is not None else None
         self._cases: dict[str, tuple[np.ndarray, tuple[np.ndarray, ...], CaseProperties]] = {}
-        self._locations: dict[tuple[str, int], np.ndarray] = {}
+        self._locations: dict[tuple[str, int, int], np.ndarray] = {}
 
     def _case(self, case_id: str) -> tuple[np.ndarray, tuple[np.ndarray, ...], CaseProperties]:
         if case_id not in self._cases:
             data, seg, properties = load_case(self.folder, case_id, mmap=True)
             if seg is None:
                 raise DatasetError(f"case '{case_id}' was preprocessed without labels", self.folder)
-            segs: tuple[np.ndarray, ...] = (seg,)
+            # A case with several label maps (one per task) stores them stacked along a leading axis.
+            stacked = seg.ndim == len(properties.shape_after_resampling) + 1
+            segs: tuple[np.ndarray, ...] = tuple(seg) if stacked else (seg,)
             if self.previous_stage_folder is not None:
                 path = self.previous_stage_folder / f"{case_id}.npy"
                 try:
                     previous = np.load(path, mmap_mode="r")
                 except (OSError, ValueError) as error:
                     raise DatasetError(f"cannot read the previous stage's prediction: {error}", path) from None
-                if previous.shape != seg.shape:
+                if previous.shape != segs[0].shape:
                     raise DatasetError(f"previous-stage prediction has shape {previous.shape}, the case "
-                                       f"{seg.shape}; retrain the previous stage with these plans", path)
-                segs = (seg, previous)
+                                       f"{segs[0].shape}; retrain the previous stage with these plans", path)
+                segs = (*segs, previous)
             self._cases[case_id] = (data, segs, properties)
         return self._cases[case_id]
 
     @property
     def num_label_channels(self) -> int:
-        """Label channels of a batch: the labels, plus the previous stage's labels for a cascade."""
-        return 1 if self.previous_stage_folder is None else 2
+        """Label channels of a batch: the label map (one per task for several), plus the previous stage's
+        labels for a cascade."""
+        return len(self._case(self.case_ids[0])[1])
 
     @property
     def num_channels(self) -> int:
@@ -165,15 +168,19 @@ class PatchSampler:
 
     def _foreground_voxel(self, case_id: str, properties: CaseProperties,
                           rng: np.random.Generator) -> np.ndarray | None:
-        present = sorted(label for label, coords in properties.class_locations.items() if coords)
+        # Every class of every label map is a candidate, so a task's rare class (a one-pixel front line) is
+        # drawn as often as any other; with one label map this is nnU-Net's choice among the case's classes.
+        maps = (properties.class_locations, *properties.further_map_class_locations)
+        present = [(index, label) for index, locations in enumerate(maps)
+                   for label in sorted(label for label, coords in locations.items() if coords)]
         if not present:
             return None  # a case without foreground: fall back to a random patch
-        label = present[int(rng.integers(len(present)))]
-        key = (case_id, label)
+        map_index, label = present[int(rng.integers(len(present)))]
+        key = (case_id, map_index, label)
         locations = self._locations.get(key)
         if locations is None:
             # converting the stored tuples to an array costs ~1 ms per call; do it once per case and class
-            locations = self._locations[key] = properties.locations(label)
+            locations = self._locations[key] = properties.locations(label, map_index)
         return locations[int(rng.integers(len(locations)))]
 
 

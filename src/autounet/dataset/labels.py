@@ -17,7 +17,7 @@ padding value -1 to background first, as nnU-Net does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from autounet.dataset.description import IGNORE_LABEL_NAME, DatasetDescription
 from autounet.errors import DatasetError
@@ -25,10 +25,13 @@ from autounet.errors import DatasetError
 if TYPE_CHECKING:  # torch is imported by the methods that take tensors: planning and preprocessing never need it
     from torch import Tensor
 
-__all__ = ["DEFAULT_TASK", "LabelScheme", "OutputLayout", "OutputTask"]
+__all__ = ["DEFAULT_TASK", "LabelScheme", "OutputLayout", "OutputTask", "TaskKind"]
 
 DEFAULT_TASK = "labels"
 """Name of the one label map of a dataset.json with a top-level ``labels`` entry (every nnU-Net v2 dataset)."""
+
+TaskKind = Literal["area", "line"]
+"""How a label map is scored: overlap of areas, or distance between lines."""
 
 Label = int | tuple[int, ...]
 """A label value, or the values of a region."""
@@ -197,11 +200,20 @@ class OutputTask:
         name: The label map's name (:data:`DEFAULT_TASK` for a dataset with one).
         scheme: How its channels become labels (softmax classes or sigmoid regions) and how it is scored.
         first_channel: Index of its first output channel; it owns ``scheme.num_outputs`` channels from there.
+        kind: ``"area"`` (a label per voxel, scored by overlap) or ``"line"`` (one-voxel-wide lines such as
+            calving fronts, trained widened, predicted thinned, scored by the mean distance error).
     """
 
     name: str
     scheme: LabelScheme
     first_channel: int = 0
+    kind: TaskKind = "area"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("area", "line"):
+            raise ValueError(f"task kind must be 'area' or 'line', got '{self.kind}'")
+        if self.kind == "line" and (self.scheme.region_based or len(self.scheme.foreground_labels) != 1):
+            raise ValueError(f"line task '{self.name}' needs exactly one foreground label and no regions")
 
     @property
     def channels(self) -> slice:
@@ -235,11 +247,12 @@ class OutputLayout:
             expected += task.scheme.num_outputs
 
     @classmethod
-    def of_schemes(cls, schemes: dict[str, LabelScheme]) -> OutputLayout:
-        """Tasks in the given order, each after the previous one's channels."""
+    def of_schemes(cls, schemes: dict[str, LabelScheme], kinds: dict[str, TaskKind] | None = None) -> OutputLayout:
+        """Tasks in the given order, each after the previous one's channels; ``kinds`` by task name
+        (``"area"`` where not given)."""
         tasks, first = [], 0
         for name, scheme in schemes.items():
-            tasks.append(OutputTask(name, scheme, first))
+            tasks.append(OutputTask(name, scheme, first, (kinds or {}).get(name, "area")))
             first += scheme.num_outputs
         return cls(tuple(tasks))
 

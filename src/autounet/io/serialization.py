@@ -18,17 +18,24 @@ from typing import Any, Literal, TypeVar, Union
 from autounet.errors import ConfigError
 from autounet.io.jsonio import read_json, write_json
 
-__all__ = ["from_dict", "load_dataclass", "save_dataclass", "to_dict"]
+__all__ = ["OMIT_IF_DEFAULT", "from_dict", "load_dataclass", "save_dataclass", "to_dict"]
 
 T = TypeVar("T")
 # A bare container annotation (``extra: dict``) means "of anything".
 _BARE_CONTAINERS: dict[type, Any] = {list: list[Any], tuple: tuple[Any, ...], dict: dict[Any, Any]}
 
 
+OMIT_IF_DEFAULT = "omit_if_default"
+"""Field metadata key: ``field(default=..., metadata={OMIT_IF_DEFAULT: True})`` leaves the field out of
+:func:`to_dict`'s output while it has its default, so files of data that do not use an optional feature stay
+exactly as they were before the feature existed."""
+
+
 def to_dict(obj: Any) -> Any:
     """Convert a dataclass (recursively, with tuples, lists and dicts inside) to JSON-ready values."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get(OMIT_IF_DEFAULT) and getattr(obj, f.name) == f.default)}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):

@@ -25,7 +25,7 @@ NetworkBuilder = Callable[[UNetSpec, int, int, bool], "nn.Module"]
 
 _BUILDERS: Registry[NetworkBuilder] = Registry("network")
 # Modules whose import registers the built-in networks.
-_BUILT_IN_MODULES = ("autounet.networks.unet",)
+_BUILT_IN_MODULES = ("autounet.networks.unet", "autounet.networks.branching")
 
 
 def register_network(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:
