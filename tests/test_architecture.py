@@ -28,7 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     # training -> postprocessing: the multi-task validation thins predicted lines as prediction does.
     "training": {"io", "dataset", "planning", "preprocessing", "data", "networks", "inference", "evaluation",
                  "postprocessing"},
-    "inference": {"io", "dataset", "planning", "preprocessing", "networks", "postprocessing"},
+    # inference -> detection: boxes are predicted over the same windows and mapped back like label maps.
+    "inference": {"io", "dataset", "planning", "preprocessing", "networks", "postprocessing", "detection"},
     "detection": {"io", "dataset", "planning", "networks"},
     "evaluation": {"io", "dataset", "detection"},
     "postprocessing": {"io", "dataset", "evaluation"},
