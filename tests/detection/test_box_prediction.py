@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from autounet.detection.box_files import write_boxes_json
 from autounet.detection.boxes import box_iou
 from autounet.detection.detections import BoxFusionSettings, BoxMerger, Detections, position_weights
-from autounet.inference.box_prediction import boxes_to_original, predict_boxes_sliding_window, write_boxes_json
+from autounet.inference.box_prediction import boxes_to_original, predict_boxes_sliding_window
 from autounet.inference.sliding_window import SlidingWindowSettings
 from autounet.io import ImageGeometry
 from autounet.preprocessing.properties import CaseProperties
@@ -94,3 +95,22 @@ def test_boxes_json(tmp_path: Path) -> None:
     assert [b["label"] for b in data["boxes"]] == ["square_hole", "square"]
     assert data["boxes"][0]["voxel_box"] == [1.0, 1.0, 3.0, 3.0] and data["schema_version"] == 1
     assert np.isclose(data["boxes"][0]["world_center"], [1.5, 1.5]).all()
+
+
+def test_box_files_read_back_and_bad_ones_are_one_line_errors(tmp_path: Path) -> None:
+    from autounet.detection.box_files import OriginalBox, read_boxes_json
+    from autounet.errors import DatasetError
+
+    boxes = [OriginalBox((0.0, 0.0, 0.0, 2.0, 2.0, 2.0), (1.0, 1.0, 1.0), (2.0, 2.0, 2.0), 1, 0.25)]
+    write_boxes_json(tmp_path / "a_boxes.json", boxes, {})
+    voxel, scores, classes = read_boxes_json(tmp_path / "a_boxes.json")
+    assert voxel.shape == (1, 6) and scores.tolist() == [0.25] and classes.tolist() == [1]
+    (tmp_path / "bad.json").write_text('{"schema_version": 1, "boxes": [{"voxel_box": [0, 1], "score": 1, '
+                                       '"class": 0}]}')
+    with pytest.raises(DatasetError, match="4 \\(2D\\) or 6"):
+        read_boxes_json(tmp_path / "bad.json")
+    (tmp_path / "new.json").write_text('{"schema_version": 9, "boxes": []}')
+    with pytest.raises(DatasetError, match="schema_version"):
+        read_boxes_json(tmp_path / "new.json")
+    (tmp_path / "empty.json").write_text('{"schema_version": 1, "boxes": []}')
+    assert read_boxes_json(tmp_path / "empty.json")[0].shape == (0, 4)

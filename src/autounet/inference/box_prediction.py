@@ -11,25 +11,19 @@ class. Only boxes are kept per window, never dense outputs, so memory does not g
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from autounet.detection.box_files import OriginalBox
 from autounet.detection.boxes import flip_boxes
 from autounet.detection.detections import BoxFusionSettings, BoxMerger, Detections, Detector
 from autounet.inference.sliding_window import SlidingWindowSettings, iter_window_batches, pad_to_patch
 from autounet.inference.tta import mirror_dim_combinations
 from autounet.io.geometry import ImageGeometry
-from autounet.io.jsonio import write_json
 from autounet.preprocessing.properties import CaseProperties
 
-__all__ = ["BOXES_SCHEMA_VERSION", "OriginalBox", "boxes_to_original", "predict_boxes_sliding_window",
-           "write_boxes_json"]
-
-BOXES_SCHEMA_VERSION = 1
+__all__ = ["boxes_to_original", "predict_boxes_sliding_window"]
 
 
 def predict_boxes_sliding_window(detectors: Sequence[Detector], image: torch.Tensor,
@@ -78,26 +72,6 @@ def predict_boxes_sliding_window(detectors: Sequence[Detector], image: torch.Ten
         return merger.finalize()
 
 
-@dataclass(frozen=True)
-class OriginalBox:
-    """One detection in the input image.
-
-    Attributes:
-        voxel_box: Half-open box in the input's array axes and voxel-edge coordinates (``(z1, y1, x1, z2, y2,
-            x2)`` for ``(Z, Y, X)`` arrays), fractional.
-        world_center: The box centre in world coordinates (mm, in the image's world frame).
-        world_size: The box's extent along each array axis in mm (spacing times voxels).
-        class_index: Class counting from 0.
-        score: Confidence in ``[0, 1]``.
-    """
-
-    voxel_box: tuple[float, ...]
-    world_center: tuple[float, ...]
-    world_size: tuple[float, ...]
-    class_index: int
-    score: float
-
-
 def boxes_to_original(detections: Detections, properties: CaseProperties,
                       axis_order: Sequence[int]) -> list[OriginalBox]:
     """Map detections of the preprocessed image (plan axis order, cropped, resampled) to the input image.
@@ -125,17 +99,3 @@ def boxes_to_original(detections: Detections, properties: CaseProperties,
     return [OriginalBox(tuple(float(v) for v in (*lo, *hi)), tuple(float(v) for v in centre),
                         tuple(float(v) for v in size), int(cls), float(score))
             for lo, hi, centre, size, cls, score in zip(lower, upper, world, sizes, classes, scores, strict=True)]
-
-
-def write_boxes_json(path: Path, boxes: Sequence[OriginalBox], class_names: dict[int, str],
-                     source: str | None = None) -> None:
-    """Write a case's detections as JSON (atomically): ``{"schema_version", "boxes": [{"voxel_box",
-    "world_center", "world_size", "class", "label", "score"}, ...]}`` by decreasing score."""
-    data: dict[str, Any] = {"schema_version": BOXES_SCHEMA_VERSION, "boxes": [
-        {"voxel_box": list(box.voxel_box), "world_center": list(box.world_center),
-         "world_size": list(box.world_size), "class": box.class_index,
-         "label": class_names.get(box.class_index, str(box.class_index)), "score": box.score}
-        for box in sorted(boxes, key=lambda b: -b.score)]}
-    if source is not None:
-        data["model"] = source
-    write_json(path, data)
