@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from autounet.errors import ConfigError, DatasetError
+from autounet.io.geometry import ImageGeometry
 from autounet.io.jsonio import read_json, write_json
 
-__all__ = ["BOXES_SCHEMA_VERSION", "BOX_FILE_SUFFIX", "OriginalBox", "box_file_name", "read_boxes_json",
-           "write_boxes_json"]
+__all__ = ["BOXES_SCHEMA_VERSION", "BOX_FILE_SUFFIX", "OriginalBox", "box_file_name", "boxes_in_world",
+           "read_boxes_json", "write_boxes_json"]
 
 BOXES_SCHEMA_VERSION = 1
 BOX_FILE_SUFFIX = "_boxes.json"
@@ -62,6 +63,29 @@ def write_boxes_json(path: Path, boxes: Sequence[OriginalBox], class_names: dict
     if source is not None:
         data["model"] = source
     write_json(path, data)
+
+
+def boxes_in_world(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
+                   geometry: ImageGeometry) -> list[OriginalBox]:
+    """Voxel boxes of an image (its array axes, voxel-edge coordinates) with their world centres and sizes.
+
+    Args:
+        boxes: ``(N, 2 * ndim)`` half-open voxel boxes.
+        scores: ``(N,)`` scores.
+        classes: ``(N,)`` classes.
+        geometry: The image's geometry.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(len(scores), 2 * geometry.ndim)
+    lower, upper = boxes[:, :geometry.ndim], boxes[:, geometry.ndim:]
+    to_world = geometry.index_to_world()
+    # Voxel-edge coordinate e is array index e - 0.5 (indices address voxel centres).
+    centres = (lower + upper) / 2 - 0.5
+    world = (to_world[:geometry.ndim, :geometry.ndim] @ centres.T).T + to_world[:geometry.ndim, geometry.ndim]
+    sizes = (upper - lower) * np.asarray(geometry.spacing, dtype=np.float64)
+    return [OriginalBox(tuple(float(v) for v in box), tuple(float(v) for v in centre),
+                        tuple(float(v) for v in size), int(class_index), float(score))
+            for box, centre, size, class_index, score in zip(boxes, world, sizes, np.asarray(classes).tolist(),
+                                                             np.asarray(scores).tolist(), strict=True)]
 
 
 def read_boxes_json(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,12 +15,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from autounet.detection.box_files import OriginalBox
+from autounet.detection.box_files import OriginalBox, boxes_in_world
 from autounet.detection.boxes import flip_boxes
 from autounet.detection.detections import BoxFusionSettings, BoxMerger, Detections, Detector
 from autounet.inference.sliding_window import SlidingWindowSettings, iter_window_batches, pad_to_patch
 from autounet.inference.tta import mirror_dim_combinations
-from autounet.io.geometry import ImageGeometry
 from autounet.preprocessing.properties import CaseProperties
 
 __all__ = ["boxes_to_original", "predict_boxes_sliding_window"]
@@ -87,15 +86,6 @@ def boxes_to_original(detections: Detections, properties: CaseProperties,
     lower = boxes[:, :ndim] * scale + start
     upper = boxes[:, ndim:] * scale + start
     inverse = np.argsort(np.asarray(axis_order))
-    lower, upper = lower[:, inverse], upper[:, inverse]
-    geometry: ImageGeometry = properties.original_geometry
-    to_world = geometry.index_to_world()
-    # Voxel-edge coordinate e is array index e - 0.5 (indices address voxel centres).
-    centres = (lower + upper) / 2 - 0.5
-    world = (to_world[:ndim, :ndim] @ centres.T).T + to_world[:ndim, ndim]
-    sizes = (upper - lower) * np.asarray(geometry.spacing, dtype=np.float64)
-    scores = detections.scores.detach().cpu().tolist()
-    classes = detections.classes.detach().cpu().tolist()
-    return [OriginalBox(tuple(float(v) for v in (*lo, *hi)), tuple(float(v) for v in centre),
-                        tuple(float(v) for v in size), int(cls), float(score))
-            for lo, hi, centre, size, cls, score in zip(lower, upper, world, sizes, classes, scores, strict=True)]
+    return boxes_in_world(np.concatenate([lower[:, inverse], upper[:, inverse]], axis=1),
+                          detections.scores.detach().cpu().numpy(), detections.classes.detach().cpu().numpy(),
+                          properties.original_geometry)
