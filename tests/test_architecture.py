@@ -26,10 +26,12 @@ ALLOWED: dict[str, set[str]] = {
     "preprocessing": {"io", "dataset", "fingerprint", "planning"},
     "data": {"io", "dataset", "planning", "preprocessing"},
     # training -> detection: the detection objective derives boxes from the label maps and owns the detector's
-    # losses (matcher, sampler, coder); detection itself never imports training.
+    # losses (matcher, sampler, coder); detection itself never imports training. training -> postprocessing:
+    # the multi-task validation thins predicted lines as prediction does.
     "training": {"io", "dataset", "planning", "preprocessing", "data", "networks", "inference", "evaluation",
-                 "detection"},
-    "inference": {"io", "dataset", "planning", "preprocessing", "networks", "postprocessing"},
+                 "detection", "postprocessing"},
+    # inference -> detection: boxes are predicted over the same windows and mapped back like label maps.
+    "inference": {"io", "dataset", "planning", "preprocessing", "networks", "postprocessing", "detection"},
     "detection": {"io", "dataset", "planning", "networks"},
     "evaluation": {"io", "dataset", "detection"},
     "postprocessing": {"io", "dataset", "evaluation"},

@@ -119,3 +119,35 @@ def test_windows_write_only_their_part_and_draw_the_same_patches(preprocessed_ti
         assert np.array_equal(seg[part], full_seg[part])
     with pytest.raises(ValueError, match="one window per sample"):
         sampler.sample_batch(np.random.default_rng(4), windows[:2])
+
+
+def _stacked_case(folder, case_id: str, front_row: int) -> None:
+    from autounet.io import ImageGeometry
+    from autounet.preprocessing.properties import CaseProperties
+    from autounet.preprocessing.storage import write_case
+
+    zones = np.zeros((32, 32), dtype=np.int16)
+    zones[:, 16:] = 1
+    front = np.zeros((32, 32), dtype=np.int16)
+    front[front_row, 16] = 1  # one pixel: never hit by chance often
+    data = np.random.default_rng(0).standard_normal((1, 32, 32)).astype(np.float32)
+    properties = CaseProperties(
+        schema_version=1, case_id=case_id, original_geometry=ImageGeometry.default(2, (1.0, 1.0)),
+        shape_before_crop=(32, 32), bbox_used_for_cropping=((0, 32), (0, 32)), shape_after_crop=(32, 32),
+        spacing_after_resampling=(1.0, 1.0), shape_after_resampling=(32, 32),
+        class_locations={1: tuple((y, x) for y in range(32) for x in range(16, 32))},
+        further_map_class_locations=({1: ((front_row, 16),)},))
+    write_case(folder, data, np.stack([zones, front]), properties)
+
+
+def test_stacked_label_maps_come_as_channels_and_rare_classes_of_every_map_are_oversampled(tmp_path) -> None:
+    _stacked_case(tmp_path, "a", front_row=3)
+    sampler = PatchSampler(tmp_path, ["a"], SamplerSettings((8, 8), 1, oversample_foreground=1.0))
+    assert sampler.num_label_channels == 2
+    hits = 0
+    for seed in range(40):
+        image, seg = sampler.sample_batch(np.random.default_rng(seed))
+        assert seg.shape == (1, 2, 8, 8)
+        hits += int((seg[0, 1] == 1).any())
+    # Forced samples choose among (map, class) pairs: the one front pixel is centred about half the time.
+    assert 10 <= hits <= 35

@@ -84,7 +84,7 @@ def test_single_map_layout_is_unchanged() -> None:
 def test_single_map_steps_refuse_several_maps_in_one_line() -> None:
     description = _parse(_json())
     for step in (lambda: description.foreground_labels, lambda: LabelScheme.from_description(description)):
-        with pytest.raises(DatasetError, match="multi-task training is not available yet"):
+        with pytest.raises(DatasetError, match="handles only one"):
             step()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -81,16 +82,29 @@ def test_cli_example_sar(tmp_path: Path) -> None:
     assert main(["example", "sar", "--shape", "32", "--data-root", str(tmp_path)]) != 0
 
 
-def test_plan_and_preprocess_stack_the_maps_and_training_stops_in_one_line(
+def test_multitask_trains_predicts_every_map_and_evaluates_fronts_end_to_end(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = ["--data-root", str(tmp_path)]
-    assert main(["example", "sar", "--num-cases", "4", "--num-test-cases", "0", "--shape", "32", "32", *root]) == 0
+    assert main(["example", "sar", "--num-cases", "5", "--num-test-cases", "2", "--shape", "32", "32", *root]) == 0
     assert main(["plan-and-preprocess", "-d", "506", *root]) == 0
     segs = sorted((tmp_path / "preprocessed" / "Dataset506_ExampleSAR").glob("2d_*/sar_0000_seg.npy"))
     assert len(segs) == 1
     seg = np.load(segs[0])
     assert seg.shape[0] == 2 and set(np.unique(seg[1])) <= {-1, 0, 1}
+    assert main(["train", "-d", "506", "-c", "2d", "-f", "0", "--epochs", "1", "--iterations-per-epoch", "2",
+                 "--validation-iterations", "1", "--num-workers", "0", *root]) == 0
+    fold = next((tmp_path / "results" / "Dataset506_ExampleSAR").glob("2d*/fold_0"))
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert set(summary["tasks"]) == {"zones", "front"} and "mde" in summary["tasks"]["front"]
+    assert sorted(p.name for p in (fold / "validation").iterdir() if p.is_dir()) == ["front", "zones"]
+    raw = tmp_path / "raw" / "Dataset506_ExampleSAR"
+    out = tmp_path / "pred"
+    assert main(["predict", "-d", "506", "-c", "2d", "-f", "0", "-i", str(raw / "imagesTs"), "-o", str(out),
+                 "--disable-tta", *root]) == 0
+    for task in ("zones", "front"):
+        predicted = sorted(p.name for p in (out / task).iterdir() if p.name.endswith(".mha"))
+        assert predicted == sorted(p.name for p in (raw / "labelsTs" / task).iterdir())
     capsys.readouterr()
-    assert main(["train", "-d", "506", "-c", "2d", "-f", "0", *root]) != 0
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.endswith("multi-task training is not available yet")
+    assert main(["evaluate", str(raw / "labelsTs"), str(out), "-j", str(raw / "dataset.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "zones" in printed and "front" in printed and "MDE" in printed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -59,3 +60,27 @@ def test_3d_and_bad_inputs() -> None:
         line_distance(reference, prediction[0], (1.0, 1.0))
     with pytest.raises(ValueError, match="spacing"):
         line_distance(reference, prediction, (1.0, 1.0))
+
+
+def test_line_folders_are_scored_in_the_references_spacing(tmp_path) -> None:
+    from autounet.evaluation.lines import evaluate_line_folders
+    from autounet.io import ImageGeometry
+    from autounet.io.images import write_segmentation
+
+    reference_dir, prediction_dir = tmp_path / "ref", tmp_path / "pred"
+    geometry = ImageGeometry.default(3, (5.0, 1.0, 20.0))  # a 2D image as one NIfTI slice, 20 m along x
+    line = np.zeros((1, 8, 8), dtype=np.uint8)
+    line[0, :, 2] = 1
+    shifted = np.zeros_like(line)
+    shifted[0, :, 3] = 1
+    write_segmentation(line, geometry, reference_dir / "a.nii.gz")
+    write_segmentation(shifted, geometry, prediction_dir / "a.nii.gz")
+    write_segmentation(line, geometry, reference_dir / "b.nii.gz")
+    write_segmentation(np.zeros_like(line), geometry, prediction_dir / "b.nii.gz")
+    evaluation = evaluate_line_folders(reference_dir, prediction_dir)
+    assert [case for case, _ in evaluation.cases] == ["a", "b"]
+    assert evaluation.cases[0][1].mde == pytest.approx(20.0)
+    assert evaluation.summary.mean == pytest.approx(20.0) and evaluation.summary.no_prediction == 1
+    saved = json.loads(evaluation.summary_file.read_text())
+    assert saved["per_case"][1] == {"case": "b", "mde": None, "status": "no_prediction", "reference_pixels": 8,
+                                    "predicted_pixels": 0}

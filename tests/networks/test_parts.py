@@ -57,7 +57,8 @@ def test_same_seed_builds_the_same_network_as_before(name: str, deep_supervision
 @pytest.mark.parametrize("kind", network_names())
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_every_registered_network_builds_and_runs(kind: str, name: str) -> None:
-    network = build_network(replace(SPECS[name], kind=kind), 2, 3, deep_supervision=True)
+    # Two tasks of 2 and 1 channels: networks that branch per task need them, the others ignore them.
+    network = build_network(replace(SPECS[name], kind=kind, task_outputs=(2, 1)), 2, 3, deep_supervision=True)
     outputs = network(torch.zeros((2, 2, *SHAPES[name])))
     if isinstance(outputs, RetinaUNetOutput):  # a detector: num_outputs classes per anchor, and a foreground head
         assert outputs.class_logits.shape == (2, len(outputs.anchors), 3)

@@ -133,6 +133,8 @@ def test_bad_inputs_raise_plan_errors() -> None:
         plan_experiment(fingerprint, description(("T1", "T2")), "D")
     with pytest.raises(PlanError, match="preset"):
         plan_experiment(fingerprint, description(), "D", preset="huge")
+    with pytest.raises(PlanError, match="several label maps"):
+        plan_experiment(fingerprint, description(), "D", preset="early_branching")
     tiny = make_fingerprint([(1.0, 1.0, 1.0)] * 3, [(5, 5, 5)] * 3)
     with pytest.raises(PlanError, match="too small"):
         plan_experiment(tiny, description(), "D")

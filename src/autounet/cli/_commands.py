@@ -19,6 +19,7 @@ from autounet.cli import (
     plan_and_preprocess,
     predict,
     preprocess,
+    seg_to_boxes,
     train,
     verify,
 )
@@ -36,6 +37,7 @@ REGISTRARS = (
     train.register,
     predict.register,
     evaluate.register,
+    seg_to_boxes.register,
     ensemble.register,
     find_best.register,
     export_model.register,

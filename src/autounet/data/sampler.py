@@ -63,7 +63,7 @@ class PatchSampler:
         self.settings = settings
         self.previous_stage_folder = Path(previous_stage_folder) if previous_stage_folder is not None else None
         self._cases: dict[str, tuple[np.ndarray, tuple[np.ndarray, ...], CaseProperties]] = {}
-        self._locations: dict[tuple[str, int], np.ndarray] = {}
+        self._locations: dict[tuple[str, int, int], np.ndarray] = {}
 
     def _case(self, case_id: str) -> tuple[np.ndarray, tuple[np.ndarray, ...], CaseProperties]:
         if case_id not in self._cases:
@@ -87,8 +87,8 @@ class PatchSampler:
 
     @property
     def num_label_channels(self) -> int:
-        """Label channels of a batch: the label map(s) of the cases (two for detection data: semantic,
-        instances), plus the previous stage's labels for a cascade."""
+        """Label channels of a batch: the label map(s) of the cases (one per task for several label maps, two
+        for detection data: semantic, instances), plus the previous stage's labels for a cascade."""
         return len(self._case(self.case_ids[0])[1])
 
     @property
@@ -167,15 +167,19 @@ class PatchSampler:
 
     def _foreground_voxel(self, case_id: str, properties: CaseProperties,
                           rng: np.random.Generator) -> np.ndarray | None:
-        present = sorted(label for label, coords in properties.class_locations.items() if coords)
+        # Every class of every label map is a candidate, so a task's rare class (a one-pixel front line) is
+        # drawn as often as any other; with one label map this is nnU-Net's choice among the case's classes.
+        maps = (properties.class_locations, *properties.further_map_class_locations)
+        present = [(index, label) for index, locations in enumerate(maps)
+                   for label in sorted(label for label, coords in locations.items() if coords)]
         if not present:
             return None  # a case without foreground: fall back to a random patch
-        label = present[int(rng.integers(len(present)))]
-        key = (case_id, label)
+        map_index, label = present[int(rng.integers(len(present)))]
+        key = (case_id, map_index, label)
         locations = self._locations.get(key)
         if locations is None:
             # converting the stored tuples to an array costs ~1 ms per call; do it once per case and class
-            locations = self._locations[key] = properties.locations(label)
+            locations = self._locations[key] = properties.locations(label, map_index)
         return locations[int(rng.integers(len(locations)))]
 
 

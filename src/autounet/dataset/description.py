@@ -152,7 +152,7 @@ class DatasetDescription:
         tasks = self.tasks
         if len(tasks) != 1:
             raise DatasetError(f"the dataset has {len(tasks)} label maps (tasks {', '.join(t.name for t in tasks)}) "
-                               "but this step handles one; multi-task training is not available yet")
+                               "but this step handles only one")
         return tasks[0]
 
     @property

@@ -17,7 +17,7 @@ padding value -1 to background first, as nnU-Net does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from autounet.dataset.description import DEFAULT_TASK, IGNORE_LABEL_NAME, DatasetDescription, LabelTask
 from autounet.errors import DatasetError
@@ -25,7 +25,10 @@ from autounet.errors import DatasetError
 if TYPE_CHECKING:  # torch is imported by the methods that take tensors: planning and preprocessing never need it
     from torch import Tensor
 
-__all__ = ["DEFAULT_TASK", "LabelScheme", "OutputLayout", "OutputTask"]
+__all__ = ["DEFAULT_TASK", "LabelScheme", "OutputLayout", "OutputTask", "TaskKind"]
+
+TaskKind = Literal["area", "line"]
+"""How a label map is scored: overlap of areas, or distance between lines."""
 
 Label = int | tuple[int, ...]
 """A label value, or the values of a region."""
@@ -204,11 +207,20 @@ class OutputTask:
         name: The label map's name (:data:`DEFAULT_TASK` for a dataset with one).
         scheme: How its channels become labels (softmax classes or sigmoid regions) and how it is scored.
         first_channel: Index of its first output channel; it owns ``scheme.num_outputs`` channels from there.
+        kind: ``"area"`` (a label per voxel, scored by overlap) or ``"line"`` (one-voxel-wide lines such as
+            calving fronts, trained widened, predicted thinned, scored by the mean distance error).
     """
 
     name: str
     scheme: LabelScheme
     first_channel: int = 0
+    kind: TaskKind = "area"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("area", "line"):
+            raise ValueError(f"task kind must be 'area' or 'line', got '{self.kind}'")
+        if self.kind == "line" and (self.scheme.region_based or len(self.scheme.foreground_labels) != 1):
+            raise ValueError(f"line task '{self.name}' needs exactly one foreground label and no regions")
 
     @property
     def channels(self) -> slice:
@@ -242,11 +254,12 @@ class OutputLayout:
             expected += task.scheme.num_outputs
 
     @classmethod
-    def of_schemes(cls, schemes: dict[str, LabelScheme]) -> OutputLayout:
-        """Tasks in the given order, each after the previous one's channels."""
+    def of_schemes(cls, schemes: dict[str, LabelScheme], kinds: dict[str, TaskKind] | None = None) -> OutputLayout:
+        """Tasks in the given order, each after the previous one's channels; ``kinds`` by task name
+        (``"area"`` where not given)."""
         tasks, first = [], 0
         for name, scheme in schemes.items():
-            tasks.append(OutputTask(name, scheme, first))
+            tasks.append(OutputTask(name, scheme, first, (kinds or {}).get(name, "area")))
             first += scheme.num_outputs
         return cls(tuple(tasks))
 
@@ -258,7 +271,8 @@ class OutputLayout:
         Raises:
             DatasetError: A map's labels declare nothing to predict (see :meth:`LabelScheme.from_task`).
         """
-        return cls.of_schemes({task.name: LabelScheme.from_task(task) for task in description.tasks})
+        return cls.of_schemes({task.name: LabelScheme.from_task(task) for task in description.tasks},
+                              kinds={task.name: task.kind for task in description.tasks})  # type: ignore[misc]
 
     @property
     def num_outputs(self) -> int:

@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["LineDistance", "MdeSummary", "line_distance", "summarise_line_distances"]
+from autounet.errors import DatasetError
+from autounet.evaluation.summary import case_id_of, pair_files
+from autounet.io.images import read_segmentation
+from autounet.io.jsonio import write_json
+from autounet.progress import progress
+
+__all__ = ["LINE_SUMMARY_FILE", "LineDistance", "LineEvaluation", "MdeSummary", "evaluate_line_folders",
+           "line_distance", "summarise_line_distances"]
 
 LineStatus = Literal["scored", "no_prediction", "no_reference", "both_empty"]
 
@@ -100,3 +108,62 @@ def summarise_line_distances(distances: Sequence[LineDistance]) -> MdeSummary:
               for status in ("no_prediction", "no_reference", "both_empty")}
     return MdeSummary(mean=float(np.mean(values)) if values else math.nan,
                       median=float(np.median(values)) if values else math.nan, scored=len(values), **counts)
+
+
+@dataclass(frozen=True)
+class LineEvaluation:
+    """MDE of a folder of predicted line maps against a folder of references.
+
+    Attributes:
+        cases: ``(case id, distance)`` per scored file pair, sorted by case id.
+        summary: Mean and median over the cases, and the counts of cases without a distance.
+        summary_file: Where the JSON was written.
+    """
+
+    cases: tuple[tuple[str, LineDistance], ...]
+    summary: MdeSummary
+    summary_file: Path
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSON written to :attr:`summary_file` (NaN as ``null``)."""
+        def number(value: float) -> float | None:
+            return None if math.isnan(value) else value
+
+        return {"summary": {k: number(v) if isinstance(v, float) else v for k, v in asdict(self.summary).items()},
+                "per_case": [{"case": case, "mde": number(d.mde), "status": d.status,
+                              "reference_pixels": d.reference_pixels, "predicted_pixels": d.predicted_pixels}
+                             for case, d in self.cases]}
+
+
+LINE_SUMMARY_FILE = "line_summary.json"
+
+
+def evaluate_line_folders(reference_dir: Path, prediction_dir: Path, label: int = 1,
+                          output_dir: Path | None = None) -> LineEvaluation:
+    """MDE of every predicted line map against the reference of the same file name, in the units of the
+    references' spacing; writes :data:`LINE_SUMMARY_FILE`.
+
+    Args:
+        reference_dir: Reference line maps.
+        prediction_dir: Predicted line maps (one voxel wide: thin predicted bands first).
+        label: The value of line voxels.
+        output_dir: Where the summary goes (default: ``prediction_dir``).
+
+    Raises:
+        DatasetError: A folder is missing, no file names match, shapes differ or a file is unreadable.
+    """
+    pairs, _, _ = pair_files(Path(reference_dir), Path(prediction_dir))
+    cases = []
+    for reference_file, prediction_file in progress(pairs, "Line distances", total=len(pairs)):
+        reference, geometry = read_segmentation(reference_file)
+        prediction, _ = read_segmentation(prediction_file)
+        if reference.shape != prediction.shape:
+            raise DatasetError(f"shape {prediction.shape} differs from the reference's {reference.shape} "
+                               f"({reference_file})", prediction_file)
+        cases.append((case_id_of(reference_file.name),
+                      line_distance(reference == label, prediction == label, geometry.spacing)))
+    output = Path(output_dir) if output_dir is not None else Path(prediction_dir)
+    evaluation = LineEvaluation(tuple(cases), summarise_line_distances([d for _, d in cases]),
+                                output / LINE_SUMMARY_FILE)
+    write_json(evaluation.summary_file, evaluation.to_json_dict())
+    return evaluation

@@ -22,14 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from autounet.dataset.description import IGNORE_LABEL_NAME, DatasetDescription
+from autounet.dataset.description import IGNORE_LABEL_NAME, DatasetDescription, LabelTask
 from autounet.errors import ConfigError, DatasetError
 from autounet.evaluation.metrics import METRIC_NAMES, Label, LabelMetrics, case_metrics
 from autounet.io.images import read_segmentation, split_ending
 from autounet.io.jsonio import atomic_write, nan_to_none, write_json
 from autounet.progress import parallel_map
 
-__all__ = ["CaseEvaluation", "EvaluationSummary", "evaluate_folders", "label_name", "labels_from_description"]
+__all__ = ["CaseEvaluation", "EvaluationSummary", "case_id_of", "evaluate_folders", "label_name",
+           "labels_from_description", "pair_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +130,12 @@ def label_name(label: Label) -> str:
     return "+".join(str(v) for v in label) if isinstance(label, tuple) else str(label)
 
 
-def labels_from_description(description: DatasetDescription, regions: bool = False) -> dict[str, Label]:
-    """The labels a dataset.json asks to evaluate, by name.
+def labels_from_description(description: DatasetDescription | LabelTask, regions: bool = False
+                            ) -> dict[str, Label]:
+    """The labels a dataset.json (or one of its label maps) asks to evaluate, by name.
 
     Args:
-        description: The parsed dataset.json.
+        description: The parsed dataset.json of one label map, or one task of a multi-task dataset.json.
         regions: Score the labels given as value lists as regions (their unions), as region-based
             training does; otherwise score every foreground value on its own.
 
@@ -154,21 +156,26 @@ def _image_files(folder: Path) -> dict[str, Path]:
             if p.is_file() and not p.name.startswith(".") and split_ending(p.name) is not None}
 
 
-def _case_id(filename: str) -> str:
+def case_id_of(filename: str) -> str:
+    """The case id of a label map's file name (the name without its ending)."""
     parts = split_ending(filename)
     return parts[0] if parts else filename
 
 
-def _pair_files(reference_dir: Path, prediction_dir: Path) -> tuple[list[tuple[Path, Path]], tuple[str, ...],
+def pair_files(reference_dir: Path, prediction_dir: Path) -> tuple[list[tuple[Path, Path]], tuple[str, ...],
                                                                    tuple[str, ...]]:
-    """(reference, prediction) pairs by file name, and the case ids found in only one folder (logged)."""
+    """(reference, prediction) pairs by file name, and the case ids found in only one folder (logged).
+
+    Raises:
+        DatasetError: A folder is missing, or no file name is in both.
+    """
     references, predictions = _image_files(reference_dir), _image_files(prediction_dir)
     paired = sorted(set(references) & set(predictions))
     if not paired:
         raise DatasetError(f"no file in {prediction_dir} has the name of a file in {reference_dir}; predictions "
                            "must be named as their references, ending included")
-    missing_predictions = tuple(_case_id(n) for n in sorted(set(references) - set(predictions)))
-    missing_references = tuple(_case_id(n) for n in sorted(set(predictions) - set(references)))
+    missing_predictions = tuple(case_id_of(n) for n in sorted(set(references) - set(predictions)))
+    missing_references = tuple(case_id_of(n) for n in sorted(set(predictions) - set(references)))
     for side, names in (("prediction", missing_predictions), ("reference", missing_references)):
         if names:
             logger.warning("%d case(s) have no %s and are not scored: %s", len(names), side, ", ".join(names))
@@ -236,9 +243,9 @@ def evaluate_folders(reference_dir: Path, prediction_dir: Path, output_dir: Path
     reference_dir, prediction_dir = Path(reference_dir), Path(prediction_dir)
     if not tolerance_mm >= 0:
         raise ConfigError(f"the surface Dice tolerance must be >= 0 mm, got {tolerance_mm}")
-    pairs, missing_predictions, missing_references = _pair_files(reference_dir, prediction_dir)
+    pairs, missing_predictions, missing_references = pair_files(reference_dir, prediction_dir)
     fixed = None if labels is None else _resolve_labels(labels, set(), ignore_label)
-    jobs = [_CaseJob(_case_id(ref.name), ref, pred, None if fixed is None else tuple(fixed.values()), ignore_label,
+    jobs = [_CaseJob(case_id_of(ref.name), ref, pred, None if fixed is None else tuple(fixed.values()), ignore_label,
                      tolerance_mm) for ref, pred in pairs]
     results = parallel_map(_evaluate_case, jobs, num_processes, "Evaluating")
     found = set().union(*(values for _, values in results))

@@ -6,6 +6,9 @@ networks are plain patch callables. Several folds form an ensemble whose logits 
 nonlinearity, as nnU-Net does. A cascade stage (``3d_cascade_fullres``) brings the model of its previous
 stage, whose prediction becomes extra one-hot input channels.
 
+A model trained on several label maps (tasks) predicts all of them in one pass; each task's map is written
+to ``<output>/<task>/<case><ending>`` (the layout of ``labelsTr``), line tasks thinned to one-voxel lines.
+
 Folders are predicted as a pipeline (:mod:`autounet.inference._pipeline`): the next case is read and
 preprocessed in a background thread while the network runs, and the way back to the original geometry
 (resampling, un-cropping, postprocessing, writing) runs in another, each at most one case ahead or behind to
@@ -24,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from autounet.dataset.labels import OutputLayout
+from autounet.dataset.labels import OutputLayout, OutputTask
 from autounet.dataset.raw import case_channel_files, group_channel_files
 from autounet.errors import CheckpointError, ConfigError, DatasetError, ImageIOError
 from autounet.inference._output_folder import prepare_output_folder
@@ -38,13 +41,19 @@ from autounet.io.geometry import ImageGeometry
 from autounet.io.images import read_image, split_ending, write_segmentation
 from autounet.io.serialization import to_dict
 from autounet.postprocessing import PostprocessingPlan, apply_postprocessing
+from autounet.postprocessing.lines import thin_to_line
 from autounet.preprocessing.case import preprocess_case
 from autounet.preprocessing.properties import CaseProperties
 from autounet.progress import progress
 
-__all__ = ["PredictionSettings", "Predictor"]
+__all__ = ["PredictionSettings", "Predictor", "task_output_file"]
 
 logger = logging.getLogger(__name__)
+
+def task_output_file(output_dir: Path, task: str, file_name: str) -> Path:
+    """Where a multi-task prediction puts task ``task``'s map of a case: ``<output_dir>/<task>/<file_name>``."""
+    return Path(output_dir) / task / file_name
+
 
 @dataclass(frozen=True)
 class PredictionSettings:
@@ -114,6 +123,10 @@ class Predictor:
                               f"its previous stage '{model.configuration.previous_stage}' too (from_model_folder "
                               "does)")
         self.model = model
+        self.layout = OutputLayout.from_description(model.description)
+        if self.multitask and (model.previous_stage is not None or (settings and settings.postprocessing)):
+            raise ConfigError("a model of several label maps predicts without cascade stages or a single "
+                              "postprocessing plan")
         self.device = torch.device(device)
         self.settings = settings or PredictionSettings()
         mirror = model.mirror_axes if self.settings.use_mirroring else ()
@@ -159,9 +172,14 @@ class Predictor:
         return f"model in memory ({hashlib.sha256(text.encode()).hexdigest()[:12]})"
 
     @property
+    def multitask(self) -> bool:
+        """Whether the model predicts several label maps (tasks)."""
+        return len(self.layout.tasks) > 1
+
+    @property
     def region_class_order(self) -> tuple[int, ...] | None:
         """For region-based models, the label painted for each output channel; else ``None``."""
-        return OutputLayout.from_description(self.model.description).single.regions_class_order
+        return self.layout.single.regions_class_order
 
     def predict_logits(self, data: torch.Tensor) -> torch.Tensor:
         """Sliding-window logits of a preprocessed case, averaged over the folds.
@@ -196,14 +214,25 @@ class Predictor:
 
         Raises:
             DatasetError: The channel count differs from the model's.
+            ConfigError: The model predicts several label maps (use :meth:`predict_array_tasks`).
         """
+        if self.multitask:
+            raise ConfigError("the model predicts several label maps; use predict_array_tasks")
+        return self._in_original_geometry(*self._array_logits(image, geometry))
+
+    def predict_array_tasks(self, image: np.ndarray, geometry: ImageGeometry) -> dict[str, np.ndarray]:
+        """Every label map of one image given as an array (see :meth:`predict_array`), by task name; line
+        tasks thinned to one-voxel lines. A one-task model gives its one map under its task name."""
+        logits, properties = self._array_logits(image, geometry)
+        return {task.name: seg for task, seg, _ in self._task_maps(logits, properties)}
+
+    def _array_logits(self, image: np.ndarray, geometry: ImageGeometry) -> tuple[torch.Tensor, CaseProperties]:
         expected = self.model.description.num_channels
         if image.ndim != geometry.ndim + 1 or image.shape[0] != expected:
             raise DatasetError(f"image of shape {tuple(image.shape)} is not (C, *spatial) with the model's "
                                f"{expected} channel(s)")
         prepared = self._preprocess(image, geometry)
-        logits = self._case_logits(prepared)
-        return self._in_original_geometry(logits, prepared.properties)
+        return self._case_logits(prepared), prepared.properties
 
     def predict_files(self, files: Sequence[Path], output_file: Path) -> None:
         """Segment one case from its channel files and write the label map with the input's geometry.
@@ -211,7 +240,8 @@ class Predictor:
         Args:
             files: One file per channel, in channel order (``case_0000``, ``case_0001``, ...).
             output_file: Destination label map; its ending picks the format. With ``save_probabilities``,
-                ``<stem>.npz`` is written beside it first, so an existing label map marks a finished case.
+                ``<stem>.npz`` is written beside it first, so an existing label map marks a finished case. A
+                model of several label maps writes each to ``<output_file's folder>/<task>/<name>`` instead.
 
         Raises:
             ImageIOError: Unreadable input, a channel count the model does not expect (naming the file), or
@@ -235,7 +265,8 @@ class Predictor:
             output_dir: Receives ``{case}{ending}`` (and ``{case}.npz`` with ``save_probabilities``).
 
         Returns:
-            The output file of every case, predicted now or earlier, sorted by case id.
+            The output file of every case, predicted now or earlier, sorted by case id (for a model of
+            several label maps, the last task's file of each case).
 
         Raises:
             DatasetError: No case found, or a case whose channel files are not ``0000`` .. the model's count
@@ -255,9 +286,13 @@ class Predictor:
         expected = self.model.description.num_channels
         cases = {case: case_channel_files(channels, ending, expected) for case, channels in sorted(groups.items())}
         outputs = {case: output_dir / f"{case}{ending}" for case in cases}
+        # A multi-task case is finished when its last task's map exists (the maps are written in task order).
+        last = self.layout.tasks[-1].name
+        finished = {case: task_output_file(output_dir, last, file.name) if self.multitask else file
+                    for case, file in outputs.items()}
         prepare_output_folder(output_dir, self.model.description, self.model.plans, self.origin,
                               self.settings.overwrite)
-        todo = [case for case in cases if self.settings.overwrite or not outputs[case].exists()]
+        todo = [case for case in cases if self.settings.overwrite or not finished[case].exists()]
         if len(todo) < len(cases):
             logger.info("skipping %d case(s) already predicted in %s", len(cases) - len(todo), output_dir)
 
@@ -266,7 +301,7 @@ class Predictor:
 
         run_pipelined(todo, lambda case: self._prepare_files(cases[case], outputs[case]), self._compute,
                       lambda done: self._finish(*done), wrap=wrap)
-        return list(outputs.values())
+        return list(finished.values())
 
     def _prepare_files(self, files: Sequence[Path], output_file: Path) -> _PreparedCase:
         """Read and preprocess one case (runs in the pipeline's reader thread)."""
@@ -317,9 +352,28 @@ class Predictor:
             seg = apply_postprocessing(seg, self.settings.postprocessing)
         return seg, probabilities
 
+    def _task_maps(self, logits: torch.Tensor, properties: CaseProperties
+                   ) -> list[tuple[OutputTask, np.ndarray, np.ndarray | None]]:
+        """Each task's label map (line tasks thinned) and optional probabilities in the original grid."""
+        maps = []
+        for task in self.layout.tasks:
+            seg, probabilities = to_original_geometry(
+                logits[task.channels], properties, self.model.plans, self.model.configuration,
+                task.scheme.regions_class_order, return_probabilities=self.settings.save_probabilities)
+            if task.kind == "line":
+                label = task.scheme.foreground_labels[0]
+                seg = (thin_to_line(seg == label) * label).astype(seg.dtype)
+            elif self.settings.postprocessing is not None:
+                seg = apply_postprocessing(seg, self.settings.postprocessing)
+            maps.append((task, seg, probabilities))
+        return maps
+
     def _finish(self, prepared: _PreparedCase, logits: torch.Tensor) -> None:
         """Pipeline last stage: export and write one case (probabilities first, the label map last)."""
         assert prepared.output_file is not None  # set by _prepare_files
+        if self.multitask:
+            self._finish_tasks(prepared, logits)
+            return
         output_file = prepared.output_file
         seg, probabilities = self._in_original_geometry(logits, prepared.properties)
         del logits
@@ -329,3 +383,15 @@ class Predictor:
             save_probabilities(output_file.with_name(f"{stem[0]}.npz"), probabilities)
             del probabilities
         write_segmentation(seg, prepared.properties.original_geometry, output_file)
+
+    def _finish_tasks(self, prepared: _PreparedCase, logits: torch.Tensor) -> None:
+        """Write every task's map of a case into ``<task>/``, in task order (the last one marks the case)."""
+        assert prepared.output_file is not None
+        output_dir, name = prepared.output_file.parent, prepared.output_file.name
+        stem = split_ending(name)
+        assert stem is not None  # checked by _prepare_files
+        for task, seg, probabilities in self._task_maps(logits, prepared.properties):
+            target = task_output_file(output_dir, task.name, name)
+            if probabilities is not None:
+                save_probabilities(target.with_name(f"{stem[0]}.npz"), probabilities)
+            write_segmentation(seg, prepared.properties.original_geometry, target)

@@ -29,6 +29,7 @@ __all__ = [
     "SlidingWindowSettings",
     "iter_window_batches",
     "merge_windows",
+    "pad_to_patch",
     "predict_sliding_window",
     "window_starts",
 ]
@@ -184,7 +185,7 @@ def merge_windows(model: PatchModel, image: torch.Tensor, num_outputs: int, sett
         logger.warning("the model is in training mode; call model.eval() before inference (dropout, norms)")
     patch = tuple(int(p) for p in settings.patch_size)
     with torch.inference_mode():
-        padded, crop = _pad_to_patch(image.to(device), patch)
+        padded, crop = pad_to_patch(image.to(device), patch)
     grid = WindowGrid(shape=tuple(padded.shape[1:]), crop=crop, patch_size=patch,
                       passes_per_window=2 ** len(settings.mirror_axes), device=device)
     sink = merger(grid)
@@ -242,8 +243,9 @@ def _check_image(image: torch.Tensor, num_outputs: int, settings: SlidingWindowS
         raise ValueError(f"num_outputs must be >= 1, got {num_outputs}")
 
 
-def _pad_to_patch(image: torch.Tensor, patch: tuple[int, ...]) -> tuple[torch.Tensor, tuple[slice, ...]]:
-    """Zero-pad the trailing ``len(patch)`` axes to at least ``patch``; return the crop that undoes it.
+def pad_to_patch(image: torch.Tensor, patch: tuple[int, ...]) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Zero-pad the trailing ``len(patch)`` axes to at least ``patch`` (the difference split evenly, the
+    extra voxel after the content, as nnU-Net); return the crop that undoes it.
 
     The crop holds one slice per spatial axis of ``image`` (not the channel axis). No copy without padding.
     """

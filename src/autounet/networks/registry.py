@@ -27,7 +27,7 @@ _BUILDERS: Registry[NetworkBuilder] = Registry("network")
 # Modules whose import registers the built-in networks. The Retina U-Net lives in ``detection`` (it composes
 # anchors, coder and heads from there, and ``networks`` may not import downstream stages); it is named here as a
 # module string, loaded on lookup like a plugin, so a plan naming ``retina_unet`` builds it from any stage.
-_BUILT_IN_MODULES = ("autounet.networks.unet", "autounet.detection.retina_unet")
+_BUILT_IN_MODULES = ("autounet.networks.unet", "autounet.networks.branching", "autounet.detection.retina_unet")
 
 
 def register_network(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = ["EncoderKind", "UNetSpec"]
@@ -24,6 +24,9 @@ class UNetSpec:
         convs_per_decoder_stage: Convolutions per decoder stage, from the bottom up (one fewer stage).
         kind: Registry key of the network built from this spec (:func:`autounet.networks.build_network`);
             plans written before it existed mean ``"unet"``.
+        task_outputs: Output channels of each task of a dataset with several label maps, in the order of its
+            :class:`~autounet.dataset.labels.OutputLayout` (they sum to the network's outputs); empty for one
+            label map. Networks that branch per task (``unet_early_branching``) build one branch per entry.
     """
 
     ndim: int
@@ -34,6 +37,8 @@ class UNetSpec:
     blocks_per_stage: tuple[int, ...]
     convs_per_decoder_stage: tuple[int, ...]
     kind: str = "unet"
+    # Left out of plans files while empty: single-map plans stay as they were (networks cannot import io).
+    task_outputs: tuple[int, ...] = field(default=(), metadata={"omit_when_default": True})
 
     def __post_init__(self) -> None:
         n = len(self.features_per_stage)
@@ -45,6 +50,8 @@ class UNetSpec:
             raise ValueError(f"convs_per_decoder_stage needs {n - 1} entries, got {len(self.convs_per_decoder_stage)}")
         if any(len(k) != self.ndim for k in self.kernel_sizes) or any(len(s) != self.ndim for s in self.strides):
             raise ValueError(f"kernel sizes and strides must have {self.ndim} values each")
+        if any(outputs < 1 for outputs in self.task_outputs):
+            raise ValueError(f"every task needs at least one output channel, got {self.task_outputs}")
 
     @property
     def num_stages(self) -> int:

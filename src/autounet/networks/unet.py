@@ -19,7 +19,7 @@ from autounet.networks.registry import build_network, register_network
 from autounet.networks.spec import UNetSpec
 
 __all__ = ["Decoder", "Encoder", "UNet", "build_network", "build_unet", "full_resolution_head_key",
-           "inference_state_dict"]
+           "inference_state_dict", "init_weights"]
 
 
 class Encoder(nn.Module):
@@ -121,7 +121,7 @@ class UNet(nn.Module):
         self.encoder = encoder if encoder is not None else Encoder(spec, in_channels)
         self.decoder = decoder if decoder is not None else Decoder(spec)
         self.heads = heads if heads is not None else SegmentationHeads(spec, num_outputs, deep_supervision)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         self._register_load_state_dict_pre_hook(_migrate_head_keys)
 
     @property
@@ -150,12 +150,14 @@ def _migrate_head_keys(state: dict[str, torch.Tensor], prefix: str, *_: object) 
         state[prefix + _HEAD_PREFIX + key[len(old):]] = state.pop(key)
 
 
-_HEAD_KEY = re.compile(r"^(?:decoder\.heads|heads\.levels)\.(\d+)\.(.+)$")
+# A head key, optionally inside a task branch of a multi-task network (``branches.T.heads.levels.N``).
+_HEAD_KEY = re.compile(r"^((?:branches\.\d+\.)?)(?:decoder\.heads|heads\.levels)\.(\d+)\.(.+)$")
 
 
 def inference_state_dict(state: dict[str, torch.Tensor], source: Path | None = None) -> dict[str, torch.Tensor]:
     """Map a U-Net state dict (deep supervision or not, old or new key names) to the layout of the network
-    built with ``deep_supervision=False``: only the full-resolution head, as ``heads.levels.0``.
+    built with ``deep_supervision=False``: only the full-resolution head, as ``heads.levels.0`` (in every task
+    branch of an early-branching network).
 
     Args:
         state: ``network`` entry of a checkpoint.
@@ -164,18 +166,20 @@ def inference_state_dict(state: dict[str, torch.Tensor], source: Path | None = N
     Raises:
         CheckpointError: The state dict holds no segmentation head.
     """
-    indices = {int(m.group(1)) for key in state if (m := _HEAD_KEY.match(key))}
-    if not indices:
+    last: dict[str, int] = {}  # branch prefix -> index of its full-resolution head
+    for key in state:
+        if (match := _HEAD_KEY.match(key)) is not None:
+            last[match.group(1)] = max(last.get(match.group(1), -1), int(match.group(2)))
+    if not last:
         raise CheckpointError("the network weights hold no segmentation head (heads.levels.* or decoder.heads.*)",
                               source)
-    last = max(indices)
     mapped = {}
     for key, value in state.items():
         match = _HEAD_KEY.match(key)
         if match is None:
             mapped[key] = value
-        elif int(match.group(1)) == last:
-            mapped[f"{_HEAD_PREFIX}0.{match.group(2)}"] = value
+        elif int(match.group(2)) == last[match.group(1)]:
+            mapped[f"{match.group(1)}{_HEAD_PREFIX}0.{match.group(3)}"] = value
     return mapped
 
 
@@ -184,7 +188,8 @@ def full_resolution_head_key(num_heads: int) -> str:
     return f"{_HEAD_PREFIX}{num_heads - 1}"
 
 
-def _init_weights(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
+    """He-initialise a module's convolutions (``network.apply(init_weights)``); biases start at zero."""
     # He initialisation with the leaky-ReLU slope, as the nonlinearity after every conv is leaky ReLU.
     if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
         nn.init.kaiming_normal_(module.weight, a=1e-2)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from autounet.dataset.description import DatasetDescription
+from autounet.dataset.labels import OutputLayout
 from autounet.errors import PlanError
 from autounet.fingerprint.model import Fingerprint
 from autounet.networks.memory import conv_feature_map_elements
@@ -78,6 +79,7 @@ class _Budget:
     memory_gib: float
     in_channels: int
     num_outputs: int
+    task_outputs: tuple[int, ...] = ()
 
     def elements(self, spec: UNetSpec, patch_size: tuple[int, ...]) -> int:
         # Without the low-resolution deep-supervision heads: the reference values were calibrated so.
@@ -96,13 +98,17 @@ class _Budget:
         return elements > self.reference(ndim)
 
 
-def _network(preset: PlannerPreset, ndim: int, strides: tuple, kernels: tuple) -> UNetSpec:
+def _network(budget: _Budget, ndim: int, strides: tuple, kernels: tuple) -> UNetSpec:
+    preset = budget.preset
     stages = len(strides)
     cap = preset.max_features_3d if ndim == 3 else preset.max_features_2d
+    # The spec names the preset's network and each task's channels, so the memory estimate measures the
+    # network that will be trained (an early-branching network's decoders included).
     return UNetSpec(ndim=ndim, encoder=preset.encoder,
                     features_per_stage=tuple(min(cap, BASE_FEATURES * 2**i) for i in range(stages)),
                     kernel_sizes=kernels, strides=strides, blocks_per_stage=preset.encoder_blocks[:stages],
-                    convs_per_decoder_stage=preset.decoder_convs[: stages - 1])
+                    convs_per_decoder_stage=preset.decoder_convs[: stages - 1], kind=preset.network,
+                    task_outputs=budget.task_outputs)
 
 
 def _initial_patch(spacing: Sequence[float], median_shape: Sequence[float]) -> list[float]:
@@ -121,7 +127,7 @@ def _plan_network(spacing: Sequence[float], median_shape: Sequence[float], n_vox
     topology = plan_topology(spacing, _initial_patch(spacing, median_shape))
     if topology.num_stages < 2:
         raise PlanError(f"median image {tuple(round(m) for m in median_shape)} is too small for a U-Net")
-    spec = _network(budget.preset, ndim, topology.strides, topology.kernel_sizes)
+    spec = _network(budget, ndim, topology.strides, topology.kernel_sizes)
     elements = budget.elements(spec, topology.patch_size)
     while budget.too_large(elements, ndim):
         # Shrink the axis that is largest relative to the median image, by one step of its divisor; the
@@ -132,7 +138,7 @@ def _plan_network(spacing: Sequence[float], median_shape: Sequence[float], n_vox
         probe[axis] -= topology.divisor[axis]
         patch[axis] -= plan_topology(spacing, probe).divisor[axis]
         topology = plan_topology(spacing, patch)
-        spec = _network(budget.preset, ndim, topology.strides, topology.kernel_sizes)
+        spec = _network(budget, ndim, topology.strides, topology.kernel_sizes)
         elements = budget.elements(spec, topology.patch_size)
     reference, reference_batch = budget.reference(ndim), budget.reference_batch(ndim)
     batch_size = round(reference / elements * reference_batch)
@@ -216,6 +222,18 @@ def _with_detection(configurations: dict[str, ConfigurationPlan], fingerprint: F
     return {**configurations, detection.name: detection}
 
 
+def _budget(preset: PlannerPreset, memory_gib: float, description: DatasetDescription) -> _Budget:
+    layout = OutputLayout.from_description(description)
+    if len(layout.tasks) == 1:
+        if preset.network != "unet":
+            raise PlanError(f"planner preset '{preset.name}' is for datasets with several label maps; this one "
+                            "has one")
+        # nnU-Net's estimate counts the dataset.json's label entries, whatever the heads predict.
+        return _Budget(preset, memory_gib, description.num_channels, len(description.labels))
+    task_outputs = tuple(task.scheme.num_outputs for task in layout.tasks)
+    return _Budget(preset, memory_gib, description.num_channels, sum(task_outputs), task_outputs)
+
+
 def plan_experiment(fingerprint: Fingerprint, description: DatasetDescription, dataset_name: str,
                     preset: str = "default", gpu_memory_gib: float | None = None) -> Plans:
     """Plan all configurations for a dataset.
@@ -246,8 +264,7 @@ def plan_experiment(fingerprint: Fingerprint, description: DatasetDescription, d
     memory = chosen.default_memory_gib if gpu_memory_gib is None else float(gpu_memory_gib)
     if memory <= 0:
         raise PlanError(f"GPU memory budget must be positive, got {memory}")
-    # Output channels of every label map (one map: len(labels), as before).
-    budget = _Budget(chosen, memory, description.num_channels, sum(len(task.labels) for task in description.tasks))
+    budget = _budget(chosen, memory, description)
     spacing = fullres_target_spacing(fingerprint)
     order = _axis_order(spacing)
     context = _Context(budget, _normalization(description, fingerprint), order)

@@ -32,6 +32,7 @@ class PlannerPreset:
         max_dataset_fraction: A batch may cover at most this fraction of the dataset's voxels.
         max_features_2d: Feature cap per stage in 2D.
         max_features_3d: Feature cap per stage in 3D.
+        network: Registry key of the planned network (the memory estimate measures it).
     """
 
     name: str
@@ -48,6 +49,7 @@ class PlannerPreset:
     max_dataset_fraction: float = 1.0
     max_features_2d: int = 512
     max_features_3d: int = 320
+    network: str = "unet"
 
 
 _PLAIN_BLOCKS = (2,) * 14
@@ -59,6 +61,9 @@ PRESETS: dict[str, PlannerPreset] = {
     for preset in (
         PlannerPreset("default", "plain", _PLAIN_BLOCKS, _PLAIN_BLOCKS[:-1], 560e6, 85e6, 8.0, 8.0,
                       patch_fits_at_min_batch=True, max_dataset_fraction=0.05),
+        # Several label maps, a decoder per task: the plain preset's calibration, the branches measured.
+        PlannerPreset("early_branching", "plain", _PLAIN_BLOCKS, _PLAIN_BLOCKS[:-1], 560e6, 85e6, 8.0, 8.0,
+                      patch_fits_at_min_batch=True, max_dataset_fraction=0.05, network="unet_early_branching"),
         PlannerPreset("resenc_m", "residual", _RESIDUAL_BLOCKS, _RESIDUAL_DECODER, 680e6, 135e6, 8.0, 8.0),
         PlannerPreset("resenc_l", "residual", _RESIDUAL_BLOCKS, _RESIDUAL_DECODER, 2100e6, 380e6, 24.0, 24.0),
         PlannerPreset("resenc_xl", "residual", _RESIDUAL_BLOCKS, _RESIDUAL_DECODER, 3600e6, 560e6, 40.0, 40.0),

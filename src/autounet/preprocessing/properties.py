@@ -70,9 +70,11 @@ class CaseProperties:
     class_locations: dict[int, tuple[tuple[int, ...], ...]] = field(default_factory=dict)
     further_map_class_locations: tuple[dict[int, tuple[tuple[int, ...], ...]], ...] = ()
 
-    def locations(self, label: int) -> np.ndarray:
-        """Coordinates of ``label`` as an int64 ``(N, ndim)`` array (``(0, ndim)`` when absent)."""
-        coords = self.class_locations.get(label, ())
+    def locations(self, label: int, label_map: int = 0) -> np.ndarray:
+        """Coordinates of ``label`` in label map ``label_map`` (0: the first) as an int64 ``(N, ndim)`` array
+        (``(0, ndim)`` when absent)."""
+        source = self.class_locations if label_map == 0 else self.further_map_class_locations[label_map - 1]
+        coords = source.get(label, ())
         return np.asarray(coords, dtype=np.int64).reshape(len(coords), len(self.shape_after_resampling))
 
 

@@ -35,6 +35,8 @@ __all__ = [
     "build_objective",
     "objective_names",
     "register_objective",
+    # multitask
+    "MultiTaskObjective",
     # recipe
     "BUILTIN_RECIPES",
     "RunOptions",
@@ -73,6 +75,7 @@ _LAZY = {
     "build_objective": "objectives",
     "objective_names": "objectives",
     "register_objective": "objectives",
+    "MultiTaskObjective": "multitask",
     "BUILTIN_RECIPES": "recipe",
     "RunOptions": "recipe",
     "TrainingRecipe": "recipe",

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from autounet.dataset.labels import LabelScheme
+from autounet.dataset.labels import LabelScheme, OutputLayout
 from autounet.dataset.raw import RawDataset
 from autounet.inference.cascade import previous_stage_one_hot
 from autounet.planning.plans import ConfigurationPlan, Plans
@@ -136,6 +136,8 @@ class ObjectiveContext:
         previous_stage_folder: For a cascade stage, the previous stage's cross-validation predictions.
         save_probabilities: Keep the final validation's probabilities.
         show_progress: Progress bars.
+        layout: The dataset's label maps and the output channels of each (``None``: the one map ``labels``
+            describes).
     """
 
     plans: Plans
@@ -150,6 +152,7 @@ class ObjectiveContext:
     previous_stage_folder: Path | None = None
     save_probabilities: bool = False
     show_progress: bool = True
+    layout: OutputLayout | None = None
 
 
 ObjectiveFactory = Callable[[ObjectiveContext], Objective]
@@ -165,6 +168,16 @@ def register_objective(name: str) -> Callable[[ObjectiveFactory], ObjectiveFacto
         ValueError: ``name`` is already registered.
     """
     return _OBJECTIVES.register(name)
+
+
+# Modules whose import registers the built-in objectives besides segmentation (they import this module, so
+# they are loaded on first use rather than at import time).
+_BUILT_IN_MODULES = ("autounet.training.multitask",)
+
+
+def _load_built_ins() -> None:
+    for module in _BUILT_IN_MODULES:
+        importlib.import_module(module)
 
 
 def objective_names() -> tuple[str, ...]:

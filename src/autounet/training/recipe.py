@@ -51,6 +51,12 @@ class TrainingRecipe:
         augmentation_overrides: Fields of the augmentation settings
             (:class:`~autounet.data.augmentation.AugmentationConfig`) replacing the configuration's
             defaults, e.g. ``{"mirror_axes": []}`` to train (and predict) without mirroring.
+        task_weights: For a dataset with several label maps: each task's weight in the summed loss, by task
+            name; tasks not named weigh ``1 / number of tasks`` (equal weights summing to 1, 0.5 each for two
+            tasks as in the glacier-front work).
+        line_width: Width in voxels to which the labels of line tasks (``"kind": "line"``) are dilated for
+            training (a one-voxel line is too thin a target); predictions are thinned back to a line. 1 trains
+            on the line itself.
     """
 
     SCHEMA_VERSION: ClassVar[int] = 2
@@ -74,6 +80,8 @@ class TrainingRecipe:
     network: str | None = None
     loss_weights: dict[str, float] = field(default_factory=dict)
     augmentation_overrides: dict[str, Any] = field(default_factory=dict)
+    task_weights: dict[str, float] = field(default_factory=dict)
+    line_width: int = 5
 
     def __post_init__(self) -> None:
         if not _RECIPE_NAME.fullmatch(self.name) or "__" in self.name:
@@ -88,6 +96,10 @@ class TrainingRecipe:
             raise ValueError(f"oversample_foreground must lie in [0, 1], got {self.oversample_foreground}")
         if any(not weight >= 0 for weight in self.loss_weights.values()):
             raise ValueError(f"loss weights must be >= 0, got {self.loss_weights}")
+        if any(not weight >= 0 for weight in self.task_weights.values()):
+            raise ValueError(f"task weights must be >= 0, got {self.task_weights}")
+        if self.line_width < 1:
+            raise ValueError(f"line_width must be >= 1, got {self.line_width}")
 
     def fingerprint(self) -> str:
         """Short hash identifying the recipe (resume refuses a different one).
@@ -105,7 +117,7 @@ class TrainingRecipe:
 
 _RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ADDED_AFTER_VERSION_1: dict[str, Any] = {"objective": "segmentation", "network": None, "loss_weights": {},
-                                          "augmentation_overrides": {}}
+                                          "augmentation_overrides": {}, "task_weights": {}, "line_width": 5}
 
 BUILTIN_RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
@@ -115,6 +127,9 @@ BUILTIN_RECIPES: dict[str, dict[str, Any]] = {
     # One segmentation output at full resolution, so no deep supervision; terms: see training.detection_objective.
     "detection": {"objective": "detection", "network": "retina_unet", "deep_supervision": False,
                   "loss_weights": {"classification": 1.0, "regression": 1.0, "ce": 1.0, "dice": 1.0}},
+    # Several label maps: a shared encoder and one decoder per task (late branching, one decoder with a head
+    # per task, is what the default recipe trains on such a dataset).
+    "early_branching": {"network": "unet_early_branching"},
 }
 """Recipes that need no file: name -> fields differing from :class:`TrainingRecipe`'s defaults."""
 

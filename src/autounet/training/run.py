@@ -14,7 +14,7 @@ from autounet.data.augmentation import AugmentationConfig, BatchAugmenter, defau
 from autounet.data.augmentation.config import compute_sampling_patch_size
 from autounet.data.loader import BatchLoader
 from autounet.data.sampler import PatchSampler, SamplerSettings
-from autounet.dataset.labels import LabelScheme
+from autounet.dataset.labels import OutputLayout
 from autounet.dataset.raw import RawDataset, load_raw_dataset
 from autounet.errors import CheckpointError, ConfigError
 from autounet.io.checkpoints import load_checkpoint
@@ -32,7 +32,7 @@ from autounet.training.splits import fold_cases, load_or_create_splits
 from autounet.training.trainer import Trainer, TrainingParts
 from autounet.training.validation import next_stage_folder
 
-__all__ = ["FoldJob", "train_fold"]
+__all__ = ["FoldJob", "objective_name", "train_fold"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +86,11 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
         CheckpointError: A finished or started run without ``--continue``. ``--continue`` with no checkpoint yet
             starts from scratch with a warning.
     """
-    plans = _with_recipe_network(_load_plans(job), job.configuration, recipe)
-    configuration = plans.configuration(job.configuration)
     dataset = load_raw_dataset(job.raw_dataset)
-    labels = LabelScheme.from_description(dataset.description)
+    layout = OutputLayout.from_description(dataset.description)
+    plans = _with_recipe_network(_load_plans(job), job.configuration, recipe, layout)
+    configuration = plans.configuration(job.configuration)
+    labels = layout.tasks[0].scheme
     data_folder = job.preprocessed / configuration.data_identifier
     case_ids = [c.case_id for c in dataset.cases]
     missing = [c for c in case_ids if not case_finished(data_folder, c)]
@@ -107,11 +108,11 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
     device = context.device
     torch.manual_seed(recipe.seed)
     augmentation = _augmentation(configuration, recipe)
-    objective = build_objective(recipe.objective, ObjectiveContext(
+    objective = build_objective(objective_name(recipe, layout), ObjectiveContext(
         plans=plans, configuration=configuration, labels=labels, dataset=dataset, data_folder=data_folder,
         validation_cases=fold.val, output=output, recipe=recipe, mirror_axes=tuple(augmentation.mirror_axes),
         previous_stage_folder=previous_stage, save_probabilities=options.save_probabilities,
-        show_progress=options.show_progress))
+        show_progress=options.show_progress, layout=layout))
     parts = _build_parts(configuration, augmentation, objective, data_folder, fold.train, fold.val, recipe,
                          options, context, output, previous_stage)
     trainer = Trainer(parts)
@@ -151,18 +152,32 @@ def _previous_stage_folder(job: FoldJob, configuration: ConfigurationPlan, case_
     return folder
 
 
-def _with_recipe_network(plans: Plans, name: str, recipe: TrainingRecipe) -> Plans:
-    """The plans with the recipe's network (if it names one) in the trained configuration. These plans go into
-    the run folder, so prediction builds the network that was trained.
+def objective_name(recipe: TrainingRecipe, layout: OutputLayout) -> str:
+    """The objective a run trains: the recipe's, except that plain segmentation of a dataset with several
+    label maps is multi-task segmentation (so such a dataset needs no recipe of its own)."""
+    if recipe.objective == "segmentation" and len(layout.tasks) > 1:
+        return "multitask"
+    return recipe.objective
+
+
+def _with_recipe_network(plans: Plans, name: str, recipe: TrainingRecipe, layout: OutputLayout) -> Plans:
+    """The plans with the recipe's network (if it names one) in the trained configuration, and the channels
+    of each task where the dataset has several label maps. These plans go into the run folder, so prediction
+    builds the network that was trained.
 
     Raises:
         ConfigError: The recipe names an unregistered network ("did you mean").
     """
-    if recipe.network is None:
-        return plans
-    network_builder(recipe.network)  # an unknown name fails now, with a suggestion
     configuration = plans.configuration(name)
-    changed = replace(configuration, network=replace(configuration.network, kind=recipe.network))
+    network = configuration.network
+    if recipe.network is not None:
+        network_builder(recipe.network)  # an unknown name fails now, with a suggestion
+        network = replace(network, kind=recipe.network)
+    if len(layout.tasks) > 1:
+        network = replace(network, task_outputs=tuple(task.scheme.num_outputs for task in layout.tasks))
+    if network == configuration.network:
+        return plans
+    changed = replace(configuration, network=network)
     return replace(plans, configurations={**plans.configurations, name: changed})
 
 
