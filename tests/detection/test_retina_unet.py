@@ -82,8 +82,11 @@ def test_levels_and_fitted_anchor_shapes_come_from_the_plan() -> None:
     assert network.anchor_generator.strides == [(1, 2, 2), (2, 4, 4)]
     output = network(torch.zeros(1, 1, 8, 16, 16))
     assert output.num_anchors_per_level == (8 * 8 * 8 * 2, 4 * 4 * 4 * 2)
-    with pytest.raises(ValueError, match="decoder levels"):
-        build_retina_unet(SPEC_3D, 1, 1, levels=(3,))
+    # Level 3 is the bottleneck (stride 4, 8, 8): nnDetection's deepest head; there is no level 4.
+    deepest = build_retina_unet(SPEC_3D, 1, 1, levels=(2, 3), anchor_shapes=[[(4, 8, 8)], [(8, 16, 16)]])
+    assert deepest(torch.zeros(1, 1, 8, 16, 16)).num_anchors_per_level == (4 * 4 * 4, 2 * 2 * 2)
+    with pytest.raises(ValueError, match="are not levels 0..3"):
+        build_retina_unet(SPEC_3D, 1, 1, levels=(4,))
     with pytest.raises(ValueError, match="anchor strides"):
         RetinaUNet(UNet(SPEC_3D, 1, 2, deep_supervision=False), 1, levels=(1,),
                    anchor_generator=AnchorGenerator([[(2, 2, 2)]], [(1, 1, 1)]))
@@ -96,7 +99,7 @@ def test_default_levels_leave_out_the_finest_ones() -> None:
                         convs_per_decoder_stage=(1,) * (stages - 1))
 
     assert [default_levels(spec(n)) for n in (2, 3, 4, 6)] == [(0,), (1,), (1, 2), (2, 3, 4)]
-    assert level_strides(spec(4)) == [(1, 1), (2, 2), (4, 4)]
+    assert level_strides(spec(4)) == [(1, 1), (2, 2), (4, 4), (8, 8)]  # the last: the bottleneck
 
 
 def test_registry_builds_the_detector_by_name() -> None:

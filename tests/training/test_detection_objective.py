@@ -12,14 +12,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
+from torch import nn
 
-from autounet.detection.boxes import box_iou
+from autounet.detection.boxes import box_iou, instances_to_boxes
 from autounet.detection.retina_unet import RetinaUNet, build_retina_unet
 from autounet.errors import ConfigError
 from autounet.io.checkpoints import load_checkpoint, save_checkpoint
 from autounet.networks.registry import network_builder
 from autounet.networks.spec import UNetSpec
-from autounet.training import detection_objective
 from autounet.training.callbacks import ProgressPlot
 from autounet.training.detection_objective import DetectionObjective, boxes_from_label_maps
 from autounet.training.objectives import ObjectiveContext, build_objective, objective_names
@@ -209,20 +210,44 @@ def test_trains_through_the_trainer_and_resumes_exactly(tmp_path: Path) -> None:
     assert resumed.state.history["train_loss"] == state.history["train_loss"]
 
 
-def test_final_validation_scores_seeded_validation_patches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    class FakeSampler:
-        def __init__(self, folder: Path, cases: tuple, settings: Any) -> None:
-            assert cases == ("case_0",) and settings.patch_size == (32, 32) and settings.batch_size == 2
+def test_final_validation_predicts_whole_cases_through_the_sliding_window(tmp_path: Path) -> None:
+    from autounet.detection.detections import Detections
+    from autounet.io import ImageGeometry
+    from autounet.preprocessing.properties import CaseProperties
+    from autounet.preprocessing.storage import write_case
 
-        def sample_batch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-            return _square_batch(2, (32, 32), int(rng.integers(1000)))
+    seg = np.zeros((2, 48, 40), dtype=np.int16)
+    seg[:, 20:30, 5:15] = 1  # one object of class 0, larger than half a window's overlap
+    seg[0, 30:38, 25:33], seg[1, 30:38, 25:33] = 2, 2  # instance 2, class 1
+    data = (seg[:1] > 0).astype(np.float32)
+    properties = CaseProperties(
+        schema_version=1, case_id="case_0", original_geometry=ImageGeometry.default(2), shape_before_crop=(48, 40),
+        bbox_used_for_cropping=((0, 48), (0, 40)), shape_after_crop=(48, 40), spacing_after_resampling=(1.0, 1.0),
+        shape_after_resampling=(48, 40))
+    write_case(tmp_path / "data", data, seg, properties)
 
-    monkeypatch.setattr(detection_objective, "PatchSampler", FakeSampler)
-    recipe = TrainingRecipe(**{**load_recipe("detection").__dict__, "validation_iterations": 3})
-    objective = DetectionObjective(_context(tmp_path, num_classes=2, recipe=recipe))
-    summary = objective.validate(build_retina_unet(SPEC_2D, 1, num_classes=2), torch.device("cpu"))
+    class BrightBoxes(nn.Module):
+        """A detector that boxes the bright regions of a patch exactly (class by size), sure of whole ones."""
+
+        def detect(self, patches: torch.Tensor) -> list[Detections]:
+            found = []
+            for patch in patches:
+                instances = torch.from_numpy(ndimage.label(patch[0].numpy() > 0.5)[0])
+                boxes, _ = instances_to_boxes(instances)
+                sizes = (boxes[:, 2:] - boxes[:, :2]).prod(dim=1)
+                whole = ((boxes[:, :2] > 0) & (boxes[:, 2:] < torch.tensor(patch.shape[1:]))).all(dim=1)
+                found.append(Detections(boxes.float(), torch.where(whole, 0.9, 0.3), (sizes < 80).long()))
+            return found
+
+    context = ObjectiveContext(
+        plans=SimpleNamespace(axis_order=(0, 1)),  # type: ignore[arg-type]
+        configuration=SimpleNamespace(batch_dice=False, patch_size=(32, 32), batch_size=2, detection=None),  # type: ignore[arg-type]
+        labels=SimpleNamespace(foreground_labels=(1, 2)), dataset=SimpleNamespace(  # type: ignore[arg-type]
+            description=SimpleNamespace(instance_classes={0: "big", 1: "small"})),
+        data_folder=tmp_path / "data", validation_cases=("case_0",), output=tmp_path, recipe=load_recipe("detection"))
+    summary = DetectionObjective(context).validate(BrightBoxes(), torch.device("cpu"))
     written = json.loads((tmp_path / "validation" / "summary.json").read_text())
-    assert written["evaluated_on"] == "validation patches"
-    assert written["num_patches"] == 2 * 3 == summary["num_patches"]
-    assert 0 <= written["AP_IoU_0.10_MaxDet_100"] <= 1
-    assert set(written["per_class"]) == {"0", "1"}
+    assert written["evaluated_on"] == "validation cases (sliding window)" == summary["evaluated_on"]
+    assert written["AP_IoU_0.10_MaxDet_100"] == pytest.approx(1.0)
+    boxes = json.loads((tmp_path / "validation" / "case_0_boxes.json").read_text())["boxes"]
+    assert {b["label"] for b in boxes} >= {"big", "small"}

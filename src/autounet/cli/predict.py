@@ -67,6 +67,7 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     """Predict every case of ``args.input`` into ``args.output``."""
     # Imported here, not at the top: building the parser (`autounet -h`) must not import torch (seconds).
     from autounet.deploy.model_folder import is_deployed_model_folder  # also lets the predictor load them
+    from autounet.inference.box_prediction import is_detection_model_folder
     from autounet.inference.cpu_memory import tune_cpu_allocator
     from autounet.inference.nnunet_model import is_nnunet_model_folder, nnunet_checkpoint_name
     from autounet.inference.predictor import PredictionSettings, Predictor
@@ -80,6 +81,8 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
         folds = _parse_folds(args.folds)
     else:  # a deployed model: every deployed fold
         folds = [] if is_deployed_model_folder(model_folder) else available_folds(model_folder, checkpoint)
+    if is_detection_model_folder(model_folder):
+        return _predict_boxes(args, model_folder, folds, checkpoint, device)
     deployed = is_deployed_model_folder(model_folder)
     backend, threads, batch_size = _backend(args, model_folder, deployed, device)
     settings = PredictionSettings(step_size=args.step_size, use_mirroring=not args.disable_tta,
@@ -99,6 +102,18 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
         predictor = Predictor.from_model_folder(model_folder, folds, checkpoint, device, settings)
     outputs = predictor.predict_folder(args.input, args.output)
     print(f"predicted: {len(outputs)} case(s) in {args.output}")
+    return 0
+
+
+def _predict_boxes(args: argparse.Namespace, model_folder: Path, folds: list, checkpoint: str, device: str) -> int:
+    """A detection model: ``<case>_boxes.json`` per case (world and voxel boxes, class, score)."""
+    from autounet.inference.box_prediction import BoxPredictor, load_detection_model
+
+    model = load_detection_model(model_folder, folds, checkpoint, device)
+    predictor = BoxPredictor(model, device, step_size=args.step_size, use_mirroring=not args.disable_tta,
+                             show_progress=not getattr(args, "quiet", False))
+    outputs = predictor.predict_folder(args.input, args.output, overwrite=bool(getattr(args, "overwrite", False)))
+    print(f"predicted boxes: {len(outputs)} case(s) in {args.output} (<case>_boxes.json)")
     return 0
 
 
@@ -151,7 +166,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_folder_for(args: argparse.Namespace, paths: Paths) -> Path:
-    """``-m`` as given, or ``results/<DatasetName>/<configuration>`` for ``-d``/``-c``.
+    """``-m`` as given, or ``results/<DatasetName>/<configuration>`` for ``-d``/``-c`` (or the configuration's
+    one run with another recipe or plans, ``<configuration>__<recipe>__<plans>``, when it has no default run).
 
     Raises:
         ConfigError: Neither or both ways given, or ``-d`` without ``-c``.
@@ -171,6 +187,13 @@ def model_folder_for(args: argparse.Namespace, paths: Paths) -> Path:
             raise CheckpointError(f"no trained model for dataset '{args.dataset}'; train it first or set "
                                   "--data-root / nnUNet_results", paths.results) from None
         folder = paths.results / dataset.name / args.configuration
+        if not folder.is_dir():
+            # Trained with another recipe or plans only (e.g. 3d_det with the detection recipe): that run.
+            runs = sorted(p for p in folder.parent.glob(f"{args.configuration}__*") if p.is_dir())
+            if len(runs) > 1:
+                raise ConfigError(f"configuration '{args.configuration}' has several runs ("
+                                  f"{', '.join(p.name for p in runs)}); choose one with -m", folder.parent)
+            folder = runs[0] if runs else folder
     if not folder.is_dir():
         raise CheckpointError("model folder not found; train this configuration first", folder)
     return folder

@@ -23,13 +23,15 @@ from autounet.detection.anchors import AnchorGenerator
 from autounet.detection.boxes import clip_boxes_to_image, remove_small_boxes
 from autounet.detection.clustering import batched_nms
 from autounet.detection.coder import BoxCoder
+from autounet.detection.detections import Detections
 from autounet.detection.heads import ClassificationHead, RegressionHead
 from autounet.networks.blocks import conv_class
 from autounet.networks.registry import register_network
 from autounet.networks.spec import UNetSpec
 from autounet.networks.unet import UNet
+from autounet.planning.plans import ConfigurationPlan
 
-__all__ = ["Detections", "PostprocessSettings", "RetinaUNet", "RetinaUNetOutput", "build_retina_unet",
+__all__ = ["PostprocessSettings", "RetinaUNet", "RetinaUNetOutput", "build_planned_detector", "build_retina_unet",
            "default_anchor_generator", "default_levels", "level_strides", "postprocess_detections"]
 
 
@@ -80,19 +82,11 @@ class PostprocessSettings:
     min_size: float = 0.01
 
 
-@dataclass(frozen=True)
-class Detections:
-    """Boxes found in one image: ``(K, 2 * ndim)`` boxes, ``(K,)`` scores, ``(K,)`` classes (0-based)."""
-
-    boxes: torch.Tensor
-    scores: torch.Tensor
-    classes: torch.Tensor
-
-
 def level_strides(spec: UNetSpec) -> list[tuple[int, ...]]:
-    """Per decoder level (full resolution first), the per-axis stride of its feature map to the input."""
+    """Per level (full resolution first; the last is the bottleneck), the per-axis stride of its feature map
+    to the input. Level ``l`` is the decoder's output at stage ``l``, or the encoder's bottleneck for the last."""
     strides, total = [], [1] * spec.ndim
-    for stride in spec.strides[:-1]:  # the bottleneck is no decoder level
+    for stride in spec.strides:
         total = [t * s for t, s in zip(total, stride, strict=True)]
         strides.append(tuple(total))
     return strides
@@ -140,8 +134,9 @@ class RetinaUNet(nn.Module):
         super().__init__()
         spec = unet.spec
         self.levels = tuple(levels) if levels is not None else default_levels(spec)
-        if not self.levels or any(not 0 <= level < spec.num_stages - 1 for level in self.levels):
-            raise ValueError(f"detection levels {self.levels} are not decoder levels 0..{spec.num_stages - 2}")
+        if not self.levels or any(not 0 <= level < spec.num_stages for level in self.levels):
+            raise ValueError(f"detection levels {self.levels} are not levels 0..{spec.num_stages - 1} (the last: "
+                             "the bottleneck)")
         if unet.deep_supervision:
             raise ValueError("the U-Net of a Retina U-Net has one (full-resolution) segmentation head")
         self.unet = unet
@@ -165,7 +160,10 @@ class RetinaUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> RetinaUNetOutput:
         """Heads' outputs for ``x`` of shape ``(B, C, *spatial)``; spatial size divisible by the total stride."""
         skips = self.unet.encoder(x)
-        features = self.unet.decoder(skips, max(self.levels) + 1)  # full resolution first
+        decoder_levels = self.unet.spec.num_stages - 1
+        features = self.unet.decoder(skips, min(max(self.levels) + 1, decoder_levels))  # full resolution first
+        if max(self.levels) == decoder_levels:  # the coarsest level is the bottleneck (nnDetection's deepest head)
+            features = [*features, skips[-1]]
         seg_logits = self.unet.heads(features[:self.unet.heads.num_inputs])
         chosen = [projection(features[level]) for projection, level in zip(self.projections, self.levels,
                                                                             strict=True)]
@@ -254,3 +252,25 @@ def build_retina_unet(spec: UNetSpec, in_channels: int, num_classes: int, deep_s
     unet = UNet(spec, in_channels, 2, deep_supervision=False)
     return RetinaUNet(unet, num_classes, chosen, generator)
 
+
+
+def build_planned_detector(configuration: ConfigurationPlan, in_channels: int) -> RetinaUNet:
+    """The Retina U-Net of a detection configuration: its U-Net, its head levels and fitted anchor shapes, its
+    per-window box decoding (score threshold, candidates per level, NMS, size limit).
+
+    Raises:
+        ValueError: The configuration carries no detection plan.
+    """
+    plan = configuration.detection
+    if plan is None:
+        raise ValueError(f"configuration '{configuration.name}' is no detection configuration")
+    network = build_retina_unet(configuration.network, in_channels, plan.num_classes, levels=plan.head_levels,
+                                anchor_shapes=plan.anchor_shapes)
+    inference = plan.inference
+    # Windows keep every box down to the plan's threshold (min 0.01, as nnDetection's model-level cut, so NMS
+    # has a bounded number of candidates); fusion across windows applies the plan's own threshold.
+    network.postprocess = PostprocessSettings(
+        score_threshold=max(inference.score_threshold, 0.01), topk_per_level=inference.candidates_per_level,
+        nms_iou=inference.nms_iou, detections_per_image=inference.detections_per_image,
+        min_size=max(inference.min_size, 0.01))
+    return network

@@ -10,19 +10,36 @@ class. Only boxes are kept per window, never dense outputs, so memory does not g
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from autounet.detection.box_files import OriginalBox, boxes_in_world
+from autounet.dataset.description import DatasetDescription, load_dataset_json
+from autounet.dataset.raw import case_channel_files, group_channel_files
+from autounet.detection.box_files import OriginalBox, box_file_name, boxes_in_world, write_boxes_json
 from autounet.detection.boxes import flip_boxes
 from autounet.detection.detections import BoxFusionSettings, BoxMerger, Detections, Detector
+from autounet.detection.retina_unet import build_planned_detector
+from autounet.errors import AutounetError, CheckpointError, DatasetError
 from autounet.inference.sliding_window import SlidingWindowSettings, iter_window_batches, pad_to_patch
 from autounet.inference.tta import mirror_dim_combinations
+from autounet.io.checkpoints import load_checkpoint
+from autounet.io.geometry import ImageGeometry
+from autounet.io.images import read_image
+from autounet.paths import configuration_of_run_folder
+from autounet.planning.plans import ConfigurationPlan, Plans, load_plans
+from autounet.preprocessing.case import preprocess_case
 from autounet.preprocessing.properties import CaseProperties
+from autounet.progress import progress
 
-__all__ = ["boxes_to_original", "predict_boxes_sliding_window"]
+__all__ = ["BoxPredictor", "DetectionModel", "boxes_to_original", "is_detection_model_folder",
+           "load_detection_model", "predict_boxes_sliding_window"]
+
+logger = logging.getLogger(__name__)
 
 
 def predict_boxes_sliding_window(detectors: Sequence[Detector], image: torch.Tensor,
@@ -89,3 +106,132 @@ def boxes_to_original(detections: Detections, properties: CaseProperties,
     return boxes_in_world(np.concatenate([lower[:, inverse], upper[:, inverse]], axis=1),
                           detections.scores.detach().cpu().numpy(), detections.classes.detach().cpu().numpy(),
                           properties.original_geometry)
+
+
+@dataclass(frozen=True)
+class DetectionModel:
+    """A trained detection configuration, loaded: what :class:`BoxPredictor` needs.
+
+    Attributes:
+        plans: The dataset's plans.
+        configuration: The detection configuration (``configuration.detection`` set).
+        description: The dataset's ``dataset.json`` (channels, class names, file ending).
+        detectors: One per fold, mapping patches to detections (the networks' ``detect``).
+        mirror_axes: Patch axes the networks were trained mirror-invariant on.
+        origin: What it was loaded from (recorded in every box file).
+    """
+
+    plans: Plans
+    configuration: ConfigurationPlan
+    description: DatasetDescription
+    detectors: tuple[Detector, ...]
+    mirror_axes: tuple[int, ...] = ()
+    origin: str = ""
+
+
+def is_detection_model_folder(model_folder: Path) -> bool:
+    """Whether a run folder holds a trained detection configuration (its plans name one and the folder's
+    configuration, from its name ``<configuration>__<recipe>__<plans>``, is it)."""
+    plans_file = Path(model_folder) / "plans.json"
+    if not plans_file.is_file():
+        return False
+    try:
+        plans = load_plans(plans_file)
+    except AutounetError:
+        return False
+    name = configuration_of_run_folder(Path(model_folder).name)
+    return name in plans.configurations and plans.configurations[name].detection is not None
+
+
+def load_detection_model(model_folder: Path, folds: Sequence[int | str], checkpoint: str = "checkpoint_final.pt",
+                         device: str | torch.device = "cpu") -> DetectionModel:
+    """Load a detection run folder: plans, ``dataset.json`` and one Retina U-Net per fold.
+
+    Raises:
+        CheckpointError: Missing files or folds, or weights that do not fit the plan.
+    """
+    model_folder = Path(model_folder)
+    plans = load_plans(model_folder / "plans.json")
+    description = load_dataset_json(model_folder / "dataset.json")
+    configuration = plans.configuration(configuration_of_run_folder(model_folder.name))
+    if not folds:
+        raise CheckpointError("no fold given", model_folder)
+    detectors, mirror_axes = [], ()
+    for fold in folds:
+        path = model_folder / f"fold_{fold}" / checkpoint
+        state = load_checkpoint(path, map_location="cpu")
+        weights = state.get("network")
+        if not isinstance(weights, dict):
+            raise CheckpointError("the checkpoint holds no 'network' weights", path)
+        network = build_planned_detector(configuration, description.num_channels)
+        try:
+            network.load_state_dict(weights, strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(f"the weights do not fit detection configuration '{configuration.name}': "
+                                  f"{str(error).splitlines()[-1].strip()}", path) from None
+        detectors.append(network.to(device).eval().detect)
+        mirror_axes = tuple(int(a) for a in state.get("metadata", {}).get("mirror_axes", ()))
+    origin = f"{model_folder} folds {','.join(map(str, folds))} ({checkpoint})"
+    return DetectionModel(plans, configuration, description, tuple(detectors), mirror_axes, origin)
+
+
+class BoxPredictor:
+    """Predicts the boxes of images with a :class:`DetectionModel`: preprocessing as in training, sliding
+    windows with mirroring and fold ensembling fused by weighted box clustering, boxes in the input's grid.
+
+    Args:
+        model: The loaded detection model.
+        device: Where the networks run.
+        step_size: Window step as a fraction of the patch.
+        use_mirroring: Test-time mirroring along the trained mirror axes.
+        show_progress: Progress bar over the cases of a folder.
+    """
+
+    def __init__(self, model: DetectionModel, device: str | torch.device = "cpu", step_size: float = 0.5,
+                 use_mirroring: bool = True, show_progress: bool = True) -> None:
+        self.model = model
+        self.device = torch.device(device)
+        detection = model.configuration.detection
+        assert detection is not None  # load_detection_model only loads detection configurations
+        self.window_settings = SlidingWindowSettings(
+            patch_size=tuple(model.configuration.patch_size), step_size=step_size,
+            mirror_axes=model.mirror_axes if use_mirroring else ())
+        inference = detection.inference
+        self.fusion = BoxFusionSettings(iou_threshold=inference.cluster_iou,
+                                        score_threshold=inference.score_threshold, min_size=inference.min_size,
+                                        max_detections=inference.detections_per_image)
+        self.show_progress = show_progress
+
+    def predict_array(self, image: np.ndarray, geometry: ImageGeometry) -> list[OriginalBox]:
+        """Boxes of one image ``(C, *spatial)`` (raw axis order) in its own voxel grid and world."""
+        data, _, properties = preprocess_case(image, None, geometry, self.model.plans, self.model.configuration)
+        detections = predict_boxes_sliding_window(self.model.detectors, torch.from_numpy(data),
+                                                  self.window_settings, self.fusion, self.device)
+        return boxes_to_original(detections, properties, self.model.plans.axis_order)
+
+    def predict_folder(self, input_dir: Path, output_dir: Path, overwrite: bool = False) -> list[Path]:
+        """Write ``<case>_boxes.json`` for every ``<case>_NNNN<ending>`` case of a folder (finished cases are
+        skipped unless ``overwrite``).
+
+        Raises:
+            DatasetError: No case found, or a case whose channel files do not fit the model.
+        """
+        description = self.model.description
+        groups, strays = group_channel_files(Path(input_dir), description.file_ending)
+        if not groups:
+            raise DatasetError(f"no case found: expected files named <case>_0000{description.file_ending}",
+                               input_dir)
+        for stray in strays:
+            logger.warning("ignored (not <case>_NNNN%s): %s", description.file_ending, stray)
+        outputs = {case: Path(output_dir) / box_file_name(case) for case in sorted(groups)}
+        todo = [case for case in outputs if overwrite or not outputs[case].exists()]
+        names = description.instance_classes
+        cases = progress(todo, "Detecting", total=len(todo)) if self.show_progress else todo
+        for case in cases:
+            files = case_channel_files(groups[case], description.file_ending, description.num_channels)
+            image, geometry = read_image(files)
+            if image.shape[0] != description.num_channels:
+                raise DatasetError(f"the case has {image.shape[0]} channel(s) but the model expects "
+                                   f"{description.num_channels}", files[0])
+            write_boxes_json(outputs[case], self.predict_array(image, geometry), names, source=self.model.origin)
+        return list(outputs.values())

@@ -15,6 +15,7 @@ the inference stage's part) and writes ``validation/summary.json``.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -23,18 +24,24 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from autounet.data.loader import batch_rng
-from autounet.data.sampler import PatchSampler, SamplerSettings
-from autounet.detection.boxes import instances_to_boxes
+from autounet.detection.box_files import box_file_name, write_boxes_json
+from autounet.detection.detections import BoxFusionSettings
 from autounet.detection.losses import BoxTargets, DetectionLoss
 from autounet.detection.retina_unet import PostprocessSettings, RetinaUNetOutput, postprocess_detections
+from autounet.detection.targets import boxes_from_maps
 from autounet.errors import ConfigError
 from autounet.evaluation.detection import ImageDetections, evaluate_detections
+from autounet.inference.box_prediction import boxes_to_original, predict_boxes_sliding_window
+from autounet.inference.sliding_window import SlidingWindowSettings
 from autounet.io.jsonio import nan_to_none, write_json
+from autounet.preprocessing.storage import load_case
+from autounet.progress import progress
 from autounet.training.losses import DiceCELoss
 from autounet.training.objectives import EpochMetric, ObjectiveContext, SumOverRanks, register_objective
 
 __all__ = ["DETECTION_LOSS_TERMS", "DetectionObjective", "DetectionTargets", "boxes_from_label_maps"]
+
+logger = logging.getLogger(__name__)
 
 DETECTION_LOSS_TERMS = ("classification", "regression", "ce", "dice")
 """Names of the detection loss terms a recipe's ``loss_weights`` may weight."""
@@ -58,25 +65,12 @@ class DetectionTargets:
 
 
 def boxes_from_label_maps(semantic: Tensor, instances: Tensor) -> BoxTargets:
-    """Boxes and classes of every image of a batch from its semantic and instance maps.
-
-    Args:
-        semantic: ``(B, *spatial)`` integer map, class ``c`` stored as ``c + 1``, 0 (or padding -1) elsewhere.
-        instances: ``(B, *spatial)`` integer map, ``1..N`` per object, 0 (or padding -1) elsewhere.
-
-    Returns:
-        Per image, the exact half-open box of every instance present and its class: the highest semantic
-        value on the instance minus one (an instance without a class voxel gets class 0).
-    """
-    boxes, classes = [], []
-    for image_semantic, image_instances in zip(semantic, instances, strict=True):
-        image_instances = image_instances.long().clamp(min=0)
-        image_boxes, ids = instances_to_boxes(image_instances)
-        per_id = torch.zeros(int(image_instances.max()) + 1, dtype=torch.long, device=image_instances.device)
-        per_id.scatter_reduce_(0, image_instances.flatten(), image_semantic.long().clamp(min=0).flatten(), "amax")
-        boxes.append(image_boxes.to(semantic.device))
-        classes.append((per_id[ids.to(per_id.device)] - 1).clamp(min=0))
-    return BoxTargets(boxes, classes)
+    """Boxes and classes of every image of a batch from its semantic and instance maps
+    (:func:`autounet.detection.targets.boxes_from_maps`: exact half-open boxes, each instance's majority class),
+    as the loss's targets."""
+    pairs = boxes_from_maps(semantic, instances)
+    return BoxTargets([boxes.to(semantic.device) for boxes, _ in pairs],
+                      [classes.to(semantic.device) for _, classes in pairs])
 
 
 @register_objective("detection")
@@ -200,22 +194,37 @@ class DetectionObjective:
 
     @torch.no_grad()
     def validate(self, network: nn.Module, device: torch.device) -> dict[str, Any]:
-        """AP at IoU 0.1, mAP and FROC over a seeded set of validation patches (as many batches as the
-        recipe's ``validation_iterations``, at least one), written to ``validation/summary.json``."""
+        """Whole validation cases through the sliding window (mirroring as trained, windows fused by weighted
+        box clustering, the plan's inference parameters): each case's boxes written as
+        ``validation/<case>_boxes.json`` in its original grid, and AP at IoU 0.1, mAP and FROC against the
+        boxes of its instances (scored in the preprocessed grid: IoU does not change under the per-axis scaling
+        and shift that leads back to the original one) in ``validation/summary.json``."""
         context = self.context
-        configuration, recipe = context.configuration, context.recipe
-        sampler = PatchSampler(context.data_folder, context.validation_cases, SamplerSettings(
-            tuple(configuration.patch_size), configuration.batch_size, recipe.oversample_foreground))
+        configuration = context.configuration
+        detection = configuration.detection
+        inference = detection.inference if detection is not None else None
+        fusion = BoxFusionSettings() if inference is None else BoxFusionSettings(
+            iou_threshold=inference.cluster_iou, score_threshold=inference.score_threshold,
+            min_size=inference.min_size, max_detections=inference.detections_per_image)
+        settings = SlidingWindowSettings(patch_size=tuple(configuration.patch_size), mirror_axes=context.mirror_axes)
         network.eval()
+        detect = network.detect  # type: ignore[attr-defined]
+        output = context.output / "validation"
         images: list[ImageDetections] = []
-        for iteration in range(max(recipe.validation_iterations, 1)):
-            image, seg = sampler.sample_batch(batch_rng(recipe.seed, 0, iteration, _FINAL_VALIDATION_STREAM))
-            inputs, targets = self.prepare(torch.from_numpy(image).to(device), torch.from_numpy(seg).to(device))
-            images += _image_detections(network(inputs).float(), targets, self.detection_loss, self.postprocess)
+        for case_id in progress(context.validation_cases, "Final validation", total=len(context.validation_cases)):
+            data, seg, properties = load_case(context.data_folder, case_id, mmap=False)
+            found = predict_boxes_sliding_window([detect], torch.from_numpy(data), settings, fusion, device)
+            ((boxes, classes),) = boxes_from_maps(torch.from_numpy(seg[0:1]), torch.from_numpy(seg[1:2]))
+            images.append(ImageDetections(found.boxes.numpy(), found.scores.numpy(), found.classes.numpy(),
+                                          boxes.numpy(), classes.numpy()))
+            write_boxes_json(output / box_file_name(case_id),
+                             boxes_to_original(found, properties, context.plans.axis_order),
+                             context.dataset.description.instance_classes)
         metrics = evaluate_detections(images, classes=range(self.num_classes))
-        summary = {"evaluated_on": "validation patches", "num_patches": len(images),
-                   "validation_cases": list(context.validation_cases), **metrics.to_json_dict()}
-        write_json(context.output / "validation" / "summary.json", nan_to_none(summary))
+        summary = {"evaluated_on": "validation cases (sliding window)", "validation_cases":
+                   list(context.validation_cases), **metrics.to_json_dict()}
+        write_json(output / "summary.json", nan_to_none(summary))
+        logger.info("final validation: AP@0.1 %.4f, FROC score %.4f", metrics.ap_at_0_1, metrics.froc_score)
         return summary
 
 

@@ -158,7 +158,7 @@ class ObjectiveContext:
 ObjectiveFactory = Callable[[ObjectiveContext], Objective]
 _OBJECTIVES: Registry[ObjectiveFactory] = Registry("training objective")
 # Modules whose import registers further built-in objectives; they import this module, so they load on lookup.
-_BUILT_IN_MODULES = ("autounet.training.detection_objective",)
+_BUILT_IN_MODULES = ("autounet.training.multitask", "autounet.training.detection_objective")
 
 
 def register_objective(name: str) -> Callable[[ObjectiveFactory], ObjectiveFactory]:
@@ -168,16 +168,6 @@ def register_objective(name: str) -> Callable[[ObjectiveFactory], ObjectiveFacto
         ValueError: ``name`` is already registered.
     """
     return _OBJECTIVES.register(name)
-
-
-# Modules whose import registers the built-in objectives besides segmentation (they import this module, so
-# they are loaded on first use rather than at import time).
-_BUILT_IN_MODULES = ("autounet.training.multitask",)
-
-
-def _load_built_ins() -> None:
-    for module in _BUILT_IN_MODULES:
-        importlib.import_module(module)
 
 
 def objective_names() -> tuple[str, ...]:

@@ -125,8 +125,10 @@ BUILTIN_RECIPES: dict[str, dict[str, Any]] = {
     "no_mirroring": {"augmentation_overrides": {"mirror_axes": []}},
     # Retina U-Net (nnDetection's detector): box heads on the U-Net, trained on the plan's detection configuration.
     # One segmentation output at full resolution, so no deep supervision; terms: see training.detection_objective.
+    # Labels move by nearest neighbour, so the semantic and instance maps stay in step voxel for voxel.
     "detection": {"objective": "detection", "network": "retina_unet", "deep_supervision": False,
-                  "loss_weights": {"classification": 1.0, "regression": 1.0, "ce": 1.0, "dice": 1.0}},
+                  "loss_weights": {"classification": 1.0, "regression": 1.0, "ce": 1.0, "dice": 1.0},
+                  "augmentation_overrides": {"seg_linear_interpolation": False}},
     # Several label maps: a shared encoder and one decoder per task (late branching, one decoder with a head
     # per task, is what the default recipe trains on such a dataset).
     "early_branching": {"network": "unet_early_branching"},

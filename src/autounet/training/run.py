@@ -16,6 +16,7 @@ from autounet.data.loader import BatchLoader
 from autounet.data.sampler import PatchSampler, SamplerSettings
 from autounet.dataset.labels import OutputLayout
 from autounet.dataset.raw import RawDataset, load_raw_dataset
+from autounet.detection.retina_unet import build_planned_detector
 from autounet.errors import CheckpointError, ConfigError
 from autounet.io.checkpoints import load_checkpoint
 from autounet.io.serialization import from_dict, load_dataclass, save_dataclass, to_dict
@@ -265,8 +266,12 @@ def _build_parts(configuration: ConfigurationPlan, augmentation: AugmentationCon
     train_sampler = PatchSampler(data_folder, train_cases, SamplerSettings(
         sampling_patch, batch_size, oversample, final_patch_size=patch), previous_stage)
     val_sampler = PatchSampler(data_folder, val_cases, SamplerSettings(patch, batch_size, oversample), previous_stage)
-    network = build_network(configuration.network, train_sampler.num_channels + objective.extra_input_channels,
-                            objective.num_outputs, deep_supervision=recipe.deep_supervision).to(device)
+    in_channels = train_sampler.num_channels + objective.extra_input_channels
+    if configuration.detection is not None and configuration.network.kind == "retina_unet":
+        network: torch.nn.Module = build_planned_detector(configuration, in_channels).to(device)
+    else:
+        network = build_network(configuration.network, in_channels, objective.num_outputs,
+                                deep_supervision=recipe.deep_supervision).to(device)
     trained: torch.nn.Module = torch.compile(network) if options.compile else network  # type: ignore[assignment]
     trained = wrap_network(trained, context)
     seed = context.rank_seed(recipe.seed)  # batch i of epoch e differs between ranks
