@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -37,3 +39,19 @@ def test_decode_clips_huge_extents_and_checks_dimensions() -> None:
     assert torch.isfinite(decoded).all()
     with pytest.raises(ValueError, match="4 weights but the boxes are 3D"):
         BoxCoder((1.0, 1.0, 1.0, 1.0)).encode(anchors, anchors)
+
+
+def test_the_detector_coder_weights_centres_by_10_and_extents_by_5_in_2d_and_3d() -> None:
+    from autounet.detection.coder import detector_coder
+
+    coder = detector_coder()
+    for anchors in (torch.tensor([[0.0, 0.0, 4.0, 4.0]]), torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0, 4.0]])):
+        ndim = anchors.shape[1] // 2
+        shifted = anchors.clone()
+        shifted[0, [0, ndim]] += 2.0  # half an anchor along the first axis
+        deltas = coder.encode(shifted, anchors)
+        assert deltas[0, 0].item() == pytest.approx(10 * 0.5)
+        torch.testing.assert_close(coder.decode(deltas, anchors), shifted)
+        # an untrained head's unit output moves the box a tenth of an anchor, not a whole one
+        assert coder.decode(torch.ones_like(anchors), anchors)[0, 0].item() == pytest.approx(0.4 - 4 * (
+            math.exp(0.2) - 1) / 2, rel=1e-5)

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.nn import functional
 
 from autounet.detection.boxes import generalized_box_iou_loss
-from autounet.detection.coder import BoxCoder
+from autounet.detection.coder import BoxCoder, detector_coder
 from autounet.detection.matcher import ATSSMatcher, HardNegativeSampler
 from autounet.detection.retina_unet import RetinaUNetOutput
 
@@ -121,7 +121,7 @@ class DetectionLoss:
         matcher: ``None``: :class:`ATSSMatcher` with 4 candidates per level and shape.
         sampler: ``None``: :class:`HardNegativeSampler` drawing up to 32 anchors per image, a third of them
             positive, negatives from the 20-fold pool of the highest-scoring ones (nnDetection's setting).
-        coder: ``None``: :class:`BoxCoder` with unit weights (the default of :class:`RetinaUNet` too).
+        coder: ``None``: :func:`~autounet.detection.coder.detector_coder` (the default of :class:`RetinaUNet` too).
         classification_loss: ``None``: binary cross-entropy.
         regression_loss: ``None``: GIoU.
     """
@@ -132,7 +132,7 @@ class DetectionLoss:
         self.matcher = matcher or ATSSMatcher(num_candidates=4)
         self.sampler = sampler or HardNegativeSampler(batch_size_per_image=32, positive_fraction=0.33,
                                                       min_negatives=1, pool_size=20.0)
-        self.coder = coder or BoxCoder()
+        self.coder = coder or detector_coder()
         self.classification_loss = classification_loss or ClassificationLoss()
         self.regression_loss = regression_loss or RegressionLoss()
 

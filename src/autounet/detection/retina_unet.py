@@ -22,7 +22,7 @@ from torch import nn
 from autounet.detection.anchors import AnchorGenerator
 from autounet.detection.boxes import clip_boxes_to_image, remove_small_boxes
 from autounet.detection.clustering import batched_nms
-from autounet.detection.coder import BoxCoder
+from autounet.detection.coder import BoxCoder, detector_coder
 from autounet.detection.detections import Detections
 from autounet.detection.heads import ClassificationHead, RegressionHead
 from autounet.networks.blocks import conv_class
@@ -122,7 +122,7 @@ class RetinaUNet(nn.Module):
         anchor_generator: Anchors of those levels, in the same order; ``None``: :func:`default_anchor_generator`.
         classification_head: ``None``: a :class:`ClassificationHead` on the projected features.
         regression_head: ``None``: a :class:`RegressionHead` on the projected features.
-        coder: Decodes the deltas in :meth:`detect`; ``None``: :class:`BoxCoder` with unit weights.
+        coder: Decodes the deltas in :meth:`detect`; ``None``: :func:`~autounet.detection.coder.detector_coder`.
         head_channels: Width the chosen levels are projected to; ``None``: their widest, at most 128.
         postprocess: Box decoding settings of :meth:`detect`.
     """
@@ -154,7 +154,7 @@ class RetinaUNet(nn.Module):
         self.classification_head = classification_head or ClassificationHead(
             spec.ndim, width, anchors_per_location[0], num_classes)
         self.regression_head = regression_head or RegressionHead(spec.ndim, width, anchors_per_location[0])
-        self.coder = coder or BoxCoder()
+        self.coder = coder or detector_coder()
         self.postprocess = postprocess or PostprocessSettings()
 
     def forward(self, x: torch.Tensor) -> RetinaUNetOutput:
