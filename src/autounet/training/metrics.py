@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +122,14 @@ class PseudoDiceTracker:
     def reset(self) -> None:
         """Forget the accumulated counts (start of a validation epoch); the moving average is kept."""
         self.tp, self.fp, self.fn = [], [], []
+
+    def sum_over_ranks(self, sum_over_ranks: Callable[[list[float]], list[float]]) -> None:
+        """Replace the counts by their element-wise sums over the data-parallel ranks, so the pseudo-Dice comes
+        from the TP/FP/FN of every rank's batches, not a mean of per-rank Dice values (no-op before counts)."""
+        if self.tp:
+            classes = len(self.tp)
+            counts = sum_over_ranks([*self.tp, *self.fp, *self.fn])
+            self.tp, self.fp, self.fn = (counts[i * classes:(i + 1) * classes] for i in range(3))
 
     def dice_per_class(self) -> list[float]:
         """``2 TP / (2 TP + FP + FN)`` per class; NaN for a class absent from reference and prediction."""

@@ -196,10 +196,7 @@ class MultiTaskObjective:
         per_task: dict[str, list[float]] = {}
         means = []
         for task, tracker in zip(self.layout.tasks, self.trackers, strict=True):
-            if tracker.tp:
-                classes = len(tracker.tp)
-                counts = sum_over_ranks([*tracker.tp, *tracker.fp, *tracker.fn])
-                tracker.tp, tracker.fp, tracker.fn = (counts[i * classes:(i + 1) * classes] for i in range(3))
+            tracker.sum_over_ranks(sum_over_ranks)
             per_task[task.name] = tracker.dice_per_class()
             means.append(tracker.mean_dice())
         finite = [m for m in means if not math.isnan(m)]

@@ -255,11 +255,7 @@ class SegmentationObjective:
     def epoch_metric(self, sum_over_ranks: SumOverRanks) -> EpochMetric:
         """Pseudo-Dice of the epoch's counts summed over ranks, and its moving average as the score."""
         tracker = self.tracker
-        if tracker.tp:
-            # Pseudo-Dice from the TP/FP/FN of every rank's batches, not a mean of per-rank Dice values.
-            classes = len(tracker.tp)
-            counts = sum_over_ranks([*tracker.tp, *tracker.fp, *tracker.fn])
-            tracker.tp, tracker.fp, tracker.fn = (counts[i * classes:(i + 1) * classes] for i in range(3))
+        tracker.sum_over_ranks(sum_over_ranks)
         dice = tracker.mean_dice()
         ema = tracker.update_ema(dice)
         per_class = tracker.dice_per_class()
