@@ -54,3 +54,16 @@ def test_needs_two_tasks_whose_channels_add_up(task_outputs: tuple[int, ...]) ->
 
     with pytest.raises(ValueError, match="early branching|add up"):
         build_network(replace(SPEC, task_outputs=task_outputs), 1, 5)
+
+
+def test_an_early_branching_run_folder_predicts(tmp_path) -> None:
+    """The model folder loader counts every branch's head (it read one shared head before)."""
+    from types import SimpleNamespace
+
+    from autounet.inference.model_folder import _load_network
+
+    trained = build_network(SPEC, 1, 5, deep_supervision=True)
+    configuration = SimpleNamespace(network=SPEC, name="2d")
+    network, num_outputs = _load_network({"network": trained.state_dict()}, configuration, 1,  # type: ignore[arg-type]
+                                         tmp_path / "checkpoint_final.pt")
+    assert num_outputs == 5 and isinstance(network, EarlyBranchingUNet) and not network.deep_supervision

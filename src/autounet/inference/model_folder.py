@@ -168,7 +168,11 @@ def _load_network(state: dict[str, Any], configuration: ConfigurationPlan, in_ch
     if not isinstance(weights, dict):
         raise CheckpointError("the checkpoint holds no 'network' weights", path)
     mapped = inference_state_dict(weights, path)
-    num_outputs = int(mapped[f"{full_resolution_head_key(1)}.weight"].shape[0])
+    # The full-resolution head's output channels; a multi-task early-branching network has one head per task
+    # (branches.T.heads.levels.0) and outputs all of theirs.
+    head = f"{full_resolution_head_key(1)}.weight"
+    num_outputs = sum(int(value.shape[0]) for key, value in mapped.items()
+                      if key == head or (key.startswith("branches.") and key.endswith("." + head)))
     network = build_network(configuration.network, in_channels, num_outputs, deep_supervision=False)
     try:
         network.load_state_dict(mapped, strict=True)
