@@ -12,9 +12,7 @@ Five settings, each trained with the same fixed CPU budget (epochs x iterations)
 
 Printed: MDE mean and median (metres, the images' spacing), test images without a predicted front, and the
 zone IoU per class (settings 2-5). The ``--with-nnunet`` comparison (nnU-Net v2 on the zones-only dataset)
-is not implemented yet.
-Known problem (found by this benchmark): ``autounet predict`` of an ``early_branching`` run stops with
-``KeyError: 'heads.levels.0.weight'``; that row then reads ``predict failed``. Rerunning with the same
+is not implemented yet. A setting whose prediction fails reads ``predict failed``. Rerunning with the same
 ``--data-root`` reuses trained folds.
 
     python benchmarks/multitask.py --num-cases 20 --num-test-cases 6 --shape 64 64 --epochs 2 --iterations 10
