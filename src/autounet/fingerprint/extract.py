@@ -25,6 +25,7 @@ from autounet.errors import ConfigError, DatasetError
 from autounet.fingerprint._nnunet import fingerprint_from_nnunet, is_nnunet_fingerprint
 from autounet.fingerprint.bbox import bbox_slices, mask_bbox, nonzero_mask
 from autounet.fingerprint.model import ChannelIntensityStats, Fingerprint
+from autounet.io.geometry import describe_dimensionality
 from autounet.io.images import read_image, read_segmentation
 from autounet.io.jsonio import read_json
 from autounet.io.serialization import from_dict, save_dataclass
@@ -183,11 +184,15 @@ def extract_fingerprint(dataset: RawDataset, num_processes: int = 1, samples_per
 
 def _check_consistent(dataset: RawDataset, summaries: list[_CaseSummary]) -> None:
     first = summaries[0]
+    # A single slice stored as 3D counts as 2D (see spatial_dimensionality), so a 2D NIfTI among 3D ones is caught.
+    expected = describe_dimensionality(first.shape_before_crop)
     for case, summary in zip(dataset.cases, summaries, strict=True):
-        if summary.ndim != first.ndim or summary.samples.shape[0] != first.samples.shape[0]:
-            raise DatasetError(f"case '{case.case_id}' has {summary.ndim}D images with "
-                               f"{summary.samples.shape[0]} channel(s), the first case {first.ndim}D with "
-                               f"{first.samples.shape[0]}; run 'autounet verify'", dataset.root)
+        found = describe_dimensionality(summary.shape_before_crop)
+        if found != expected or summary.samples.shape[0] != first.samples.shape[0]:
+            raise DatasetError(f"case '{case.case_id}' has {found} images with {summary.samples.shape[0]} "
+                               f"channel(s), the first case {expected} with {first.samples.shape[0]}; all cases "
+                               "must have the same dimensionality and channels; run 'autounet verify'",
+                               case.image_files[0])
 
 
 def save_fingerprint(path: str | Path, fingerprint: Fingerprint) -> None:
