@@ -187,6 +187,8 @@ def convert_nnunet_plans(data: Any, configuration_name: str, num_channels: int, 
     config = _resolve_configuration(data, configuration_name, path)
     check_nnunet_configuration(config, configuration_name, path)
     forward = tuple(int(a) for a in data.get("transpose_forward") or range(len(config["spacing"])))
+    if sorted(forward) != list(range(len(forward))):
+        raise ConfigError(f"field 'transpose_forward' must be a permutation of the axes, got {list(forward)}", path)
     spec = _network_spec(config, path)
     properties = data.get("foreground_intensity_properties_per_channel") or {}
     configuration = ConfigurationPlan(

@@ -161,7 +161,7 @@ def _join(where: str, key: str) -> str:
 
 
 def _number_problem(value: Any, spec: Number, where: str) -> tuple[str, str] | None:
-    kind = "an integer" if spec.integer else "a number"
+    kind = "an integer" if spec.integer else "a finite number"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return where, f"must be {kind}, got {_shown(value)}"
     if spec.integer and value != int(value):
