@@ -92,8 +92,6 @@ def load_model_folder(model_folder: Path, folds: Sequence[int | str] = (0,), che
     torch_device = torch.device(device)
     states = [(path, load_checkpoint(path, map_location="cpu"))
               for path in (model_folder / f"fold_{fold}" / checkpoint for fold in folds)]
-    for path, state in states:
-        _check_metadata(state, path)
     configuration = plans.configuration(_configuration_name(states, model_folder))
     previous = None
     in_channels = description.num_channels
@@ -159,6 +157,8 @@ def _check_metadata(state: dict[str, Any], path: Path) -> None:
 
 def _configuration_name(states: list[tuple[Path, dict[str, Any]]], model_folder: Path) -> str:
     """The configuration recorded in the checkpoints (else the one the run folder's name says)."""
+    for path, state in states:
+        _check_metadata(state, path)
     fallback = configuration_of_run_folder(model_folder.name)
     names = {str(state.get("metadata", {}).get("configuration", fallback)) for _, state in states}
     if len(names) > 1:
