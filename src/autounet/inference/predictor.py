@@ -299,7 +299,7 @@ class Predictor:
             return
         found = describe_dimensionality(shape)
         trained = describe_dimensionality(median) if median else f"{trained_axes}-axis"
-        hint = (f"store it as the training images were ({self.model.description.file_ending})"
+        hint = (f"the model's plans expect {trained_axes} array axes, so store it as its training images were stored"
                 if median and spatial_dimensionality(shape) == spatial_dimensionality(median)
                 else f"predict it with a model trained on {found.split()[0]} images")
         raise ImageIOError(f"the image is {found} (shape {shape}) but the model was trained on {trained} images; "
