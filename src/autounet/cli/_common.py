@@ -10,8 +10,13 @@ from pathlib import Path
 from autounet.devices import DEVICE_PATTERN
 
 __all__ = ["add_dataset_argument", "add_device_argument", "add_processes_argument", "common_parent",
-           "dataset_id", "default_processes", "fraction", "non_negative_float", "non_negative_int", "output_folder",
-           "positive_float", "positive_int"]
+           "dataset_id", "default_processes", "fraction", "memory_gib", "non_negative_float", "non_negative_int",
+           "output_folder", "positive_float", "positive_int", "random_seed"]
+
+# No count, size or epoch number a user means is this large; beyond it values overflow C integers (torch, numpy).
+MAX_INT = 2**31 - 1
+# A memory budget beyond a pebibyte is a typo (or "1e30"); planning would size patches to nonsense.
+MAX_MEMORY_GIB = 2.0**20
 
 
 def common_parent() -> argparse.ArgumentParser:
@@ -72,6 +77,22 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def memory_gib(text: str) -> float:
+    """argparse type: a memory budget in GiB, a finite number in (0, 1048576]."""
+    value = positive_float(text)
+    if value > MAX_MEMORY_GIB:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_MEMORY_GIB:.0f} GiB, got {text}")
+    return value
+
+
+def random_seed(text: str) -> int:
+    """argparse type: a random seed, 0 to 2**32 - 1 (what NumPy and torch both accept)."""
+    value = _integer(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must lie in 0..{2**32 - 1}, got {value}")
+    return value
+
+
 def dataset_id(text: str) -> int:
     """argparse type: a dataset id, 1 to 999 (``Dataset001`` .. ``Dataset999``, as nnU-Net numbers them)."""
     value = _integer(text)
@@ -93,15 +114,18 @@ def output_folder(text: str) -> Path:
 
 def _integer(text: str) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: '{text}'") from None
+    return value
 
 
 def _integer_at_least(text: str, minimum: int) -> int:
     value = _integer(text)
     if value < minimum:
         raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+    if value > MAX_INT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_INT}, got {value}")
     return value
 
 

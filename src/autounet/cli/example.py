@@ -7,7 +7,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from autounet.cli._common import dataset_id, non_negative_int, positive_int
+from autounet.cli._common import dataset_id, non_negative_int, positive_int, random_seed
 from autounet.dataset.synthetic import (
     EXAMPLE_IDS,
     EXAMPLE_KINDS,
@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--shape", type=positive_int, nargs="+", default=None, metavar="SIZE",
                         help="nominal array shape, Z Y X for 3D kinds or Y X for png2d (default: per kind; "
                              "3D cases vary by a few voxels)")
-    parser.add_argument("--seed", type=int, default=defaults.seed,
+    parser.add_argument("--seed", type=random_seed, default=defaults.seed,
                         help="random seed; the same seed writes identical files (default: %(default)s)")
     parser.add_argument("--dataset-id", type=dataset_id, default=None, metavar="ID",
                         help="dataset number instead of the kind's default (only with a single kind)")

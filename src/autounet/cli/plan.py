@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from autounet.cli._common import add_processes_argument, positive_float
+from autounet.cli._common import add_processes_argument, memory_gib
 from autounet.dataset.description import load_dataset_json
 from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import ConfigError
@@ -25,7 +25,7 @@ def add_planning_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS),
                         help="network family and memory calibration (default: plain U-Net; resenc_m/l/xl: "
                              "residual encoder, like nnU-Net's ResEnc presets)")
-    parser.add_argument("--gpu-memory", type=positive_float, default=None, metavar="GIB", dest="gpu_memory",
+    parser.add_argument("--gpu-memory", type=memory_gib, default=None, metavar="GIB", dest="gpu_memory",
                         help="GPU memory budget in GiB (default: the preset's, 8 for 'default')")
     parser.add_argument("--no-verify", action="store_true", help="skip the dataset integrity checks")
     parser.add_argument("--overwrite-fingerprint", action="store_true",

@@ -7,7 +7,7 @@ import logging
 import math
 from dataclasses import replace
 
-from autounet.cli._common import add_dataset_argument, add_device_argument, non_negative_int, positive_int
+from autounet.cli._common import add_dataset_argument, add_device_argument, non_negative_int, positive_int, random_seed
 from autounet.dataset.raw import find_raw_dataset
 from autounet.devices import resolve_device
 from autounet.errors import ConfigError
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                              "iterations when fewer than 250)")
     parser.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="EPOCHS",
                         help=f"(recipe default: {defaults.checkpoint_every})")
-    parser.add_argument("--seed", type=int, default=None, help=f"(recipe default: {defaults.seed})")
+    parser.add_argument("--seed", type=random_seed, default=None, help=f"(recipe default: {defaults.seed})")
     parser.add_argument("--no-augmentation", action="store_true", help="train without data augmentation")
     add_device_argument(parser)
     parser.add_argument("--num-workers", type=non_negative_int, default=2, help="background loader threads")

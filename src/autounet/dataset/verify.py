@@ -12,7 +12,8 @@ collects problems (which make the dataset unusable) and warnings (worth a look, 
 - file contents, one case at a time in worker processes: unreadable or truncated files, 4D data, NaN or
   Inf, channel count after reading (an RGB PNG/BMP/TIFF supplies three), shape and geometry (spacing,
   origin, direction) of every channel and of the label against the first channel, non-integer or
-  undeclared label values, and one dimensionality across all cases;
+  undeclared label values, and one dimensionality across all cases (a single slice stored as 3D counts as 2D,
+  as in nnU-Net);
 - ``imagesTs/``, when present, gets the name, channel and readability checks;
 - a dataset declaring ``tasks`` (several label maps) has every map of every case checked like a single label
   map, in ``labelsTr/<task>/`` (and ``labelsTs/<task>/`` when present): present, no stray files, same geometry
@@ -26,8 +27,10 @@ import os
 import re
 import shlex
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -35,6 +38,7 @@ from autounet.dataset._checks import CaseResult, Layout, Problem, check_case, sc
 from autounet.dataset._task_checks import scan_task_labels
 from autounet.dataset.description import DatasetDescription, load_dataset_json
 from autounet.errors import DatasetError
+from autounet.io.geometry import describe_dimensionality
 from autounet.progress import parallel_map
 
 __all__ = [
@@ -52,6 +56,7 @@ _DATASET_FOLDER = re.compile(r"^Dataset(\d{3})_")
 # Ratios of 3 to 10 are common (thick-slice MR) and planning handles them; beyond 10 a wrong header
 # (e.g. slice thickness in cm) is likely enough to ask for a look.
 _ANISOTROPY_RATIO = 10.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -197,23 +202,33 @@ def _load_description(root: Path) -> tuple[DatasetDescription | None, Problem | 
         return None, Problem(json_path, " ".join(exc.problem.split()))
 
 
-def _majority_ndim(results: list[CaseResult]) -> int | None:
+def _majority(results: list[CaseResult], key: Callable[[CaseResult], T | None]) -> T | None:
     # Training cases decide; test cases only count when there are no readable training cases.
     for group in ([r for r in results if not r.is_test], results):
-        counts = Counter(r.ndim for r in group if r.ndim is not None)
+        counts = Counter(value for r in group if (value := key(r)) is not None)
         if counts:
             return counts.most_common(1)[0][0]
     return None
 
 
+def _array_ndim(result: CaseResult) -> int | None:
+    return result.ndim
+
+
+def _dimensionality(result: CaseResult) -> str | None:
+    # A single slice stored in a 3D file counts as 2D (as in nnU-Net), so a 2D NIfTI among 3D ones stands out.
+    return describe_dimensionality(result.shape) if result.shape is not None else None
+
+
 def _dimensionality_problems(results: list[CaseResult]) -> list[Problem]:
-    majority = _majority_ndim(results)
-    with_ndim = [r for r in results if r.ndim is not None and not r.is_test]
-    agreeing = sum(r.ndim == majority for r in with_ndim)
+    majority = _majority(results, _dimensionality)
+    with_dims = [r for r in results if _dimensionality(r) is not None and not r.is_test]
+    agreeing = sum(_dimensionality(r) == majority for r in with_dims)
     return [Problem(r.first_file, (
-        f"case '{r.case_id}' is {r.ndim}D but {agreeing} of {len(with_ndim)} training cases are {majority}D; "
-        "all cases must have the same dimensionality"))
-        for r in results if r.ndim is not None and r.ndim != majority]
+        f"case '{r.case_id}' is {_dimensionality(r)} but {agreeing} of {len(with_dims)} training cases are "
+        f"{majority} (its shape is {r.shape}); all cases must have the same dimensionality (remove the case or "
+        "store it like the others)"))
+        for r in results if _dimensionality(r) is not None and _dimensionality(r) != majority]
 
 
 def _num_training_problems(root: Path, description: DatasetDescription, layout: Layout) -> list[Problem]:
@@ -227,7 +242,7 @@ def _num_training_problems(root: Path, description: DatasetDescription, layout: 
 
 def _summarize(root: Path, description: DatasetDescription, results: list[CaseResult],
                layout: Layout) -> DatasetSummary | None:
-    majority = _majority_ndim(results)
+    majority = _majority(results, _array_ndim)
     training = [r for r in results if not r.is_test]
     readable = [r for r in training if r.shape is not None and r.spacing is not None and r.ndim == majority]
     if majority is None or not readable:

@@ -28,6 +28,7 @@ from autounet.errors import ConfigError, DatasetError
 from autounet.fingerprint._nnunet import fingerprint_from_nnunet, is_nnunet_fingerprint
 from autounet.fingerprint.bbox import bbox_slices, mask_bbox, nonzero_mask
 from autounet.fingerprint.model import ChannelIntensityStats, Fingerprint
+from autounet.io.geometry import describe_dimensionality
 from autounet.io.images import read_image, read_segmentation
 from autounet.io.jsonio import read_json
 from autounet.io.serialization import from_dict, save_dataclass
@@ -50,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 FINGERPRINT_FILENAME = "fingerprint.json"
 _PERCENTILES = (0.5, 50.0, 99.5)
+# Largest image edge a fingerprint may record, in voxels: far beyond any scanner, small enough for int32 sizes.
+_MAX_EDGE = 2**20
 
 
 @dataclass(frozen=True)
@@ -213,11 +216,15 @@ def _box_statistics(summaries: list[_CaseSummary]) -> dict[str, Any]:
 
 def _check_consistent(dataset: RawDataset, summaries: list[_CaseSummary]) -> None:
     first = summaries[0]
+    # A single slice stored as 3D counts as 2D (see spatial_dimensionality), so a 2D NIfTI among 3D ones is caught.
+    expected = describe_dimensionality(first.shape_before_crop)
     for case, summary in zip(dataset.cases, summaries, strict=True):
-        if summary.ndim != first.ndim or summary.samples.shape[0] != first.samples.shape[0]:
-            raise DatasetError(f"case '{case.case_id}' has {summary.ndim}D images with "
-                               f"{summary.samples.shape[0]} channel(s), the first case {first.ndim}D with "
-                               f"{first.samples.shape[0]}; run 'autounet verify'", dataset.root)
+        found = describe_dimensionality(summary.shape_before_crop)
+        if found != expected or summary.samples.shape[0] != first.samples.shape[0]:
+            raise DatasetError(f"case '{case.case_id}' has {found} images with {summary.samples.shape[0]} "
+                               f"channel(s), the first case {expected} with {first.samples.shape[0]}; all cases "
+                               "must have the same dimensionality and channels; run 'autounet verify'",
+                               case.image_files[0])
 
 
 def save_fingerprint(path: str | Path, fingerprint: Fingerprint) -> None:
@@ -239,16 +246,37 @@ def load_fingerprint(path: str | Path) -> Fingerprint:
         fingerprint = fingerprint_from_nnunet(data, Path(path))
     else:
         fingerprint = from_dict(Fingerprint, data, source=path)
-    _check_spacings(fingerprint, Path(path))
+    _check_values(fingerprint, Path(path))
     return fingerprint
 
 
-def _check_spacings(fingerprint: Fingerprint, path: Path) -> None:
-    """Plans computed from a NaN, zero or negative spacing would be nonsense (or crash deep in planning)."""
+def _check_values(fingerprint: Fingerprint, path: Path) -> None:
+    """Plans computed from a NaN, zero or negative spacing or size would be nonsense (or crash deep in planning);
+    the types were checked when the file was parsed, the values are checked here."""
+    count = len(fingerprint.case_ids)
+    if fingerprint.ndim not in (2, 3) or count == 0 or not fingerprint.foreground_intensity:
+        raise ConfigError(f"field 'ndim' is {fingerprint.ndim} with {count} case(s) and "
+                          f"{len(fingerprint.foreground_intensity)} channel(s); a fingerprint needs ndim 2 or 3, cases "
+                          "and channels (extract the fingerprint again)", path)
+    for name in ("spacings", "shapes_before_crop", "shapes_after_crop", "relative_sizes_after_crop"):
+        if len(getattr(fingerprint, name)) != count:
+            raise ConfigError(f"field '{name}' has {len(getattr(fingerprint, name))} entries for {count} case(s)", path)
     for index, spacing in enumerate(fingerprint.spacings):
-        if not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in spacing):
+        if len(spacing) != fingerprint.ndim or not all(math.isfinite(s) and s > 0 for s in spacing):
             raise ConfigError(f"spacings[{index}] is {list(spacing)}; every voxel spacing must be a finite "
-                              "number > 0 (extract the fingerprint again)", path)
+                              f"number > 0, {fingerprint.ndim} per case (extract the fingerprint again)", path)
+    for name in ("shapes_before_crop", "shapes_after_crop"):
+        for index, shape in enumerate(getattr(fingerprint, name)):
+            if len(shape) != fingerprint.ndim or not all(0 < s <= _MAX_EDGE for s in shape):
+                raise ConfigError(f"{name}[{index}] is {list(shape)}; every size must be a whole number in "
+                                  f"1..{_MAX_EDGE}, {fingerprint.ndim} per case", path)
+    for index, size in enumerate(fingerprint.relative_sizes_after_crop):
+        if not (math.isfinite(size) and 0 < size <= 1):
+            raise ConfigError(f"relative_sizes_after_crop[{index}] is {size}; it must lie in (0, 1]", path)
+    for channel, stats in enumerate(fingerprint.foreground_intensity):
+        for name, value in vars(stats).items():
+            if not math.isfinite(value):
+                raise ConfigError(f"foreground_intensity[{channel}].{name} is {value}; it must be finite", path)
 
 
 def ensure_fingerprint(dataset: RawDataset, preprocessed_dir: Path, num_processes: int,

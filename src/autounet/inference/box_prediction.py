@@ -25,6 +25,7 @@ from autounet.detection.boxes import flip_boxes
 from autounet.detection.detections import BoxFusionSettings, BoxMerger, Detections, Detector
 from autounet.detection.retina_unet import build_planned_detector
 from autounet.errors import AutounetError, CheckpointError, DatasetError
+from autounet.inference.nnunet_model import is_nnunet_model_folder
 from autounet.inference.sliding_window import SlidingWindowSettings, iter_window_batches, pad_to_patch
 from autounet.inference.tta import mirror_dim_combinations
 from autounet.io.checkpoints import load_checkpoint
@@ -133,7 +134,7 @@ def is_detection_model_folder(model_folder: Path) -> bool:
     """Whether a run folder holds a trained detection configuration (its plans name one and the folder's
     configuration, from its name ``<configuration>__<recipe>__<plans>``, is it)."""
     plans_file = Path(model_folder) / "plans.json"
-    if not plans_file.is_file():
+    if not plans_file.is_file() or is_nnunet_model_folder(Path(model_folder)):  # nnU-Net plans: never detection
         return False
     try:
         plans = load_plans(plans_file)

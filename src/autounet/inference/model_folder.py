@@ -23,7 +23,7 @@ from autounet.dataset.description import load_dataset_json
 from autounet.errors import CheckpointError, ConfigError
 from autounet.inference.loaded_model import LoadedModel, check_output_count
 from autounet.inference.nnunet_model import is_nnunet_model_folder, load_nnunet_model, nnunet_checkpoint_name
-from autounet.io.checkpoints import load_checkpoint
+from autounet.io.checkpoints import check_axes, check_weights, load_checkpoint
 from autounet.networks.unet import build_network, full_resolution_head_key, inference_state_dict
 from autounet.paths import configuration_of_run_folder, sibling_run_folder
 from autounet.planning.plans import ConfigurationPlan, load_plans
@@ -102,7 +102,8 @@ def load_model_folder(model_folder: Path, folds: Sequence[int | str] = (0,), che
     for path, state in states:
         network, num_outputs = _load_network(state, configuration, in_channels, path)
         networks.append(network.to(torch_device).eval())
-    mirror_axes = tuple(int(a) for a in states[0][1].get("metadata", {}).get("mirror_axes", ()))
+    mirror_axes = check_axes(states[0][1].get("metadata", {}).get("mirror_axes"), configuration.ndim,
+                             "metadata.mirror_axes", states[0][0])
     model = LoadedModel(plans=plans, configuration=configuration, description=description,
                         networks=tuple(networks), num_outputs=num_outputs, mirror_axes=mirror_axes,
                         previous_stage=previous, origin=_origin(model_folder, folds, checkpoint, previous))
@@ -147,8 +148,17 @@ def _load_previous_stage(model_folder: Path, configuration: ConfigurationPlan, f
     return load_model_folder(folder, folds, checkpoint, device)
 
 
+def _check_metadata(state: dict[str, Any], path: Path) -> None:
+    """The checkpoint's ``metadata`` is an object whose configuration, when recorded, is a name."""
+    metadata = state.get("metadata", {})
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("configuration", ""), str):
+        raise CheckpointError("the checkpoint's 'metadata' must be an object naming its configuration", path)
+
+
 def _configuration_name(states: list[tuple[Path, dict[str, Any]]], model_folder: Path) -> str:
     """The configuration recorded in the checkpoints (else the one the run folder's name says)."""
+    for path, state in states:
+        _check_metadata(state, path)
     fallback = configuration_of_run_folder(model_folder.name)
     names = {str(state.get("metadata", {}).get("configuration", fallback)) for _, state in states}
     if len(names) > 1:
@@ -164,15 +174,19 @@ def _load_network(state: dict[str, Any], configuration: ConfigurationPlan, in_ch
     Returns:
         The network (CPU, train mode) and its number of outputs, read from the head's weight shape.
     """
-    weights = state.get("network")
-    if not isinstance(weights, dict):
-        raise CheckpointError("the checkpoint holds no 'network' weights", path)
+    weights = check_weights(state, "network", path)
     mapped = inference_state_dict(weights, path)
     # The full-resolution head's output channels; a multi-task early-branching network has one head per task
     # (branches.T.heads.levels.0) and outputs all of theirs.
-    head = f"{full_resolution_head_key(1)}.weight"
-    num_outputs = sum(int(value.shape[0]) for key, value in mapped.items()
-                      if key == head or (key.startswith("branches.") and key.endswith("." + head)))
+    name = f"{full_resolution_head_key(1)}.weight"
+    heads = [value for key, value in mapped.items()
+             if key == name or (key.startswith("branches.") and key.endswith("." + name))]
+    if not heads or any(h.ndim != configuration.network.ndim + 2 or h.shape[0] < 1 for h in heads):
+        shape = tuple(heads[0].shape) if heads else None
+        raise CheckpointError(f"the segmentation head's weight has shape {shape}, not that of a "
+                              f"{configuration.network.ndim}D convolution with outputs; the weights do not fit "
+                              f"configuration '{configuration.name}'", path)
+    num_outputs = sum(int(h.shape[0]) for h in heads)
     network = build_network(configuration.network, in_channels, num_outputs, deep_supervision=False)
     try:
         network.load_state_dict(mapped, strict=True)

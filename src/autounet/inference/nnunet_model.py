@@ -25,11 +25,20 @@ from torch import nn
 
 from autounet.dataset.description import load_dataset_json
 from autounet.errors import AutounetError, CheckpointError, ConfigError
+from autounet.inference._nnunet_schema import check_nnunet_configuration, check_nnunet_plans
 from autounet.inference.loaded_model import LoadedModel, check_output_count
+from autounet.io.checkpoints import check_axes, check_weights
 from autounet.io.jsonio import read_json
 from autounet.networks.spec import UNetSpec
 from autounet.networks.unet import build_network
-from autounet.planning.plans import ChannelNormalization, ConfigurationPlan, NormalizationScheme, Plans, ResamplingPlan
+from autounet.planning.plans import (
+    ChannelNormalization,
+    ConfigurationPlan,
+    NormalizationScheme,
+    Plans,
+    ResamplingPlan,
+    validate_plans,
+)
 
 __all__ = [
     "convert_nnunet_plans",
@@ -127,9 +136,10 @@ def load_nnunet_model(folder: str | Path, folds: Sequence[int | str] = (0,),
         num_outputs = network.heads.levels[0].out_channels
         networks.append(network.to(device).eval())
     check_output_count(description, num_outputs, folder)
-    mirror = states[0].get("inference_allowed_mirroring_axes") or ()
+    mirror = check_axes(states[0].get("inference_allowed_mirroring_axes"), configuration.ndim,
+                        "inference_allowed_mirroring_axes", paths[0])
     return LoadedModel(plans=plans, configuration=configuration, description=description, networks=tuple(networks),
-                       num_outputs=num_outputs, mirror_axes=tuple(int(a) for a in mirror))
+                       num_outputs=num_outputs, mirror_axes=mirror)
 
 
 def load_nnunet_checkpoint(path: Path) -> dict[str, Any]:
@@ -152,6 +162,8 @@ def load_nnunet_checkpoint(path: Path) -> dict[str, Any]:
                               f"{str(exc).splitlines()[0][:200]})", path) from None
     if not isinstance(state, dict) or not isinstance(state.get("network_weights"), dict):
         raise CheckpointError("not an nnU-Net checkpoint (no 'network_weights')", path)
+    check_weights(state, "network_weights", path)
+    check_axes(state.get("inference_allowed_mirroring_axes"), 3, "inference_allowed_mirroring_axes", path)
     trainer = str(state.get("trainer_name", ""))
     if not trainer.startswith("nnUNetTrainer"):
         raise CheckpointError(f"trainer '{trainer}' is not supported; only nnU-Net's default trainer family "
@@ -171,25 +183,29 @@ def convert_nnunet_plans(data: Any, configuration_name: str, num_channels: int, 
     Raises:
         ConfigError: Unknown configuration or anything autounet cannot reproduce exactly.
     """
-    if not isinstance(data, dict) or not isinstance(data.get("configurations"), dict):
-        raise ConfigError("not an nnU-Net plans file (no 'configurations')", path)
+    check_nnunet_plans(data, path)
     config = _resolve_configuration(data, configuration_name, path)
-    forward = tuple(int(a) for a in data.get("transpose_forward", range(len(config["spacing"]))))
+    check_nnunet_configuration(config, configuration_name, path)
+    forward = tuple(int(a) for a in data.get("transpose_forward") or range(len(config["spacing"])))
+    if sorted(forward) != list(range(len(forward))):
+        raise ConfigError(f"field 'transpose_forward' must be a permutation of the axes, got {list(forward)}", path)
     spec = _network_spec(config, path)
-    properties = data.get("foreground_intensity_properties_per_channel", {})
+    properties = data.get("foreground_intensity_properties_per_channel") or {}
     configuration = ConfigurationPlan(
         name=configuration_name, ndim=spec.ndim, spacing=tuple(float(s) for s in config["spacing"]),
-        median_shape=tuple(round(float(s)) for s in config.get("median_image_size_in_voxels", config["patch_size"])),
-        patch_size=tuple(int(p) for p in config["patch_size"]), batch_size=int(config.get("batch_size", 1)),
+        median_shape=tuple(round(float(s)) for s in config.get("median_image_size_in_voxels") or config["patch_size"]),
+        patch_size=tuple(int(p) for p in config["patch_size"]), batch_size=int(config.get("batch_size") or 1),
         network=spec, normalization=_normalization(config, properties, num_channels, path),
         resampling=_resampling(config, path), data_identifier=str(config.get("data_identifier", "")),
         previous_stage=config.get("previous_stage"), batch_dice=bool(config.get("batch_dice", False)))
-    return Plans(schema_version=Plans.SCHEMA_VERSION, dataset_name=str(data.get("dataset_name", "")),
-                 planner=f"nnU-Net {data.get('plans_name', '')}", gpu_memory_gib=0.0, axis_order=forward,
-                 original_median_spacing=_untransposed(data.get("original_median_spacing_after_transp"), forward),
-                 original_median_shape=tuple(round(s) for s in
-                                             _untransposed(data.get("original_median_shape_after_transp"), forward)),
-                 configurations={configuration_name: configuration})
+    plans = Plans(schema_version=Plans.SCHEMA_VERSION, dataset_name=str(data.get("dataset_name") or ""),
+                  planner=f"nnU-Net {data.get('plans_name') or ''}", gpu_memory_gib=0.0, axis_order=forward,
+                  original_median_spacing=_untransposed(data.get("original_median_spacing_after_transp"), forward),
+                  original_median_shape=tuple(round(s) for s in
+                                              _untransposed(data.get("original_median_shape_after_transp"), forward)),
+                  configurations={configuration_name: configuration})
+    validate_plans(plans, path)
+    return plans
 
 
 def map_nnunet_state_dict(source: dict[str, torch.Tensor], network: nn.Module, conv_bias: bool,
@@ -269,9 +285,9 @@ def _build_loaded_network(weights: dict[str, torch.Tensor], spec: UNetSpec, in_c
     """autounet's U-Net for ``spec`` (no deep supervision) holding the nnU-Net weights, on the CPU."""
     head = weights.get(f"decoder.seg_layers.{spec.num_stages - 2}.weight",
                        weights.get(f"_orig_mod.decoder.seg_layers.{spec.num_stages - 2}.weight"))
-    if head is None:
+    if head is None or head.ndim != spec.ndim + 2 or head.shape[0] < 1:
         raise CheckpointError(f"the weights hold no full-resolution segmentation head for {spec.num_stages} "
-                              "stages (decoder.seg_layers)", path)
+                              f"stages of a {spec.ndim}D network (decoder.seg_layers)", path)
     network = build_network(spec, in_channels, int(head.shape[0]), deep_supervision=False)
     network.load_state_dict(map_nnunet_state_dict(weights, network, conv_bias, path), strict=True)
     return network
@@ -301,6 +317,9 @@ def _resolve_configuration(data: dict[str, Any], name: str, path: Path, seen: tu
     parent = config.pop("inherits_from", None)
     if parent is None:
         return config
+    if not isinstance(parent, str):
+        raise ConfigError(f"field 'configurations.{name}.inherits_from' must be a configuration name, got {parent!r}",
+                          path)
     return {**_resolve_configuration(data, parent, path, (*seen, name)), **config}
 
 
@@ -320,12 +339,19 @@ def _network_spec(config: dict[str, Any], path: Path) -> UNetSpec:
     encoder = _ARCHITECTURES[class_name]
     n = int(kwargs["n_stages"])
     blocks = kwargs.get("n_blocks_per_stage" if encoder == "residual" else "n_conv_per_stage")
-    return UNetSpec(ndim=ndim, encoder=encoder,  # type: ignore[arg-type]
-                    features_per_stage=_per_stage(kwargs["features_per_stage"], n),
-                    kernel_sizes=tuple(_per_axis(k, ndim) for k in _listed(kwargs["kernel_sizes"], n)),
-                    strides=tuple(_per_axis(s, ndim) for s in _listed(kwargs["strides"], n)),
-                    blocks_per_stage=_per_stage(blocks, n),
-                    convs_per_decoder_stage=_per_stage(kwargs["n_conv_per_stage_decoder"], n - 1))
+    if blocks is None:
+        key = "n_blocks_per_stage" if encoder == "residual" else "n_conv_per_stage"
+        raise ConfigError(f"field 'architecture.arch_kwargs.{key}' is missing", path)
+    try:
+        return UNetSpec(ndim=ndim, encoder=encoder,  # type: ignore[arg-type]
+                        features_per_stage=_per_stage(kwargs["features_per_stage"], n),
+                        kernel_sizes=tuple(_per_axis(k, ndim) for k in _listed(kwargs["kernel_sizes"], n)),
+                        strides=tuple(_per_axis(s, ndim) for s in _listed(kwargs["strides"], n)),
+                        blocks_per_stage=_per_stage(blocks, n),
+                        convs_per_decoder_stage=_per_stage(kwargs["n_conv_per_stage_decoder"], n - 1))
+    except ValueError as exc:
+        raise ConfigError(f"field 'architecture.arch_kwargs' does not describe a {ndim}D U-Net of {n} stages: {exc}",
+                          path) from None
 
 
 def _check_layers(kwargs: dict[str, Any], ndim: int, path: Path) -> None:
@@ -338,9 +364,9 @@ def _check_layers(kwargs: dict[str, Any], ndim: int, path: Path) -> None:
         if found != value:
             raise ConfigError(f"architecture {key} '{kwargs.get(key)}' is not supported (autounet uses {value})", path)
     norm = kwargs.get("norm_op_kwargs") or {}
-    if not norm.get("affine", False) or float(norm.get("eps", 1e-5)) != 1e-5 or norm.get("track_running_stats"):
+    if not norm.get("affine", False) or float(_value(norm, "eps", 1e-5)) != 1e-5 or norm.get("track_running_stats"):
         raise ConfigError(f"norm_op_kwargs {norm} are not supported (affine instance norm, eps 1e-5)", path)
-    slope = float((kwargs.get("nonlin_kwargs") or {}).get("negative_slope", 1e-2))
+    slope = float(_value(kwargs.get("nonlin_kwargs") or {}, "negative_slope", 1e-2))
     if slope != 1e-2:
         raise ConfigError(f"LeakyReLU negative_slope {slope} is not supported (0.01)", path)
     block = str(kwargs.get("block") or "BasicBlockD").rsplit(".", 1)[-1]
@@ -356,7 +382,7 @@ def _normalization(config: dict[str, Any], properties: dict[str, Any], num_chann
                    path: Path) -> tuple[ChannelNormalization, ...]:
     """Per-channel normalisation; CT uses the dataset-wide foreground statistics stored in the plans."""
     schemes = list(config.get("normalization_schemes", []))
-    masks = list(config.get("use_mask_for_norm", [False] * len(schemes)))
+    masks = list(_value(config, "use_mask_for_norm", [False] * len(schemes)))
     if len(schemes) != num_channels or len(masks) != num_channels:
         raise ConfigError(f"the plans normalise {len(schemes)} channel(s) but dataset.json has {num_channels}", path)
     result = []
@@ -381,19 +407,19 @@ def _resampling(config: dict[str, Any], path: Path) -> ResamplingPlan:
     """nnU-Net's default resampling settings; anything else cannot be reproduced and is rejected."""
     kinds = {"data": None, "seg": None, "probabilities": None}
     for kind in kinds:
-        function = config.get(f"resampling_fn_{kind}", _RESAMPLING_FN)
+        function = _value(config, f"resampling_fn_{kind}", _RESAMPLING_FN)
         kwargs = config.get(f"resampling_fn_{kind}_kwargs") or {}
         if function != _RESAMPLING_FN or kwargs.get("force_separate_z") is not None:
             raise ConfigError(f"resampling_fn_{kind} '{function}' with {kwargs} is not supported; autounet "
                               f"reproduces {_RESAMPLING_FN} with force_separate_z null", path)
         kinds[kind] = kwargs
     data, seg, probabilities = kinds["data"], kinds["seg"], kinds["probabilities"]
-    order_z = int(data.get("order_z", 0))
+    order_z = int(_value(data, "order_z", 0))
     # Predictions resample probabilities linearly with the data's out-of-plane order (autounet's export).
-    if int(probabilities.get("order", 1)) != 1 or int(probabilities.get("order_z", 0)) != order_z:
+    if int(_value(probabilities, "order", 1)) != 1 or int(_value(probabilities, "order_z", 0)) != order_z:
         raise ConfigError(f"resampling_fn_probabilities_kwargs {probabilities} are not supported (order 1, "
                           f"order_z {order_z})", path)
-    return ResamplingPlan(image_order=int(data.get("order", 3)), label_order=int(seg.get("order", 1)),
+    return ResamplingPlan(image_order=int(_value(data, "order", 3)), label_order=int(_value(seg, "order", 1)),
                           out_of_plane_order=order_z, anisotropy_threshold=_ANISOTROPY_THRESHOLD)
 
 
@@ -405,6 +431,12 @@ def _untransposed(values: Sequence[float] | None, forward: tuple[int, ...]) -> t
     for index, axis in enumerate(forward):
         raw[axis] = float(values[index])
     return tuple(raw)
+
+
+def _value(mapping: dict[str, Any], key: str, default: Any) -> Any:
+    """``mapping[key]``, or ``default`` when it is absent or ``null`` (the schema allows both)."""
+    value = mapping.get(key)
+    return default if value is None else value
 
 
 def _listed(value: Any, n: int) -> list[Any]:

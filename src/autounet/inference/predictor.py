@@ -37,7 +37,7 @@ from autounet.inference.loaded_model import LoadedModel
 from autounet.inference.model_folder import load_model_folder
 from autounet.inference.original_geometry import save_probabilities, to_original_geometry
 from autounet.inference.sliding_window import SlidingWindowSettings, predict_sliding_window
-from autounet.io.geometry import ImageGeometry
+from autounet.io.geometry import ImageGeometry, describe_dimensionality, spatial_dimensionality
 from autounet.io.images import read_image, split_ending, write_segmentation
 from autounet.io.serialization import to_dict
 from autounet.postprocessing import PostprocessingPlan, apply_postprocessing
@@ -231,6 +231,7 @@ class Predictor:
         if image.ndim != geometry.ndim + 1 or image.shape[0] != expected:
             raise DatasetError(f"image of shape {tuple(image.shape)} is not (C, *spatial) with the model's "
                                f"{expected} channel(s)")
+        self._check_dimensionality(tuple(image.shape[1:]), None)
         prepared = self._preprocess(image, geometry)
         return self._case_logits(prepared), prepared.properties
 
@@ -312,7 +313,32 @@ class Predictor:
         if image.shape[0] != expected:
             raise ImageIOError(f"the case has {image.shape[0]} channel(s) but the model expects {expected} "
                                "(dataset.json channel_names)", Path(files[0]))
+        self._check_dimensionality(tuple(image.shape[1:]), Path(files[0]))
         return replace(self._preprocess(image, geometry), output_file=output_file)
+
+    def _check_dimensionality(self, shape: tuple[int, ...], source: Path | None) -> None:
+        """Refuse an image that is 2D where the model was trained on 3D images, or the reverse.
+
+        The dataset the model learnt from decides (its median shape in the plans), not the configuration: a
+        ``2d`` configuration of a 3D dataset predicts 3D images slice by slice, as it was validated.
+
+        Raises:
+            ImageIOError: The dimensionality (or, for 2D, the number of stored axes) differs from the
+                training images', naming the image file and both dimensionalities.
+        """
+        median = self.model.plans.original_median_shape
+        # Foreign plans may lack the median shape; then only the number of stored axes is known.
+        trained_axes = len(median) if median else len(self.model.plans.axis_order)
+        same_dims = not median or spatial_dimensionality(shape) == spatial_dimensionality(median)
+        if len(shape) == trained_axes and same_dims:
+            return
+        found = describe_dimensionality(shape)
+        trained = describe_dimensionality(median) if median else f"{trained_axes}-axis"
+        hint = (f"the model's plans expect {trained_axes} array axes, so store it as its training images were stored"
+                if median and spatial_dimensionality(shape) == spatial_dimensionality(median)
+                else f"predict it with a model trained on {found.split()[0]} images")
+        raise ImageIOError(f"the image is {found} (shape {shape}) but the model was trained on {trained} images; "
+                           f"{hint}", source)
 
     def _preprocess(self, image: np.ndarray, geometry: ImageGeometry) -> _PreparedCase:
         """Preprocess an image for this configuration (and, for a cascade, for the previous stage)."""

@@ -14,7 +14,7 @@ import torch
 
 from autounet.errors import CheckpointError
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "check_axes", "check_weights", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FORMAT = "autounet-checkpoint-v1"
 
@@ -56,3 +56,45 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError("not an autounet checkpoint", path)
     return state
+
+
+def check_weights(state: dict[str, Any], key: str, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The network weights of a loaded checkpoint, checked: names mapped to finite tensors.
+
+    ``weights_only`` loading keeps code out, but the file may still hold other objects where weights belong
+    (lists, numbers, strings) or weights a failed run left NaN; either would fail (or predict nonsense) deep
+    inside the network.
+
+    Args:
+        state: The loaded checkpoint.
+        key: Where it keeps the weights (``network`` for autounet, ``network_weights`` for nnU-Net).
+        path: The checkpoint file, named in the error.
+
+    Raises:
+        CheckpointError: The key is missing, or an entry is not a tensor or holds NaN or infinite values.
+    """
+    weights = state.get(key)
+    if not isinstance(weights, dict) or not weights:
+        raise CheckpointError(f"the checkpoint holds no '{key}' weights (a mapping of names to tensors)", path)
+    for name, value in weights.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"'{key}' entry {name!r} holds a {type(value).__name__}, not a tensor; the file is "
+                                  "not a checkpoint of a network", path)
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"weight '{name}' holds NaN or infinite values (did training diverge?)", path)
+    return weights
+
+
+def check_axes(value: Any, ndim: int, what: str, path: str | os.PathLike) -> tuple[int, ...]:
+    """Axis indices recorded in a checkpoint (e.g. the mirror axes), checked: distinct integers in ``0..ndim-1``.
+
+    Raises:
+        CheckpointError: Anything else, naming the file and ``what``.
+    """
+    if value is None:
+        return ()
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    if items is None or any(isinstance(a, bool) or not isinstance(a, int) or not 0 <= a < ndim for a in items) \
+            or len(set(items)) != len(items):
+        raise CheckpointError(f"{what} must be distinct axis indices below {ndim}, got {value!r}", path)
+    return tuple(int(a) for a in items)

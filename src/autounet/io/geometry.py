@@ -16,9 +16,31 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-__all__ = ["ImageGeometry", "WorldFrame"]
+__all__ = ["ImageGeometry", "WorldFrame", "describe_dimensionality", "spatial_dimensionality"]
 
 WorldFrame = Literal["LPS", "RAS", "pixel"]
+
+
+def spatial_dimensionality(shape: tuple[int, ...] | list[int]) -> int:
+    """Whether an image of this spatial shape is a 2D or a 3D image, as nnU-Net decides it.
+
+    A ``(Y, X)`` array is 2D, and so is a single slice ``(1, Y, X)``: a 2D NIfTI file (or a 3D file with one
+    slice) is read as one, and nnU-Net stores 2D data that way too. Everything else with three axes is 3D.
+
+    Args:
+        shape: Spatial shape ``(Z, Y, X)`` or ``(Y, X)``, without the channel axis.
+
+    Returns:
+        2 or 3.
+    """
+    return 2 if len(shape) < 3 or int(shape[0]) == 1 else 3
+
+
+def describe_dimensionality(shape: tuple[int, ...] | list[int]) -> str:
+    """``"3D"``, ``"2D"`` or ``"2D (a single slice stored as 3D)"``: the dimensionality of
+    :func:`spatial_dimensionality`, telling apart the two ways a 2D image can be stored."""
+    dims = spatial_dimensionality(shape)
+    return "2D (a single slice stored as 3D)" if dims == 2 and len(shape) == 3 else f"{dims}D"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,7 +35,15 @@ __all__ = [
     "describe_plans",
     "load_plans",
     "save_plans",
+    "validate_plans",
 ]
+
+# Bounds on sizes read from plans files (autounet's, hand-edited, or converted from nnU-Net's): far beyond any real
+# configuration, but small enough that nothing sized from them overflows or asks for exabytes.
+MAX_PATCH_EDGE = 2**14
+MAX_PATCH_VOXELS = 2**28
+MAX_BATCH_SIZE = 2**12
+MAX_SPACING_MM = 1e6
 
 NormalizationScheme = Literal["ct", "zscore", "rescale_0_1", "rgb_to_0_1", "none"]
 
@@ -245,7 +254,63 @@ def load_plans(path: str | os.PathLike) -> Plans:
         raise ConfigError("not a plans file (no 'configurations' object)", path)
     raw_configs: dict[str, Any] = data["configurations"]
     resolved = {name: _resolve(name, raw_configs, path, ()) for name in raw_configs}
-    return from_dict(Plans, {**data, "configurations": resolved}, source=path)
+    plans = from_dict(Plans, {**data, "configurations": resolved}, source=path)
+    validate_plans(plans, path)
+    return plans
+
+
+def validate_plans(plans: Plans, source: str | os.PathLike | None = None) -> None:
+    """Check the values of loaded plans: sizes positive and bounded, spacings positive and finite, one
+    dimensionality per configuration (types are checked when the file is parsed).
+
+    Args:
+        plans: Plans read from a file (autounet's or converted from nnU-Net's).
+        source: The file, named in the error.
+
+    Raises:
+        ConfigError: The first absurd value, naming the file and the field.
+    """
+    path = Path(source) if source is not None else None
+    if sorted(plans.axis_order) != list(range(len(plans.axis_order))) or len(plans.axis_order) not in (2, 3):
+        raise ConfigError(f"field 'axis_order' must be a permutation of 0..1 or 0..2, got {list(plans.axis_order)}",
+                          path)
+    _check_numbers("original_median_spacing", plans.original_median_spacing, 0.0, MAX_SPACING_MM, path)
+    if not (math.isfinite(plans.gpu_memory_gib) and plans.gpu_memory_gib >= 0):
+        raise ConfigError(f"field 'gpu_memory_gib' must be a finite number >= 0, got {plans.gpu_memory_gib}", path)
+    for name, config in plans.configurations.items():
+        _validate_configuration(config, f"configurations.{name}", path)
+
+
+def _validate_configuration(config: ConfigurationPlan, where: str, path: Path | None) -> None:
+    if config.ndim not in (2, 3) or config.network.ndim != config.ndim:
+        raise ConfigError(f"field '{where}.ndim' is {config.ndim} and the network's {config.network.ndim}; both "
+                          "must be 2 or both 3", path)
+    for name, values in (("spacing", config.spacing), ("patch_size", config.patch_size)):
+        if len(values) != config.ndim:
+            raise ConfigError(f"field '{where}.{name}' has {len(values)} value(s) for a {config.ndim}D "
+                              "configuration", path)
+    _check_numbers(f"{where}.spacing", config.spacing, 0.0, MAX_SPACING_MM, path)
+    _check_numbers(f"{where}.patch_size", config.patch_size, 0, MAX_PATCH_EDGE, path)
+    if math.prod(config.patch_size) > MAX_PATCH_VOXELS:
+        raise ConfigError(f"field '{where}.patch_size' {list(config.patch_size)} holds more than {MAX_PATCH_VOXELS} "
+                          "voxels", path)
+    if not 1 <= config.batch_size <= MAX_BATCH_SIZE:
+        raise ConfigError(f"field '{where}.batch_size' must lie in 1..{MAX_BATCH_SIZE}, got {config.batch_size}",
+                          path)
+    for channel, norm in enumerate(config.normalization):
+        for name in ("clip_min", "clip_max", "mean", "std"):
+            value = getattr(norm, name)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"field '{where}.normalization[{channel}].{name}' must be finite, got {value}",
+                                  path)
+
+
+def _check_numbers(where: str, values: tuple[float, ...], above: float, at_most: float, path: Path | None) -> None:
+    """Every value finite, > ``above`` and <= ``at_most``."""
+    for index, value in enumerate(values):
+        if not (math.isfinite(value) and above < value <= at_most):
+            raise ConfigError(f"field '{where}[{index}]' must be a finite number in ({above:g}, {at_most:g}], got "
+                              f"{value}", path)
 
 
 def _resolve(name: str, raw: dict[str, Any], path: Path, seen: tuple[str, ...]) -> dict[str, Any]:
