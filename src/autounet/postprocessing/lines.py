@@ -23,8 +23,8 @@ def thin_to_line(mask: np.ndarray) -> np.ndarray:
     """
     mask = np.asarray(mask).astype(bool)
     squeezed = mask.reshape([n for n in mask.shape if n > 1] or [1])
-    if squeezed.ndim not in (2, 3) or not squeezed.any():
-        return mask.copy() if squeezed.ndim not in (2, 3) else np.zeros_like(mask)
+    if squeezed.ndim not in (2, 3):  # a point or a 1D strip is already as thin as it gets
+        return mask.copy()
     return skeletonize(squeezed).astype(bool).reshape(mask.shape)
 
 
