@@ -9,7 +9,8 @@ Times, on one fixed batch of a U-Net of the size autounet plans for the example 
 for each variant: ``eager`` (what ``autounet train`` runs today), ``channels_last`` (3D/2D channels-last memory
 format for the input and weights), ``compile`` (``torch.compile``, inductor, default mode) and both together.
 Every variant runs twice: with the CPU's full instruction set and with oneDNN and MKL limited to AVX2
-(``ONEDNN_MAX_CPU_ISA=AVX2``, ``MKL_ENABLE_INSTRUCTIONS=AVX2``), which stands in for an AVX2-only CPU (each in
+(``ONEDNN_MAX_CPU_ISA=AVX2``, ``MKL_ENABLE_INSTRUCTIONS=AVX2``) and PyTorch's own kernels too
+(``ATEN_CPU_CAPABILITY=avx2``), which stands in for an AVX2-only CPU (each in
 its own process, as the limits are read once at start-up). The last column is the largest absolute difference
 of the variant's first-step loss from eager's, to show the result is unchanged within float tolerance.
 
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 
 VARIANTS = ("eager", "channels_last", "compile", "compile+channels_last")
-AVX2_LIMITS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+AVX2_LIMITS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
 def cpu_description() -> str:
@@ -43,7 +44,9 @@ def cpu_description() -> str:
     except OSError:
         pass
     wanted = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
-    return f"{model}; " + " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in wanted)
+    limits = [f"{name}={os.environ[name]}" for name in AVX2_LIMITS if name in os.environ]
+    limited = f"; instruction sets limited by {' '.join(limits)}" if limits else ""
+    return f"{model}; " + " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in wanted) + limited
 
 
 def _spec(ndim: int):  # noqa: ANN202 - imported lazily so the parent process need not import torch

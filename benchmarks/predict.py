@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from _harness import WORK, RunResult, print_table, timed_run
+from cpu_step_variants import cpu_description
 from nnunet_agreement import (
     DATASET,
     LEARNS_RESULTS,
@@ -140,7 +141,8 @@ def main() -> int:
         rows += nnunet_rows
         rows += _autounet_model_rows(images, args.autounet_results / DATASET / args.configuration, mirroring, work,
                                      reference, args.autounet_checkpoint)
-    print(f"\nPrediction, configuration {args.configuration}, fold 0, {len(images.cases)} test case(s) of the "
+    print(f"\nCPU: {cpu_description()}")
+    print(f"Prediction, configuration {args.configuration}, fold 0, {len(images.cases)} test case(s) of the "
           "example MR dataset, CPU; times include start-up and I/O\n")
     print_table(rows)
     return 0

@@ -28,6 +28,7 @@ import statistics
 import time
 
 from _harness import WORK, print_table
+from cpu_step_variants import cpu_description
 from dataloader import IDS, Prepared, fold0_cases, prepare, run_driver
 
 
@@ -118,7 +119,8 @@ def main() -> int:
             rows.append((tool, configuration, result["precision"], "x".join(map(str, result["patch_size"])),
                          str(result["batch_size"]), f"{result['parameters']:,}", f"{result['seconds']:.3f}",
                          f"{result['seconds'] / ref['seconds']:.2f}x"))
-    print(f"\nDataset: example '{args.kind}', {args.num_cases} cases, shape {args.shape or 'default'}, fold 0; "
+    print(f"\nCPU: {cpu_description()}")
+    print(f"Dataset: example '{args.kind}', {args.num_cases} cases, shape {args.shape or 'default'}, fold 0; "
           f"{args.threads} torch threads; median of {args.iterations} iterations after {args.warmup}\n")
     print_table(rows)
     print("\nratio: autounet s/iteration / nnU-Net s/iteration (target <= 0.8x)")

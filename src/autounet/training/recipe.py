@@ -185,7 +185,10 @@ class RunOptions:
         device: ``cpu``, ``cuda``, ``cuda:1`` or ``mps``.
         num_workers: Background loader threads.
         resume: Continue from ``checkpoint_latest.pt``.
-        compile: Wrap the network in ``torch.compile``.
+        compile: Wrap the network in ``torch.compile`` (channels-last on the CPU where that was measured to
+            help); ``None``: automatic, on for long float32 runs of 3D networks on AVX-512 CPUs
+            (:func:`~autounet.devices.cpu_compile_speeds_up_float32`, at least ``AUTO_COMPILE_MIN_STEPS``
+            steps, so that the compilation is repaid).
         save_probabilities: Keep softmax outputs of the final validation (for ensembling).
         validate: Run the final sliding-window validation.
         amp: Mixed precision; ``None`` means automatic: float16 on CUDA, bfloat16 on CPUs that compute it
@@ -196,7 +199,7 @@ class RunOptions:
     device: str = "cpu"
     num_workers: int = 2
     resume: bool = False
-    compile: bool = False
+    compile: bool | None = None
     save_probabilities: bool = False
     validate: bool = True
     amp: bool | None = None

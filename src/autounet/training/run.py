@@ -17,6 +17,7 @@ from autounet.data.sampler import PatchSampler, SamplerSettings
 from autounet.dataset.labels import OutputLayout
 from autounet.dataset.raw import RawDataset, load_raw_dataset
 from autounet.detection.retina_unet import build_planned_detector
+from autounet.devices import cpu_compile_speeds_up_float32
 from autounet.errors import CheckpointError, ConfigError
 from autounet.io.checkpoints import load_checkpoint
 from autounet.io.serialization import from_dict, load_dataclass, save_dataclass, to_dict
@@ -254,6 +255,27 @@ def _augmentation(configuration: ConfigurationPlan, recipe: TrainingRecipe) -> A
     return from_dict(AugmentationConfig, fields, where="recipe.augmentation_overrides")
 
 
+AUTO_COMPILE_MIN_STEPS = 5000
+"""Training steps below which automatic compilation is not worth it: compiling a 3D U-Net's forward and
+backward takes minutes on a small CPU, and saves about 28% of each float32 step on AVX-512 CPUs."""
+
+
+def _compiled(network: torch.nn.Module, configuration: ConfigurationPlan, recipe: TrainingRecipe,
+              options: RunOptions, device: torch.device) -> torch.nn.Module:
+    """The network as the trainer calls it: ``torch.compile``-d when asked, or automatically for long float32
+    CPU runs where :func:`~autounet.devices.cpu_compile_speeds_up_float32` says it pays (there with
+    channels-last weights, which is what makes it faster)."""
+    fast_cpu = device.type == "cpu" and cpu_compile_speeds_up_float32(configuration.ndim)
+    automatic = (fast_cpu and options.amp_dtype() is None
+                 and recipe.epochs * recipe.iterations_per_epoch >= AUTO_COMPILE_MIN_STEPS)
+    if not (options.compile or (options.compile is None and automatic)):
+        return network
+    if fast_cpu:
+        network.to(memory_format=torch.channels_last_3d)
+        logger.info("float32 on an AVX-512 CPU: training a channels-last, torch.compile-d network")
+    return torch.compile(network)  # type: ignore[return-value]
+
+
 def _build_parts(configuration: ConfigurationPlan, augmentation: AugmentationConfig, objective: Objective,
                  data_folder: Path, train_cases: tuple, val_cases: tuple, recipe: TrainingRecipe,
                  options: RunOptions, context: DistributedContext, output: Path,
@@ -272,7 +294,7 @@ def _build_parts(configuration: ConfigurationPlan, augmentation: AugmentationCon
     else:
         network = build_network(configuration.network, in_channels, objective.num_outputs,
                                 deep_supervision=recipe.deep_supervision).to(device)
-    trained: torch.nn.Module = torch.compile(network) if options.compile else network  # type: ignore[assignment]
+    trained = _compiled(network, configuration, recipe, options, device)
     trained = wrap_network(trained, context)
     seed = context.rank_seed(recipe.seed)  # batch i of epoch e differs between ranks
     augmenter = BatchAugmenter(augmentation, device) if recipe.augmentation else None
