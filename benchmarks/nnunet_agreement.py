@@ -80,12 +80,12 @@ def run_nnunet(images: TestImages, results: Path, configuration: str, fold: str,
 
 
 def run_autounet(images: TestImages, model_folder: Path, fold: str, mirroring: bool, out: Path,
-                 log: Path, checkpoint: str = "checkpoint_final.pt") -> RunResult:
-    """``autounet predict -m MODEL_FOLDER`` on the test images into a fresh ``out``, timed (``.pt`` names are
-    read as ``.pth`` in an nnU-Net folder)."""
+                 log: Path, checkpoint: str = "checkpoint_final.pt", extra: tuple[str, ...] = ()) -> RunResult:
+    """``autounet predict -m MODEL_FOLDER [extra]`` on the test images into a fresh ``out``, timed (``.pt``
+    names are read as ``.pth`` in an nnU-Net folder)."""
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "autounet", "predict", "-m", str(model_folder), "-i", str(images.images),
-               "-o", str(out), "-f", fold, "--checkpoint", checkpoint, "-q"]
+               "-o", str(out), "-f", fold, "--checkpoint", checkpoint, "-q", *extra]
     if not mirroring:
         command.append("--disable-tta")
     return timed_run(command, log=log)

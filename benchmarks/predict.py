@@ -80,17 +80,21 @@ def _nnunet_model_rows(images: TestImages, results: Path, configuration: str, mi
     """nnunetv2 and autounet on the nnU-Net model, plus the optional API variants; and nnunetv2's run."""
     model = nnunet_model_folder(results, configuration)
     tag = f"{configuration}_{'tta' if mirroring else 'notta'}"
-    outs = {name: work / f"out_{name}_{tag}" for name in ("nnunetv2", "autounet")}
+    outs = {name: work / f"out_{name}_{tag}" for name in ("nnunetv2",)}
     logs = {name: work / f"{name}_{tag}.log" for name in outs}
     reference = run_nnunet(images, results, configuration, "0", mirroring, outs["nnunetv2"], logs["nnunetv2"])
     check(reference, "nnUNetv2_predict", logs["nnunetv2"])
-    ours = run_autounet(images, model, "0", mirroring, outs["autounet"], logs["autounet"])
-    check(ours, "autounet predict", logs["autounet"])
-    counts = agreement(images.cases, outs["nnunetv2"], outs["autounet"])
-    agree = f"{100 * sum(c[2] for c in counts) / sum(c[1] for c in counts):.3f}%"
     label, n = "nnU-Net model", len(images.cases)
-    rows = [_row(label, mirroring, "nnunetv2", reference, n, None),
-            _row(label, mirroring, "autounet", ours, n, reference, agree)]
+    rows = [_row(label, mirroring, "nnunetv2", reference, n, None)]
+    # autounet's default, then torch.compile forced on from the first window and off (issue 14, item 11).
+    for name, extra in (("autounet", ()), ("autounet --compile", ("--compile",)),
+                        ("autounet --no-compile", ("--no-compile",))):
+        out, log = work / f"out_{name.replace(' ', '_')}_{tag}", work / f"{name.replace(' ', '_')}_{tag}.log"
+        ours = run_autounet(images, model, "0", mirroring, out, log, extra=extra)
+        check(ours, name, log)
+        counts = agreement(images.cases, outs["nnunetv2"], out)
+        agree = f"{100 * sum(c[2] for c in counts) / sum(c[1] for c in counts):.3f}%"
+        rows.append(_row(label, mirroring, name, ours, n, reference, agree))
     if explore:
         for batch, tune in ((1, True), (4, False), (4, True)):
             name = f"autounet API batch {batch}{', tuned malloc' if tune else ''}"

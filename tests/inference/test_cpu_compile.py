@@ -68,8 +68,11 @@ def test_only_torch_networks_on_the_cpu_are_wrapped_and_only_where_asked_or_meas
     cpu = torch.device("cpu")
     wrapped = compile_when_it_pays([network, session], 3, cpu, True)
     assert isinstance(wrapped[0], CompiledAfterWarmup) and wrapped[1] is session
+    assert wrapped[0].switch_after_seconds == 0.0  # asked for: compiled from the first window
     assert compile_when_it_pays([network], 3, cpu, False) == (network,)
     assert compile_when_it_pays([network], 3, torch.device("meta"), True) == (network,)
     monkeypatch.setattr(cpu_compile, "cpu_compile_speeds_up_float32", lambda ndim: ndim == 3)
-    assert isinstance(compile_when_it_pays([network], 3, cpu, None)[0], CompiledAfterWarmup)
+    automatic = compile_when_it_pays([network], 3, cpu, None)[0]
+    assert isinstance(automatic, CompiledAfterWarmup)
+    assert automatic.switch_after_seconds == cpu_compile.EAGER_SECONDS_BEFORE_COMPILE
     assert compile_when_it_pays([network], 2, cpu, None) == (network,)

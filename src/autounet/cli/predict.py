@@ -52,8 +52,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--overwrite", action="store_true",
                         help="predict every case again, replacing earlier outputs (also another model's)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="torch backend on the CPU: channels-last weights and torch.compile after a warm-up of "
-                             "windows (default: for 3D models on AVX-512 CPUs, where it was measured faster)")
+                        help="torch backend on the CPU: channels-last weights and torch.compile (default: for 3D "
+                             "models on AVX-512 CPUs, where it was measured faster, once a minute of windows "
+                             "repays the compilation)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pt", metavar="NAME",
                         help="checkpoint file in each fold folder (default: %(default)s)")
     post = parser.add_mutually_exclusive_group()

@@ -98,9 +98,10 @@ def compile_when_it_pays(networks: Sequence[PatchModel], ndim: int, device: torc
         networks: One patch model per fold.
         ndim: Spatial dimensionality of the networks.
         device: Where they run.
-        enabled: ``None``: where :func:`~autounet.devices.cpu_compile_speeds_up_float32` says so; ``True``:
-            on every CPU; ``False``: never.
+        enabled: ``None``: where :func:`~autounet.devices.cpu_compile_speeds_up_float32` says so, after the
+            warm-up; ``True``: on every CPU, from the first window; ``False``: never.
     """
     if device.type != "cpu" or enabled is False or (enabled is None and not cpu_compile_speeds_up_float32(ndim)):
         return tuple(networks)
-    return tuple(CompiledAfterWarmup(n) if isinstance(n, torch.nn.Module) else n for n in networks)
+    warmup = 0.0 if enabled else EAGER_SECONDS_BEFORE_COMPILE
+    return tuple(CompiledAfterWarmup(n, warmup) if isinstance(n, torch.nn.Module) else n for n in networks)
