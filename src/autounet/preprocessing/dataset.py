@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from autounet.dataset.derived import LabelDerivation, derive_description, derive_label_maps
 from autounet.dataset.description import DatasetDescription
 from autounet.dataset.nndet import load_instance_label
 from autounet.dataset.raw import RawCase, RawDataset
 from autounet.errors import ConfigError
 from autounet.io.images import read_image, read_segmentation
-from autounet.dataset.derived import LabelDerivation, derive_description, derive_label_maps
 from autounet.planning.plans import ConfigurationPlan, Plans, data_identifier, label_data_identifier
 from autounet.preprocessing.case import CaseOptions, preprocess_case
 from autounet.preprocessing.storage import case_finished, remove_stale_temporaries, write_case
