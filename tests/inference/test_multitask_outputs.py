@@ -79,8 +79,9 @@ def test_per_task_postprocessing_is_applied_to_its_task_only(root: Path, tmp_pat
     (tmp_path / "pp.json").write_text(json.dumps(plan))
     assert _predict(root, tmp_path / "post", "--postprocessing", str(tmp_path / "pp.json")) == 0
     expected = PostprocessingPlan(largest_component_labels=(1, 2, 3))
+    post = _maps(tmp_path / "post" / "zones")
     for name, zone_map in _maps(tmp_path / "plain" / "zones").items():
-        np.testing.assert_array_equal(_maps(tmp_path / "post" / "zones")[name], apply_postprocessing(zone_map, expected))
+        np.testing.assert_array_equal(post[name], apply_postprocessing(zone_map, expected))
     for name, front in _maps(tmp_path / "plain" / "front").items():
         np.testing.assert_array_equal(_maps(tmp_path / "post" / "front")[name], front)
 
