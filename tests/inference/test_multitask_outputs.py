@@ -58,8 +58,8 @@ def _maps(folder: Path) -> dict[str, np.ndarray]:
 def test_derived_data_lies_in_folders_of_their_own(root: Path) -> None:
     folders = sorted(p.name for p in (root / "preprocessed" / DATASET).iterdir() if p.is_dir())
     assert len(folders) == 3 and sum("_labels" in name for name in folders) == 2
-    derived = next(root.glob(f"preprocessed/{DATASET}/2d_*_labels*/sar_0000_seg.npy"))
-    assert np.load(derived).shape[0] in (1, 3)
+    maps = sorted(np.load(path).ndim for path in root.glob(f"preprocessed/{DATASET}/2d_*_labels*/sar_0000_seg.npy"))
+    assert maps == [2, 3]  # fused: one 2D map; derived line: three maps stacked
 
 
 def test_line_source_boundary_takes_the_front_from_the_zones(root: Path, tmp_path: Path) -> None:
@@ -125,7 +125,7 @@ def test_fused_labels_train_as_one_map_and_predict_both(root: Path, tmp_path: Pa
     summary = json.loads((fold / "validation" / "summary.json").read_text())
     assert set(summary["mean"]) == {"1", "2", "3", "4"}  # one map, the front a zone class of its own (4)
     fused = [np.load(path) for path in root.glob(f"preprocessed/{DATASET}/2d_*_labels*/sar_0000_seg.npy")]
-    assert any(f.shape[0] == 1 and 4 in np.unique(f) for f in fused)
+    assert any(f.ndim == 2 and 4 in np.unique(f) for f in fused)
     assert _predict(root, tmp_path / "out", configuration="2d_fused") == 0
     zones, fronts = _maps(tmp_path / "out" / "zones"), _maps(tmp_path / "out" / "front")
     assert set(zones) == set(fronts) and len(zones) == 2
