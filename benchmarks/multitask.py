@@ -135,6 +135,43 @@ def nnunet_zones(root: Path, dataset: Path, budget: tuple[int, int, int]) -> Pat
     return out
 
 
+def autounet_rows(root: Path, source: Path, names: dict[int, str], budget: list[str],
+                  zone_labels: dict[str, int]) -> list[tuple[str, ...]]:
+    """Train (unless done), predict and score every autounet setting; one table row each."""
+    common = ["--data-root", str(root)]
+    description = load_dataset_json(source / "dataset.json")
+    # setting -> (dataset, configuration, recipe, predict options)
+    runs = {"front only": (516, "2d", "default", ()), "zones only": (526, "2d", "default", ()),
+            "late branching": (SAR_ID, "2d", "default", ()),
+            "late branching, front from zones": (SAR_ID, "2d", "default", ("--line-source", "boundary")),
+            "early branching": (SAR_ID, "2d", "early_branching", ()),
+            "fused labels": (SAR_ID, "2d_fused", "default", ())}
+    rows = []
+    for setting, (dataset_id, configuration, recipe, options) in runs.items():
+        folder = configuration if recipe == "default" else f"{configuration}__{recipe}__plans"
+        model = root / "results" / f"Dataset{dataset_id}_{names[dataset_id]}" / folder
+        if not (model / "fold_0" / "checkpoint_final.pt").is_file():  # a rerun on the same --data-root reuses it
+            autounet("train", "-d", str(dataset_id), "-c", configuration, "-f", "0", "--recipe", recipe, *budget,
+                     *common)
+        pred = root / "predictions" / setting.replace(" ", "_").replace(",", "")
+        shutil.rmtree(pred, ignore_errors=True)
+        try:
+            autounet("predict", "-m", str(model), "-f", "0", "-i", str(source / "imagesTs"), "-o", str(pred),
+                     "--disable-tta", *options, *common)
+        except subprocess.CalledProcessError:
+            rows.append((setting, "predict failed", *("-",) * 5))
+            continue
+        fronts, zones = pred / "front", pred / "zones"
+        if dataset_id == 516:
+            fronts, zones = pred / "_fronts", None
+            write_fronts(pred, fronts, lambda m: thin_to_line(m == 1))
+        elif dataset_id == 526:
+            fronts, zones = pred / "_fronts", pred
+            write_fronts(pred, fronts, front_from_zones(description))
+        rows.append((setting, *score(source / "labelsTs", fronts, zones, zone_labels)))
+    return rows
+
+
 def main() -> None:
     """Generate the data, train and predict the settings, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -165,35 +202,7 @@ def main() -> None:
     add_fused_configuration(root / "preprocessed" / source.name)
     autounet("preprocess", "-d", str(SAR_ID), "-c", "2d_fused", *common)
     names = {SAR_ID: source.name.split("_", 1)[1], **{k: v[0] for k, v in derived.items()}}
-    # setting -> (dataset, configuration, recipe, predict options)
-    runs = {"front only": (516, "2d", "default", ()), "zones only": (526, "2d", "default", ()),
-            "late branching": (SAR_ID, "2d", "default", ()),
-            "late branching, front from zones": (SAR_ID, "2d", "default", ("--line-source", "boundary")),
-            "early branching": (SAR_ID, "2d", "early_branching", ()),
-            "fused labels": (SAR_ID, "2d_fused", "default", ())}
-    rows = [HEADER]
-    for setting, (dataset_id, configuration, recipe, options) in runs.items():
-        folder = configuration if recipe == "default" else f"{configuration}__{recipe}__plans"
-        model = root / "results" / f"Dataset{dataset_id}_{names[dataset_id]}" / folder
-        if not (model / "fold_0" / "checkpoint_final.pt").is_file():  # a rerun on the same --data-root reuses it
-            autounet("train", "-d", str(dataset_id), "-c", configuration, "-f", "0", "--recipe", recipe, *budget,
-                     *common)
-        pred = root / "predictions" / setting.replace(" ", "_").replace(",", "")
-        shutil.rmtree(pred, ignore_errors=True)
-        try:
-            autounet("predict", "-m", str(model), "-f", "0", "-i", str(source / "imagesTs"), "-o", str(pred),
-                     "--disable-tta", *options, *common)
-        except subprocess.CalledProcessError:
-            rows.append((setting, "predict failed", *("-",) * 5))
-            continue
-        fronts, zones = pred / "front", pred / "zones"
-        if dataset_id == 516:
-            fronts, zones = pred / "_fronts", None
-            write_fronts(pred, fronts, lambda m: thin_to_line(m == 1))
-        elif dataset_id == 526:
-            fronts, zones = pred / "_fronts", pred
-            write_fronts(pred, fronts, front_from_zones(description))
-        rows.append((setting, *score(source / "labelsTs", fronts, zones, zone_labels)))
+    rows = [HEADER, *autounet_rows(root, source, names, budget, zone_labels)]
     if args.with_nnunet:
         epochs_iterations = (args.epochs, args.iterations, args.validation_iterations)
         pred = nnunet_zones(root, raw / f"Dataset526_{names[526]}", epochs_iterations)
