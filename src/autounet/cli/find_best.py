@@ -11,6 +11,7 @@ from autounet.cli._common import add_dataset_argument, add_processes_argument, n
 from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import ConfigError
 from autounet.paths import Paths
+from autounet.postprocessing import PostprocessingPlan, TaskPostprocessing
 
 if TYPE_CHECKING:
     from autounet.ensembling import FindBestResult
@@ -76,13 +77,20 @@ def format_result(result: FindBestResult) -> str:
     after = _number(choice.cv_dice_postprocessed if choice.cv_dice_postprocessed is not None else math.nan)
     lines.append(f"best: {'+'.join(choice.configurations)} (Dice {before}, postprocessed {after})")
     plan = result.postprocessing
-    kept = [*(["foreground"] if plan.largest_component_foreground else []),
-            *(str(v) for v in plan.largest_component_labels),
-            *("+".join(map(str, r)) for r in plan.largest_component_regions)]
-    lines.append("postprocessing: " + (f"keep the largest component of {', '.join(kept)}" if kept else "none"))
+    if isinstance(plan, TaskPostprocessing):  # a dataset of several label maps: one line per task
+        lines.extend(f"postprocessing of {task}: {_kept(task_plan)}" for task, task_plan in plan.tasks.items())
+    else:
+        lines.append(f"postprocessing: {_kept(plan)}")
     lines.append(f"written to {result.output_dir}; predict new images with:")
     lines.extend(f"  {command}" for command in result.commands)
     return "\n".join(lines)
+
+
+def _kept(plan: PostprocessingPlan) -> str:
+    kept = [*(["foreground"] if plan.largest_component_foreground else []),
+            *(str(v) for v in plan.largest_component_labels),
+            *("+".join(map(str, r)) for r in plan.largest_component_regions)]
+    return f"keep the largest component of {', '.join(kept)}" if kept else "none"
 
 
 def _number(value: float) -> str:

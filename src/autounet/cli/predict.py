@@ -11,7 +11,12 @@ from autounet.dataset.raw import find_raw_dataset
 from autounet.devices import resolve_device
 from autounet.errors import CheckpointError, ConfigError, DatasetError
 from autounet.paths import Paths
-from autounet.postprocessing import POSTPROCESSING_FILE, PostprocessingPlan, load_postprocessing
+from autounet.postprocessing import (
+    POSTPROCESSING_FILE,
+    PostprocessingPlan,
+    TaskPostprocessing,
+    load_any_postprocessing,
+)
 
 __all__ = ["add_model_arguments", "available_folds", "model_folder_for", "postprocessing_for", "register", "run"]
 
@@ -64,6 +69,11 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                            "configuration)")
     post.add_argument("--no-postprocessing", action="store_true",
                       help="apply no postprocessing (neither the model folder's nor find-best's)")
+    parser.add_argument("--line-source", choices=("head", "boundary"), default="head",
+                        help="models of several label maps: where line tasks come from; head (default): their own "
+                             "output, thinned to a one-pixel line; boundary: the border between the labels that "
+                             "dataset.json's \"boundary\" of the line task names, in the predicted area map (the "
+                             "calving front as glacier next to ocean)")
     parser.set_defaults(handler=run)
 
 
@@ -95,7 +105,8 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
                                   show_progress=not getattr(args, "quiet", False),
                                   postprocessing=postprocessing_for(args, model_folder),
                                   overwrite=bool(getattr(args, "overwrite", False)),
-                                  compile=getattr(args, "compile", None))
+                                  compile=getattr(args, "compile", None),
+                                  line_source=getattr(args, "line_source", "head"))
     if device == "cpu":
         tune_cpu_allocator()
     if deployed:
@@ -204,10 +215,12 @@ def model_folder_for(args: argparse.Namespace, paths: Paths) -> Path:
     return folder
 
 
-def postprocessing_for(args: argparse.Namespace, model_folder: Path) -> PostprocessingPlan | None:
+def postprocessing_for(args: argparse.Namespace, model_folder: Path
+                       ) -> PostprocessingPlan | TaskPostprocessing | None:
     """``--postprocessing FILE``; else, unless ``--no-postprocessing``, the model folder's own
     ``postprocessing.json``, or the one ``find-best`` chose for its configuration (``../find_best/choice.json``,
-    also in an exported and installed model); else ``None``.
+    also in an exported and installed model); else ``None``. A model of several label maps has one with a plan
+    per task (:class:`~autounet.postprocessing.TaskPostprocessing`).
 
     Raises:
         ConfigError: The file is missing or invalid.
@@ -218,7 +231,7 @@ def postprocessing_for(args: argparse.Namespace, model_folder: Path) -> Postproc
         path = Path(args.postprocessing)
         if not path.is_file():
             raise ConfigError("postprocessing file not found", path)
-        return load_postprocessing(path)
+        return load_any_postprocessing(path)
     if getattr(args, "no_postprocessing", False):
         return None
     default = model_folder / POSTPROCESSING_FILE
@@ -226,7 +239,7 @@ def postprocessing_for(args: argparse.Namespace, model_folder: Path) -> Postproc
     if chosen is None:
         return None
     logger.info("applying %s", chosen)
-    return load_postprocessing(chosen)
+    return load_any_postprocessing(chosen)
 
 
 def available_folds(model_folder: Path, checkpoint: str) -> list[int | str]:

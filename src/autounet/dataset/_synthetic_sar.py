@@ -44,7 +44,8 @@ _NAME = "ExampleSAR"
 _STREAM = 17  # separates this generator's random stream from the other examples'
 _ENDING = ".mha"  # a true 2D format with spacing (pixel size in metres)
 SAR_TASKS = {"zones": {"labels": {"background": 0, "rock": 1, "glacier": 2, "ocean": 3}, "kind": "area"},
-             "front": {"labels": {"background": 0, "front": 1}, "kind": "line"}}
+             "front": {"labels": {"background": 0, "front": 1}, "kind": "line",
+                       "boundary": {"task": "zones", "inside": ["glacier"], "outside": ["ocean"]}}}
 """The ``tasks`` entry of the example's ``dataset.json`` (the CaFFe converter writes the same)."""
 _SENSORS = (("TSX", 7.0, 4), ("ERS", 20.0, 3), ("S1", 40.0, 1))  # name, pixel size in m, looks
 _MEAN = {0: 0.03, 1: 0.55, 2: 0.38, 3: 0.12}  # backscatter per zone (shadow, rock, glacier, ocean)

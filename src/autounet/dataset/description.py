@@ -11,7 +11,13 @@ its own ``labels`` (and optionally ``regions_class_order`` and an ``ignore`` lab
 label). Its label files lie in one folder per task, ``labelsTr/<task>/<case><file_ending>``::
 
     "tasks": {"zones": {"labels": {"background": 0, "rock": 1, "glacier": 2, "ocean": 3}, "kind": "area"},
-              "front": {"labels": {"background": 0, "front": 1}, "kind": "line"}}
+              "front": {"labels": {"background": 0, "front": 1}, "kind": "line",
+                        "boundary": {"task": "zones", "inside": ["glacier"], "outside": ["ocean"]}}}
+
+A line task may say which line it is in an area task's terms with ``boundary``: the voxels of the ``inside``
+labels that touch a voxel of the ``outside`` labels (the calving front is glacier next to ocean). Prediction can
+then take the line from the predicted areas instead of the line's own output (``autounet predict
+--line-source boundary``), and derived tasks (:mod:`autounet.dataset.derived`) are lines of this kind.
 
 Both forms describe their label maps as :class:`LabelTask` objects (:attr:`DatasetDescription.tasks`); a
 dataset with top-level ``labels`` has one task named :data:`DEFAULT_TASK` whose files lie in ``labelsTr/``.
@@ -34,8 +40,8 @@ from autounet.errors import DatasetError
 from autounet.io.images import SUPPORTED_ENDINGS
 from autounet.io.jsonio import read_json, write_json
 
-__all__ = ["DEFAULT_TASK", "TASK_KINDS", "DatasetDescription", "LabelTask", "load_dataset_json",
-           "parse_dataset_json", "save_dataset_json"]
+__all__ = ["DEFAULT_TASK", "TASK_KINDS", "DatasetDescription", "LabelTask", "LineBoundary", "check_boundaries",
+           "load_dataset_json", "parse_dataset_json", "save_dataset_json"]
 
 IGNORE_LABEL_NAME = "ignore"
 DEFAULT_TASK = "labels"
@@ -45,9 +51,34 @@ TASK_KINDS = ("area", "line")
 _REQUIRED = ("channel_names", "numTraining", "file_ending")
 # A task name is a folder name under labelsTr/: portable, no separators, no hidden or special names.
 _TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-_TASK_KEYS = ("labels", "kind", "regions_class_order")
+_TASK_KEYS = ("labels", "kind", "regions_class_order", "boundary")
 
 Label = int | tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LineBoundary:
+    """A line described in an area task's terms: the voxels of ``inside`` labels touching ``outside`` labels.
+
+    Attributes:
+        task: The area task whose labels bound the line.
+        inside: Names of the labels on whose border the line lies (the line's voxels carry one of them).
+        outside: Names of the labels across the line.
+    """
+
+    task: str
+    inside: tuple[str, ...]
+    outside: tuple[str, ...]
+
+    def values(self, area: LabelTask) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The label values of :attr:`inside` and :attr:`outside` in ``area`` (the task :attr:`task`)."""
+        def of(names: tuple[str, ...]) -> tuple[int, ...]:
+            return tuple(int(area.labels[name]) for name in names)  # type: ignore[arg-type]
+        return of(self.inside), of(self.outside)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The ``boundary`` entry of a line task in ``dataset.json``."""
+        return {"task": self.task, "inside": list(self.inside), "outside": list(self.outside)}
 
 
 @dataclass(frozen=True)
@@ -59,12 +90,15 @@ class LabelTask:
         labels: Label name -> value, or tuple of values for a region.
         kind: ``"area"`` (regions) or ``"line"`` (one-pixel-wide lines with one foreground label).
         regions_class_order: For region-based labels, the value each region is written as.
+        boundary: For a line task, the area task's labels it separates (see :class:`LineBoundary`); ``None``
+            when the dataset does not say.
     """
 
     name: str
     labels: dict[str, Label]
     kind: str = "area"
     regions_class_order: tuple[int, ...] | None = None
+    boundary: LineBoundary | None = None
 
     @property
     def is_region_based(self) -> bool:
@@ -96,6 +130,8 @@ class LabelTask:
         data: dict[str, Any] = {"labels": _labels_json(self.labels), "kind": self.kind}
         if self.regions_class_order is not None:
             data["regions_class_order"] = list(self.regions_class_order)
+        if self.boundary is not None:
+            data["boundary"] = self.boundary.to_json_dict()
         return data
 
 
@@ -272,6 +308,7 @@ def _parse_multi_task(data: dict[str, Any], channel_names: dict[int, str], path:
             raise DatasetError(f"task names {other!r} and {name!r} differ only in letter case; their folders "
                                "would collide on Windows and macOS", path)
         tasks.append(_parse_task(name, entry, path))
+    check_boundaries(tasks, path)
     num_training, file_ending = _parse_counts(data, path)
     extra = {k: v for k, v in data.items() if k not in (*_REQUIRED, "tasks")}
     return DatasetDescription(channel_names=channel_names, labels={}, num_training=num_training,
@@ -294,11 +331,51 @@ def _parse_task(name: str, entry: Any, path: Path) -> LabelTask:
         order = _parse_regions_order(entry.get("regions_class_order"), labels, path)
     except DatasetError as exc:
         raise DatasetError(f"{where}: {exc.problem}", path) from None
-    task = LabelTask(name, labels, kind, order)
+    boundary = _parse_boundary(entry["boundary"], where, path) if "boundary" in entry else None
+    task = LabelTask(name, labels, kind, order, boundary)
     if kind == "line" and (task.is_region_based or len(task.foreground_labels) != 1):
         raise DatasetError(f"{where} is a line task and needs exactly one foreground label (e.g. "
                            "{\"background\": 0, \"front\": 1}), no regions", path)
+    if boundary is not None and kind != "line":
+        raise DatasetError(f"{where} has a 'boundary' but only line tasks (\"kind\": \"line\") have one", path)
     return task
+
+
+def _parse_boundary(raw: Any, where: str, path: Path) -> LineBoundary:
+    """A line task's ``boundary``: ``{"task": "zones", "inside": ["glacier"], "outside": ["ocean"]}``."""
+    shape = ("must be {\"task\": NAME, \"inside\": [LABEL, ...], \"outside\": [LABEL, ...]}")
+    if not isinstance(raw, dict) or set(raw) != {"task", "inside", "outside"} or not isinstance(raw["task"], str):
+        raise DatasetError(f"{where}: 'boundary' {shape}", path)
+    names = []
+    for side in ("inside", "outside"):
+        value = raw[side]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise DatasetError(f"{where}: 'boundary' {side!r} must be a non-empty list of label names", path)
+        names.append(tuple(value))
+    return LineBoundary(raw["task"], names[0], names[1])
+
+
+def check_boundaries(tasks: list[LabelTask] | tuple[LabelTask, ...], path: Path | None) -> None:
+    """Every line ``boundary`` names an area task of ``tasks`` and disjoint plain labels of it.
+
+    Raises:
+        DatasetError: The first boundary that does not fit, naming its task.
+    """
+    by_name = {task.name: task for task in tasks}
+    for task in tasks:
+        if task.boundary is None:
+            continue
+        where, boundary = f"task {task.name!r}: 'boundary'", task.boundary
+        area = by_name.get(boundary.task)
+        if area is None or area.kind != "area" or area.is_region_based:
+            raise DatasetError(f"{where} names {boundary.task!r}, which is not an area task with plain labels "
+                               f"(tasks: {', '.join(by_name)})", path)
+        for name in (*boundary.inside, *boundary.outside):
+            if name not in area.labels or name == IGNORE_LABEL_NAME:
+                raise DatasetError(f"{where} names label {name!r}, which task {area.name!r} does not declare "
+                                   f"(labels: {', '.join(area.labels)})", path)
+        if set(boundary.inside) & set(boundary.outside):
+            raise DatasetError(f"{where} has label(s) both inside and outside", path)
 
 
 def save_dataset_json(path: str | os.PathLike, description: DatasetDescription) -> None:

@@ -80,7 +80,8 @@ def _geometry(pixel_size: float) -> ImageGeometry:
 
 def _tasks_json() -> dict[str, Any]:
     return {"zones": {"labels": dict(_ZONE_LABELS), "kind": "area"},
-            "front": {"labels": dict(_FRONT_LABELS), "kind": "line"}}
+            "front": {"labels": dict(_FRONT_LABELS), "kind": "line",
+                      "boundary": {"task": "zones", "inside": ["glacier"], "outside": ["ocean"]}}}
 
 
 @dataclass(frozen=True)

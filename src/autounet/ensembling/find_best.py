@@ -6,6 +6,11 @@ over labels/regions of the mean over cases) of its validation label maps against
 Each pair of candidates with ``<case>.npz`` probabilities for every case is ensembled (mean probabilities)
 and scored too. The winner's postprocessing is decided on its cross-validation predictions.
 
+A dataset with several label maps (tasks) is compared on its area tasks (each configuration's
+``validation/<task>/`` maps against ``labelsTr/<task>/``; the score is the mean over every area task's labels),
+without ensembles, and the winner's postprocessing is decided per task
+(:class:`~autounet.postprocessing.TaskPostprocessing`).
+
 Written to ``results/<Dataset>/find_best/``: ``summary.json`` (every candidate), ``choice.json``
 (:class:`FindBestChoice`), ``postprocessing.json``, ``ensembles/<a>+<b>/`` (ensembled cross-validation
 predictions) and ``predict_commands.txt``.
@@ -33,9 +38,12 @@ from autounet.postprocessing import (
     POSTPROCESSING_FILE,
     CasePair,
     PostprocessingPlan,
+    TaskPostprocessing,
     determine_postprocessing,
+    determine_task_postprocessing,
     mean_dice,
     save_postprocessing,
+    save_task_postprocessing,
     scored_labels,
 )
 from autounet.progress import progress
@@ -172,26 +180,27 @@ class FindBestResult:
     Attributes:
         candidates: Every configuration and ensemble, scored or skipped.
         choice: The winner.
-        postprocessing: The winner's postprocessing plan.
+        postprocessing: The winner's postprocessing plan (one per area task for a dataset of several label maps).
         commands: The predict (and ensemble) commands for new images.
         output_dir: The ``find_best`` folder.
     """
 
     candidates: tuple[Candidate, ...]
     choice: FindBestChoice
-    postprocessing: PostprocessingPlan
+    postprocessing: PostprocessingPlan | TaskPostprocessing
     commands: tuple[str, ...]
     output_dir: Path
 
 
-def _validation_files(config_dir: Path, folds: Sequence[int], ending: str) -> dict[str, Path] | str:
-    """Case -> predicted label map over the folds, or why the configuration is no candidate."""
+def _validation_files(config_dir: Path, folds: Sequence[int], ending: str, task: str = "") -> dict[str, Path] | str:
+    """Case -> predicted label map over the folds (of ``validation/<task>/`` when a task is named), or why the
+    configuration is no candidate."""
     files: dict[str, Path] = {}
     for fold in folds:
         validation = config_dir / f"fold_{fold}" / "validation"
         if not (validation / "summary.json").is_file():
             return f"fold {fold} has no finished validation ({validation / 'summary.json'} missing)"
-        for path in sorted(validation.glob(f"*{ending}")):
+        for path in sorted((validation / task).glob(f"*{ending}")):
             if not path.name.startswith("."):
                 files[path.name[: -len(ending)]] = path
     return files
@@ -315,25 +324,43 @@ def find_best(results_dir: Path, raw_dataset_dir: Path, folds: Sequence[int] = (
     description = load_dataset_json(raw_dataset_dir / "dataset.json")
     ctx = _Context(results_dir, raw_dataset_dir / "labelsTr", description, tuple(folds),
                    results_dir / FIND_BEST_FOLDER, num_processes)
+    if len(description.tasks) > 1:
+        return _find_best_tasks(ctx, command_prefix)
     candidates = _candidates(ctx)
+    best = _best(candidates, ctx)
+    plan = determine_postprocessing(best.pairs, scored_labels(description), description.is_region_based,
+                                    description.ignore_label, num_processes)
+    save_postprocessing(ctx.output_dir / POSTPROCESSING_FILE, plan)
+    after = mean_dice(best.pairs, scored_labels(description), description.ignore_label, num_processes, plan)
+    return _write_choice(ctx, candidates, best, plan, list(after.values()), command_prefix)
+
+
+def _best(candidates: list[Candidate], ctx: _Context) -> Candidate:
+    """The best scored candidate (skipped ones logged).
+
+    Raises:
+        DatasetError: None was scored.
+    """
     for candidate in candidates:
         if candidate.skipped:
             logger.info("%s: skipped: %s", candidate.name, candidate.skipped)
     scored = [c for c in candidates if c.skipped is None]
     if not scored:
         reasons = "; ".join(f"{c.name}: {c.skipped}" for c in candidates) or "no configuration folder"
-        raise DatasetError(f"no configuration has finished folds {', '.join(map(str, folds))} ({reasons})",
-                           results_dir)
+        raise DatasetError(f"no configuration has finished folds {', '.join(map(str, ctx.folds))} ({reasons})",
+                           ctx.results_dir)
     # Ties go to the first: single configurations come before ensembles (cheaper to run), then by name.
-    best = max(scored, key=lambda c: -math.inf if math.isnan(c.foreground_dice) else c.foreground_dice)
-    plan = determine_postprocessing(best.pairs, scored_labels(description), description.is_region_based,
-                                    description.ignore_label, num_processes)
-    pp_file = ctx.output_dir / POSTPROCESSING_FILE
-    save_postprocessing(pp_file, plan)
-    after = mean_dice(best.pairs, scored_labels(description), description.ignore_label, num_processes, plan)
-    after_fg = [v for v in after.values() if not math.isnan(v)]
+    return max(scored, key=lambda c: -math.inf if math.isnan(c.foreground_dice) else c.foreground_dice)
+
+
+def _write_choice(ctx: _Context, candidates: list[Candidate], best: Candidate,
+                  plan: PostprocessingPlan | TaskPostprocessing, after: list[float],
+                  command_prefix: str) -> FindBestResult:
+    """Write ``choice.json``, ``summary.json`` and the predict commands for the winner."""
+    results_dir, pp_file = ctx.results_dir, ctx.output_dir / POSTPROCESSING_FILE
+    after_fg = [v for v in after if not math.isnan(v)]
     choice = FindBestChoice(
-        dataset=results_dir.name, configurations=best.configurations, folds=tuple(folds),
+        dataset=results_dir.name, configurations=best.configurations, folds=ctx.folds,
         ensemble=len(best.configurations) > 1,
         postprocessing_file=pp_file.relative_to(results_dir).as_posix(),
         cv_dice=None if math.isnan(best.foreground_dice) else best.foreground_dice,
@@ -344,3 +371,36 @@ def find_best(results_dir: Path, raw_dataset_dir: Path, folds: Sequence[int] = (
     with atomic_write(ctx.output_dir / "predict_commands.txt") as handle:
         handle.write("\n".join(commands) + "\n")
     return FindBestResult(tuple(candidates), choice, plan, commands, ctx.output_dir)
+
+
+def _find_best_tasks(ctx: _Context, command_prefix: str) -> FindBestResult:
+    """:func:`find_best` for a dataset of several label maps: configurations scored on every area task, no
+    ensembles, the winner's postprocessing decided per task."""
+    areas = [task for task in ctx.description.tasks if task.kind == "area"]
+    ending = ctx.description.file_ending
+    candidates, task_pairs = [], {}
+    configs = sorted(p.name for p in ctx.results_dir.iterdir()
+                     if p.is_dir() and p.name != FIND_BEST_FOLDER and any(p.glob("fold_*")))
+    for config in configs:
+        scores: dict[str, float] = {}
+        pairs: dict[str, tuple[CasePair, ...]] = {}
+        for task in areas:
+            found = _validation_files(ctx.results_dir / config, ctx.folds, ending, task.name)
+            if isinstance(found, str) or not found:
+                candidates.append(Candidate(config, (config,), {}, found or f"no {task.name}/ validation maps"))
+                break
+            pairs[task.name] = _reference_pairs(found, ctx.labels_dir / task.name)
+            means = mean_dice(pairs[task.name], scored_labels(task), task.ignore_label, ctx.num_processes)
+            scores.update({f"{task.name}/{name}": value for name, value in means.items()})
+        else:
+            task_pairs[config] = pairs
+            candidates.append(Candidate(config, (config,), scores,
+                                        pairs=tuple(p for task_list in pairs.values() for p in task_list)))
+            logger.info("%s: mean foreground Dice %.5f over the area tasks", config, candidates[-1].foreground_dice)
+    best = _best(candidates, ctx)
+    plan = determine_task_postprocessing(task_pairs[best.name], areas, ctx.num_processes)
+    save_task_postprocessing(ctx.output_dir / POSTPROCESSING_FILE, plan)
+    after = [value for task in areas
+             for value in mean_dice(task_pairs[best.name][task.name], scored_labels(task), task.ignore_label,
+                                    ctx.num_processes, plan.for_task(task.name)).values()]
+    return _write_choice(ctx, candidates, best, plan, after, command_prefix)

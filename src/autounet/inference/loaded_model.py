@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from autounet.dataset.derived import derive_description
 from autounet.dataset.description import DatasetDescription
 from autounet.dataset.labels import OutputLayout
 from autounet.errors import CheckpointError, DatasetError
@@ -42,6 +43,12 @@ class LoadedModel:
     mirror_axes: tuple[int, ...] = ()
     previous_stage: LoadedModel | None = None
     origin: str = ""
+
+    @property
+    def trained_description(self) -> DatasetDescription:
+        """The label maps the networks predict: :attr:`description`'s, or those the configuration's label
+        derivation computes from them (:func:`~autounet.dataset.derived.derive_description`)."""
+        return derive_description(self.description, self.configuration.label_derivation)
 
 
 def check_output_count(description: DatasetDescription, num_outputs: int, folder: Path) -> None:

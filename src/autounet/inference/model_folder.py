@@ -107,7 +107,7 @@ def load_model_folder(model_folder: Path, folds: Sequence[int | str] = (0,), che
     model = LoadedModel(plans=plans, configuration=configuration, description=description,
                         networks=tuple(networks), num_outputs=num_outputs, mirror_axes=mirror_axes,
                         previous_stage=previous, origin=_origin(model_folder, folds, checkpoint, previous))
-    check_output_count(model.description, model.num_outputs, model_folder)
+    check_output_count(model.trained_description, model.num_outputs, model_folder)
     return model
 
 

@@ -7,7 +7,9 @@ nonlinearity, as nnU-Net does. A cascade stage (``3d_cascade_fullres``) brings t
 stage, whose prediction becomes extra one-hot input channels.
 
 A model trained on several label maps (tasks) predicts all of them in one pass; each task's map is written
-to ``<output>/<task>/<case><ending>`` (the layout of ``labelsTr``), line tasks thinned to one-voxel lines.
+to ``<output>/<task>/<case><ending>`` (the layout of ``labelsTr``), line tasks as one-voxel lines thinned from
+their own output or taken from a predicted area map (``line_source``), each task with its own postprocessing
+(:mod:`autounet.inference._task_maps`).
 
 Folders are predicted as a pipeline (:mod:`autounet.inference._pipeline`): the next case is read and
 preprocessed in a background thread while the network runs, and the way back to the original geometry
@@ -27,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from autounet.dataset.labels import OutputLayout, OutputTask
+from autounet.dataset.labels import OutputLayout
 from autounet.dataset.raw import case_channel_files, group_channel_files
 from autounet.errors import CheckpointError, ConfigError, DatasetError, ImageIOError
 from autounet.inference._output_folder import prepare_output_folder
 from autounet.inference._pipeline import run_pipelined
+from autounet.inference._task_maps import LINE_SOURCES, TaskOutputs
 from autounet.inference.cascade import previous_stage_one_hot, segmentation_for_next_stage
 from autounet.inference.cpu_compile import compile_when_it_pays
 from autounet.inference.loaded_model import LoadedModel
@@ -41,13 +44,12 @@ from autounet.inference.sliding_window import SlidingWindowSettings, predict_sli
 from autounet.io.geometry import ImageGeometry, describe_dimensionality, spatial_dimensionality
 from autounet.io.images import read_image, split_ending, write_segmentation
 from autounet.io.serialization import to_dict
-from autounet.postprocessing import PostprocessingPlan, apply_postprocessing
-from autounet.postprocessing.lines import thin_to_line
+from autounet.postprocessing import PostprocessingPlan, TaskPostprocessing, apply_postprocessing
 from autounet.preprocessing.case import preprocess_case
 from autounet.preprocessing.properties import CaseProperties
 from autounet.progress import progress
 
-__all__ = ["PredictionSettings", "Predictor", "task_output_file"]
+__all__ = ["LINE_SOURCES", "PredictionSettings", "Predictor", "task_output_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +73,18 @@ class PredictionSettings:
         show_progress: Show a progress bar over the cases of :meth:`Predictor.predict_folder`, and a transient
             one over the windows of large cases.
         postprocessing: Applied to every label map before it is returned or written (never to the
-            probabilities); ``None``: none. The CLI loads the model folder's ``postprocessing.json`` here.
+            probabilities); ``None``: none. The CLI loads the model folder's ``postprocessing.json`` here. A
+            model of several label maps takes a :class:`~autounet.postprocessing.TaskPostprocessing` (a plan
+            per task), a model of one a :class:`~autounet.postprocessing.PostprocessingPlan`.
         overwrite: :meth:`Predictor.predict_folder` predicts every case again, replacing earlier outputs,
             also those of another model (without it, finished cases are skipped and a folder predicted by
             another model is refused).
         compile: Channels-last weights and ``torch.compile`` for torch networks on the CPU, after a warm-up
             of eager windows (:mod:`autounet.inference.cpu_compile`); ``None``: where it was measured to be
             faster (3D networks on AVX-512 CPUs).
+        line_source: Where the maps of line tasks come from: ``"head"``, their own output thinned to a
+            one-voxel line; ``"boundary"``, the line ``dataset.json`` declares for them (``"boundary"``)
+            between labels of the predicted area map (the calving front as the glacier/ocean border).
     """
 
     step_size: float = 0.5
@@ -86,9 +93,10 @@ class PredictionSettings:
     save_probabilities: bool = False
     batch_size: int = 1
     show_progress: bool = True
-    postprocessing: PostprocessingPlan | None = None
+    postprocessing: PostprocessingPlan | TaskPostprocessing | None = None
     overwrite: bool = False
     compile: bool | None = None
+    line_source: str = "head"
 
 
 @dataclass(frozen=True)
@@ -128,12 +136,20 @@ class Predictor:
                               f"its previous stage '{model.configuration.previous_stage}' too (from_model_folder "
                               "does)")
         self.model = model
-        self.layout = OutputLayout.from_description(model.description)
-        if self.multitask and (model.previous_stage is not None or (settings and settings.postprocessing)):
-            raise ConfigError("a model of several label maps predicts without cascade stages or a single "
-                              "postprocessing plan")
-        self.device = torch.device(device)
         self.settings = settings or PredictionSettings()
+        self.layout = OutputLayout.from_description(model.trained_description)
+        post = self.settings.postprocessing
+        self.outputs = TaskOutputs(model.description, model.configuration.label_derivation, self.layout,
+                                   self.settings.line_source)
+        if self.multitask and (model.previous_stage is not None or isinstance(post, PostprocessingPlan)):
+            raise ConfigError("a model of several label maps predicts without cascade stages, and its "
+                              "postprocessing names each task ({\"tasks\": {...}}); a single plan is refused")
+        if not self.multitask and isinstance(post, TaskPostprocessing):
+            raise ConfigError("a per-task postprocessing ({\"tasks\": {...}}) fits a model of several label maps; "
+                              "this model predicts one")
+        if isinstance(post, TaskPostprocessing):
+            self.outputs = replace(self.outputs, postprocessing=post)
+        self.device = torch.device(device)
         mirror = model.mirror_axes if self.settings.use_mirroring else ()
         self.window_settings = SlidingWindowSettings(
             patch_size=tuple(model.configuration.patch_size), step_size=self.settings.step_size,
@@ -181,7 +197,7 @@ class Predictor:
     @property
     def multitask(self) -> bool:
         """Whether the model predicts several label maps (tasks)."""
-        return len(self.layout.tasks) > 1
+        return len(self.outputs.tasks) > 1
 
     @property
     def region_class_order(self) -> tuple[int, ...] | None:
@@ -229,9 +245,10 @@ class Predictor:
 
     def predict_array_tasks(self, image: np.ndarray, geometry: ImageGeometry) -> dict[str, np.ndarray]:
         """Every label map of one image given as an array (see :meth:`predict_array`), by task name; line
-        tasks thinned to one-voxel lines. A one-task model gives its one map under its task name."""
+        tasks as one-voxel lines (``settings.line_source``). A one-task model gives its one map under its task
+        name."""
         logits, properties = self._array_logits(image, geometry)
-        return {task.name: seg for task, seg, _ in self._task_maps(logits, properties)}
+        return {name: seg for name, seg, _ in self._task_maps(logits, properties)}
 
     def _array_logits(self, image: np.ndarray, geometry: ImageGeometry) -> tuple[torch.Tensor, CaseProperties]:
         expected = self.model.description.num_channels
@@ -295,7 +312,7 @@ class Predictor:
         cases = {case: case_channel_files(channels, ending, expected) for case, channels in sorted(groups.items())}
         outputs = {case: output_dir / f"{case}{ending}" for case in cases}
         # A multi-task case is finished when its last task's map exists (the maps are written in task order).
-        last = self.layout.tasks[-1].name
+        last = self.outputs.tasks[-1].name
         finished = {case: task_output_file(output_dir, last, file.name) if self.multitask else file
                     for case, file in outputs.items()}
         prepare_output_folder(output_dir, self.model.description, self.model.plans, self.origin,
@@ -381,25 +398,15 @@ class Predictor:
         seg, probabilities = to_original_geometry(logits, properties, self.model.plans, self.model.configuration,
                                                self.region_class_order,
                                                return_probabilities=self.settings.save_probabilities)
-        if self.settings.postprocessing is not None:
+        if isinstance(self.settings.postprocessing, PostprocessingPlan):
             seg = apply_postprocessing(seg, self.settings.postprocessing)
         return seg, probabilities
 
     def _task_maps(self, logits: torch.Tensor, properties: CaseProperties
-                   ) -> list[tuple[OutputTask, np.ndarray, np.ndarray | None]]:
-        """Each task's label map (line tasks thinned) and optional probabilities in the original grid."""
-        maps = []
-        for task in self.layout.tasks:
-            seg, probabilities = to_original_geometry(
-                logits[task.channels], properties, self.model.plans, self.model.configuration,
-                task.scheme.regions_class_order, return_probabilities=self.settings.save_probabilities)
-            if task.kind == "line":
-                label = task.scheme.foreground_labels[0]
-                seg = (thin_to_line(seg == label) * label).astype(seg.dtype)
-            elif self.settings.postprocessing is not None:
-                seg = apply_postprocessing(seg, self.settings.postprocessing)
-            maps.append((task, seg, probabilities))
-        return maps
+                   ) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+        """Each written task's label map and optional probabilities in the original grid."""
+        return self.outputs.maps(logits, properties, self.model.plans, self.model.configuration,
+                                 self.settings.save_probabilities)
 
     def _finish(self, prepared: _PreparedCase, logits: torch.Tensor) -> None:
         """Pipeline last stage: export and write one case (probabilities first, the label map last)."""
@@ -424,7 +431,7 @@ class Predictor:
         stem = split_ending(name)
         assert stem is not None  # checked by _prepare_files
         for task, seg, probabilities in self._task_maps(logits, prepared.properties):
-            target = task_output_file(output_dir, task.name, name)
+            target = task_output_file(output_dir, task, name)
             if probabilities is not None:
                 save_probabilities(target.with_name(f"{stem[0]}.npz"), probabilities)
             write_segmentation(seg, prepared.properties.original_geometry, target)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from autounet.dataset.derived import LabelDerivation
 from autounet.errors import ConfigError
 from autounet.io.jsonio import read_json, write_json
 from autounet.io.serialization import OMIT_WHEN_DEFAULT, from_dict, to_dict
@@ -33,6 +34,7 @@ __all__ = [
     "ResamplingPlan",
     "data_identifier",
     "describe_plans",
+    "label_data_identifier",
     "load_plans",
     "save_plans",
     "validate_plans",
@@ -156,6 +158,9 @@ class ConfigurationPlan:
         estimated_memory_gib: Planner's estimate of training memory at this patch and batch size.
         detection: For a detection configuration (``3d_det``, ``2d_det``), the heads and anchors; its data
             stores two label maps per case (semantic, then instance ids). ``None`` for segmentation.
+        label_derivation: Label maps this configuration trains on that preprocessing computes from the
+            dataset's (derived line tasks, fused labels; :mod:`autounet.dataset.derived`); ``None``: the
+            dataset's maps as they are. Its data gets a folder of its own (see :func:`label_data_identifier`).
     """
 
     name: str
@@ -173,6 +178,7 @@ class ConfigurationPlan:
     batch_dice: bool = False
     estimated_memory_gib: float = 0.0
     detection: DetectionPlan | None = field(default=None, metadata=OMIT_WHEN_DEFAULT)  # absent: segmentation
+    label_derivation: LabelDerivation | None = field(default=None, metadata=OMIT_WHEN_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -228,6 +234,16 @@ def data_identifier(configuration: ConfigurationPlan, axis_order: tuple[int, ...
         relevant["label_maps"] = "semantic+instances"
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
     return f"{configuration.ndim}d_{digest}"
+
+
+def label_data_identifier(identifier: str, configuration: ConfigurationPlan) -> str:
+    """The data folder name of a configuration whose preprocessing identifier is ``identifier``: the same
+    without a label derivation, else with a digest of the derivation appended (a configuration that inherits
+    the identifier of its parent in ``plans.json`` and adds a derivation still gets a folder of its own)."""
+    if configuration.label_derivation is None:
+        return identifier
+    text = json.dumps(to_dict(configuration.label_derivation), sort_keys=True)
+    return f"{identifier}_labels{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 def save_plans(path: str | os.PathLike, plans: Plans) -> None:

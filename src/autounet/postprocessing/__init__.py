@@ -13,17 +13,27 @@ from autounet.postprocessing.plan import (
     load_postprocessing,
     save_postprocessing,
 )
+from autounet.postprocessing.tasks import (
+    TaskPostprocessing,
+    determine_task_postprocessing,
+    load_any_postprocessing,
+    save_task_postprocessing,
+)
 
 __all__ = [
     "POSTPROCESSING_FILE",
     "CasePair",
     "DecisionStep",
     "PostprocessingPlan",
+    "TaskPostprocessing",
     "apply_postprocessing",
     "determine_postprocessing",
+    "determine_task_postprocessing",
     "keep_largest_component",
+    "load_any_postprocessing",
     "load_postprocessing",
     "mean_dice",
     "save_postprocessing",
+    "save_task_postprocessing",
     "scored_labels",
 ]

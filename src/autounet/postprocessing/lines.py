@@ -8,9 +8,12 @@ skeletonisation (Zhang's method in 2D, Lee's in 3D), which keeps the band's topo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
-from scipy import ndimage
 from skimage.morphology import skeletonize
+
+from autounet.dataset.derived import boundary_mask
 
 __all__ = ["boundary_between", "thin_to_line"]
 
@@ -28,20 +31,19 @@ def thin_to_line(mask: np.ndarray) -> np.ndarray:
     return skeletonize(squeezed).astype(bool).reshape(mask.shape)
 
 
-def boundary_between(labels: np.ndarray, inside: int, outside: int) -> np.ndarray:
-    """Voxels of label ``inside`` that touch (share a face with) a voxel of label ``outside``.
+def boundary_between(labels: np.ndarray, inside: int | Sequence[int], outside: int | Sequence[int]) -> np.ndarray:
+    """Voxels of label(s) ``inside`` that touch (share a face with) a voxel of label(s) ``outside``.
 
     The calving front as nnU-Net's glacier fork extracts it from a zone map: glacier pixels next to ocean.
 
     Args:
         labels: Integer label map.
-        inside: The label whose border voxels form the line.
-        outside: The label they must touch.
+        inside: The label (or labels) whose border voxels form the line.
+        outside: The label (or labels) they must touch.
 
     Returns:
         Boolean mask, same shape as ``labels``.
     """
-    labels = np.asarray(labels)
-    face_neighbours = ndimage.generate_binary_structure(labels.ndim, 1)
-    near_outside = ndimage.binary_dilation(labels == outside, structure=face_neighbours)
-    return (labels == inside) & near_outside
+    def values(given: int | Sequence[int]) -> tuple[int, ...]:
+        return (int(given),) if isinstance(given, int | np.integer) else tuple(int(v) for v in given)
+    return boundary_mask(labels, values(inside), values(outside))

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from autounet.dataset.derived import LabelDerivation, derive_description, derive_label_maps
 from autounet.dataset.description import DatasetDescription
 from autounet.dataset.nndet import load_instance_label
 from autounet.dataset.raw import RawCase, RawDataset
 from autounet.errors import ConfigError
 from autounet.io.images import read_image, read_segmentation
-from autounet.planning.plans import ConfigurationPlan, Plans, data_identifier
+from autounet.planning.plans import ConfigurationPlan, Plans, data_identifier, label_data_identifier
 from autounet.preprocessing.case import CaseOptions, preprocess_case
 from autounet.preprocessing.storage import case_finished, remove_stale_temporaries, write_case
 from autounet.progress import parallel_map
@@ -63,8 +64,10 @@ class _CaseTask:
 
 
 def resolve_data_identifier(plans: Plans, configuration: ConfigurationPlan) -> str:
-    """The configuration's data identifier (computed from its fields when the plans leave it empty)."""
-    return configuration.data_identifier or data_identifier(configuration, tuple(plans.axis_order))
+    """The configuration's data folder name: its data identifier (computed from its fields when the plans leave
+    it empty), with a digest of its label derivation appended when it has one."""
+    identifier = configuration.data_identifier or data_identifier(configuration, tuple(plans.axis_order))
+    return label_data_identifier(identifier, configuration)
 
 
 def default_configurations(plans: Plans) -> tuple[str, ...]:
@@ -79,13 +82,16 @@ def default_configurations(plans: Plans) -> tuple[str, ...]:
     return tuple(chosen)
 
 
-def case_label_maps(case: RawCase, description: DatasetDescription, detection: bool = False) -> np.ndarray | None:
+def case_label_maps(case: RawCase, description: DatasetDescription, detection: bool = False,
+                    derivation: LabelDerivation | None = None) -> np.ndarray | None:
     """The label array of a raw case as preprocessing (and scoring against the raw labels) uses it.
 
     Args:
         case: The raw case.
         description: Its dataset's ``dataset.json``.
         detection: For a detection configuration: both maps stacked.
+        derivation: The configuration's label derivation: the maps of its derived tasks instead
+            (:func:`~autounet.dataset.derived.derive_label_maps`).
 
     Returns:
         ``None`` without label; the label map of a segmentation dataset; for a dataset with instance labels
@@ -105,7 +111,7 @@ def case_label_maps(case: RawCase, description: DatasetDescription, detection: b
         seg = read_segmentation(case.label_file)[0]
         if len(case.label_files) > 1:  # several label maps (tasks): stacked (L, *spatial) in task order
             seg = np.stack([seg, *(read_segmentation(path)[0] for path in case.label_files[1:])])
-        return seg
+        return derive_label_maps(seg, description, derivation)
     instance_map, semantic, _ = load_instance_label(case.label_file, case.instances_file,
                                                     description.instance_classes)
     if not detection:
@@ -118,7 +124,8 @@ def case_label_maps(case: RawCase, description: DatasetDescription, detection: b
 def _run_task(task: _CaseTask) -> str:
     case = task.case
     image, geometry = read_image(case.image_files)
-    seg = case_label_maps(case, task.description, task.configuration.detection is not None)
+    seg = case_label_maps(case, task.description, task.configuration.detection is not None,
+                          task.configuration.label_derivation)
     options = CaseOptions(case_id=case.case_id, foreground_labels=task.foreground_labels)
     data, seg_out, properties = preprocess_case(image, seg, geometry, task.plans, task.configuration, options)
     del image, seg
@@ -149,10 +156,10 @@ def preprocess_dataset(dataset: RawDataset, plans: Plans, configuration_names: S
     tasks: list[_CaseTask] = []
     skipped = 0
     seen: set[str] = set()
-    # Class locations of the first label map come from its declared labels; further maps sample what they hold.
-    labels = dataset.description.tasks[0].foreground_labels
     for name in configuration_names:
         configuration = plans.configuration(name)
+        # Class locations of the first label map come from its declared labels; further maps sample what they hold.
+        labels = derive_description(dataset.description, configuration.label_derivation).tasks[0].foreground_labels
         identifier = resolve_data_identifier(plans, configuration)
         folder = preprocessed_dir / identifier
         folders[name] = folder

@@ -30,9 +30,10 @@ from autounet.evaluation.lines import LineDistance, line_distance, summarise_lin
 from autounet.evaluation.metrics import label_overlaps
 from autounet.inference.original_geometry import to_original_geometry
 from autounet.inference.sliding_window import SlidingWindowSettings, predict_sliding_window
-from autounet.io.images import read_segmentation, write_segmentation
+from autounet.io.images import write_segmentation
 from autounet.io.jsonio import nan_to_none, write_json
 from autounet.postprocessing.lines import thin_to_line
+from autounet.preprocessing.dataset import case_label_maps
 from autounet.preprocessing.storage import load_case
 from autounet.progress import progress
 from autounet.training.losses import build_loss
@@ -250,7 +251,9 @@ def run_multitask_validation(network: nn.Module, job: MultiTaskValidation, devic
     for case_id in progress(context.validation_cases, "Final validation", total=len(context.validation_cases)):
         data, _, properties = load_case(context.data_folder, case_id, mmap=False)
         logits = predict_sliding_window(network, torch.from_numpy(data), layout.num_outputs, settings, device)
-        case = context.dataset.case(case_id)
+        references = case_label_maps(context.dataset.case(case_id), context.dataset.description,
+                                     derivation=context.configuration.label_derivation)
+        spacing = properties.original_geometry.spacing
         for index, task in enumerate(layout.tasks):
             seg, _ = to_original_geometry(logits[task.channels], properties, context.plans, context.configuration,
                                           task.scheme.regions_class_order)
@@ -258,8 +261,8 @@ def run_multitask_validation(network: nn.Module, job: MultiTaskValidation, devic
                 seg = (thin_to_line(seg == task.scheme.foreground_labels[0]) * task.scheme.foreground_labels[0]
                        ).astype(seg.dtype)
             write_segmentation(seg, properties.original_geometry, job.output / task.name / f"{case_id}{ending}")
-            reference, geometry = read_segmentation(case.label_files[index])  # type: ignore[arg-type]
-            rows[task.name].append(_score(task, case_id, reference, seg, geometry.spacing))
+            reference = references[index] if len(layout.tasks) > 1 else references
+            rows[task.name].append(_score(task, case_id, reference, seg, spacing))
     summary = {"tasks": {task.name: _summarise_task(task, rows[task.name]) for task in layout.tasks}}
     area = [s["foreground_mean_dice"] for t, s in zip(layout.tasks, summary["tasks"].values(), strict=True)
             if t.kind == "area" and not math.isnan(s["foreground_mean_dice"])]

@@ -14,6 +14,7 @@ from autounet.data.augmentation import AugmentationConfig, BatchAugmenter, defau
 from autounet.data.augmentation.config import compute_sampling_patch_size
 from autounet.data.loader import BatchLoader
 from autounet.data.sampler import PatchSampler, SamplerSettings
+from autounet.dataset.derived import derive_description
 from autounet.dataset.labels import OutputLayout
 from autounet.dataset.raw import RawDataset, load_raw_dataset
 from autounet.detection.retina_unet import build_planned_detector
@@ -24,6 +25,7 @@ from autounet.io.serialization import from_dict, load_dataclass, save_dataclass,
 from autounet.networks.registry import build_network, network_builder
 from autounet.paths import run_folder_name, sibling_run_folder
 from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, save_plans
+from autounet.preprocessing.dataset import resolve_data_identifier
 from autounet.preprocessing.storage import case_finished
 from autounet.training.callbacks import MetricsFile, ProgressPlot
 from autounet.training.distributed import DistributedContext, split_batch, unwrap, verify_ranks_agree, wrap_network
@@ -89,11 +91,14 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
             starts from scratch with a warning.
     """
     dataset = load_raw_dataset(job.raw_dataset)
-    layout = OutputLayout.from_description(dataset.description)
-    plans = _with_recipe_network(_load_plans(job), job.configuration, recipe, layout)
+    plans = _load_plans(job)
+    # The maps trained on: the dataset's, or those the configuration's label derivation computes from them.
+    derivation = plans.configuration(job.configuration).label_derivation
+    layout = OutputLayout.from_description(derive_description(dataset.description, derivation))
+    plans = _with_recipe_network(plans, job.configuration, recipe, layout)
     configuration = plans.configuration(job.configuration)
     labels = layout.tasks[0].scheme
-    data_folder = job.preprocessed / configuration.data_identifier
+    data_folder = job.preprocessed / resolve_data_identifier(plans, configuration)
     case_ids = [c.case_id for c in dataset.cases]
     missing = [c for c in case_ids if not case_finished(data_folder, c)]
     if missing:

@@ -94,7 +94,8 @@ def run_final_validation(network: nn.Module, job: ValidationJob, device: torch.d
             save_probabilities(job.output / f"{case_id}.npz", probabilities)
         write_segmentation(seg, properties.original_geometry, job.output / f"{case_id}{ending}")
         # the semantic map for a dataset with instance labels
-        reference = case_label_maps(job.dataset.case(case_id), job.dataset.description)
+        reference = case_label_maps(job.dataset.case(case_id), job.dataset.description,
+                                    derivation=job.configuration.label_derivation)
         overlaps = label_overlaps(reference, seg, scored, job.labels.ignore_label)
         rows.append({"case": case_id, "metrics": {_name(label): {"dice": o.dice, "iou": o.iou, "tp": o.tp,
                                                                   "fp": o.fp, "fn": o.fn}
