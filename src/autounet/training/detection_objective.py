@@ -7,8 +7,9 @@ transforms did; an instance's class is the semantic value on it minus one.
 
 The loss is ``w_cls * classification + w_reg * regression + (w_ce * CE + w_dice * Dice)`` of the auxiliary
 foreground segmentation head; the weights are the recipe's ``loss_weights`` (``classification``,
-``regression``, ``ce``, ``dice``; 1 when not named). Each validation epoch scores AP at IoU 0.1 (nnDetection's
-main metric) over the validation patches; its moving average picks the best checkpoint. The final validation
+``regression``, ``ce``, ``dice``; 1 when not named). With the plan's ``class_segmentation`` the auxiliary head
+segments the semantic map and the validation boxes' classes take its evidence. Each validation epoch scores AP
+at IoU 0.1 (nnDetection's main metric) over the validation patches; its moving average picks the best checkpoint. The final validation
 scores the same AP over a fixed, seeded set of validation patches (not whole cases: sliding-window detection is
 the inference stage's part) and writes ``validation/summary.json``.
 """
@@ -57,7 +58,8 @@ class DetectionTargets:
 
     Attributes:
         boxes: Boxes and classes (from 0) per image.
-        segmentation: ``(B, 1, *spatial)`` int64 foreground map (1 on any object) for the segmentation head.
+        segmentation: ``(B, 1, *spatial)`` int64 map for the segmentation head: the semantic map (0 background,
+            class ``c`` as ``c + 1``) for a class segmentation head, else foreground (1 on any object).
     """
 
     boxes: BoxTargets
@@ -102,7 +104,9 @@ class DetectionObjective:
         self.detection_loss = detection_loss or DetectionLoss()
         self.segmentation_loss = DiceCELoss(context.configuration.batch_dice, self.weights["ce"],
                                             self.weights["dice"])
-        self.postprocess = postprocess or PostprocessSettings()
+        detection = context.configuration.detection
+        self.class_segmentation = detection is not None and detection.class_segmentation
+        self.postprocess = postprocess or PostprocessSettings(class_evidence=self.class_segmentation)
         self.step = 0
         self.ema: float | None = None
         self.reset_metric()
@@ -128,8 +132,9 @@ class DetectionObjective:
             raise ConfigError(f"detection batches need a semantic and an instance label channel, got label shape "
                               f"{tuple(seg.shape)}; was the dataset preprocessed with instance labels?")
         semantic, instances = seg[:, 0], seg[:, 1]
-        foreground = (semantic > 0).long().unsqueeze(1)
-        return image, DetectionTargets(boxes_from_label_maps(semantic, instances), foreground)
+        # Patches reaching past the image carry -1 there: background for either head.
+        segmentation = semantic.long().clamp(min=0) if self.class_segmentation else (semantic > 0).long()
+        return image, DetectionTargets(boxes_from_label_maps(semantic, instances), segmentation.unsqueeze(1))
 
     def _terms(self, outputs: RetinaUNetOutput, targets: DetectionTargets) -> tuple[Tensor, Tensor, Tensor]:
         # The sampler draws from a generator seeded by the run's seed and a step counter kept in the
