@@ -30,11 +30,11 @@ from autounet.networks.blocks import conv_class
 from autounet.networks.registry import register_network
 from autounet.networks.spec import UNetSpec
 from autounet.networks.unet import UNet
-from autounet.planning.plans import ConfigurationPlan
+from autounet.planning.plans import ConfigurationPlan, DetectionInference
 
 __all__ = ["PostprocessSettings", "RetinaUNet", "RetinaUNetOutput", "build_planned_detector", "build_retina_unet",
            "default_anchor_generator", "default_levels", "level_strides", "postprocess_detections",
-           "select_detections"]
+           "select_detections", "window_settings"]
 
 
 @dataclass(frozen=True)
@@ -287,9 +287,20 @@ def build_retina_unet(spec: UNetSpec, in_channels: int, num_classes: int, deep_s
 
 
 
-def build_planned_detector(configuration: ConfigurationPlan, in_channels: int) -> RetinaUNet:
+def window_settings(inference: DetectionInference, class_evidence: bool = False) -> PostprocessSettings:
+    """The per-window box decoding of a detector's inference parameters: every box down to the score threshold
+    (at least 0.01, nnDetection's model-level cut, so that NMS has a bounded number of candidates), the
+    candidates per level, NMS IoU, boxes per window (the boxes per image) and minimum size (at least 0.01)."""
+    return PostprocessSettings(
+        score_threshold=max(inference.score_threshold, 0.01), topk_per_level=inference.candidates_per_level,
+        nms_iou=inference.nms_iou, detections_per_image=inference.detections_per_image,
+        min_size=max(inference.min_size, 0.01), class_evidence=class_evidence)
+
+
+def build_planned_detector(configuration: ConfigurationPlan, in_channels: int,
+                           inference: DetectionInference | None = None) -> RetinaUNet:
     """The Retina U-Net of a detection configuration: its U-Net, its head levels and fitted anchor shapes, its
-    per-window box decoding (score threshold, candidates per level, NMS, size limit).
+    per-window box decoding (:func:`window_settings`) from ``inference`` (default: the plan's parameters).
 
     Raises:
         ValueError: The configuration carries no detection plan.
@@ -299,11 +310,6 @@ def build_planned_detector(configuration: ConfigurationPlan, in_channels: int) -
         raise ValueError(f"configuration '{configuration.name}' is no detection configuration")
     network = build_retina_unet(configuration.network, in_channels, plan.num_classes, levels=plan.head_levels,
                                 anchor_shapes=plan.anchor_shapes, class_segmentation=plan.class_segmentation)
-    inference = plan.inference
-    # Windows keep every box down to the plan's threshold (min 0.01, as nnDetection's model-level cut, so NMS
-    # has a bounded number of candidates); fusion across windows applies the plan's own threshold.
-    network.postprocess = PostprocessSettings(
-        score_threshold=max(inference.score_threshold, 0.01), topk_per_level=inference.candidates_per_level,
-        nms_iou=inference.nms_iou, detections_per_image=inference.detections_per_image,
-        min_size=max(inference.min_size, 0.01), class_evidence=plan.class_segmentation)
+    # Fusion across windows applies the parameters once more to the fused boxes (BoxFusionSettings).
+    network.postprocess = window_settings(inference or plan.inference, plan.class_segmentation)
     return network
