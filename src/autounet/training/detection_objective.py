@@ -27,11 +27,12 @@ import torch
 from torch import Tensor, nn
 
 from autounet.detection.box_files import box_file_name, write_boxes_json
-from autounet.detection.detections import Detections, fusion_settings
+from autounet.detection.detections import Detector, fusion_settings
 from autounet.detection.inference_parameters import INFERENCE_PARAMETERS_FILE, save_swept_inference
 from autounet.detection.losses import BoxTargets, DetectionLoss
 from autounet.detection.retina_unet import (
     PostprocessSettings,
+    RetinaUNet,
     RetinaUNetOutput,
     postprocess_detections,
     window_settings,
@@ -220,11 +221,7 @@ class DetectionObjective:
         configuration = context.configuration
         detection = configuration.detection
         defaults = detection.inference if detection is not None else DetectionInference()
-        raw = raw_window_settings(defaults, self.class_segmentation)
-
-        def detect(patches: Tensor) -> list[Detections]:  # every candidate: the sweep re-selects them
-            return postprocess_detections(network(patches), self.detection_loss.coder, raw)
-
+        detect = _candidate_detector(network, raw_window_settings(defaults, self.class_segmentation))
         settings = SlidingWindowSettings(patch_size=tuple(configuration.patch_size), mirror_axes=context.mirror_axes)
         network.eval()
         output = context.output / "validation"
@@ -253,6 +250,13 @@ class DetectionObjective:
                     metrics.ap_at_0_1, metrics.froc_score,
                     "n/a" if swept.ap_swept is None else f"{swept.ap_swept:.4f}")
         return summary
+
+
+def _candidate_detector(network: nn.Module, raw: PostprocessSettings) -> Detector:
+    """A Retina U-Net decoding every candidate box the sweep may keep; any other detector's own ``detect``."""
+    if isinstance(network, RetinaUNet):
+        return lambda patches: postprocess_detections(network(patches), network.coder, raw)
+    return network.detect  # type: ignore[attr-defined, return-value]
 
 
 def _image_detections(outputs: RetinaUNetOutput, targets: DetectionTargets, loss: DetectionLoss,
