@@ -9,14 +9,16 @@ Writes the toy dataset (``autounet example detection``, 20 training + 10 test ca
 for nnDetection's size), plans and preprocesses it once, then trains fold 0 twice with the same number of
 epochs x iterations:
 
-* ``3d_det`` with the ``detection`` recipe (Retina U-Net), predicted with ``autounet predict`` (box files);
+* ``3d_det`` with the ``detection`` recipe (Retina U-Net: class segmentation head as class evidence, inference
+  parameters swept on the fold's validation cases after training), predicted with ``autounet predict`` (box
+  files, with the swept parameters);
 * ``3d_fullres`` with the default recipe (segmentation of the semantic map), predicted with
   ``--save-probabilities`` and turned into boxes with ``autounet seg-to-boxes`` (each connected component a box
   scored by its highest probability): nnDetection's "nnU-Net as a detector" baseline.
 
-Both are scored with ``autounet evaluate`` on the test cases (AP at IoU 0.1, FROC score). The table gives them
-with seconds per training iteration (median of the epochs' times over the iterations, validation included) and
-seconds per predicted test case (mirroring on). nnDetection itself cannot be installed here (a compiled
+Both are scored with ``autounet evaluate`` on the test cases (AP at IoU 0.1, per class, FROC score). The table
+gives them with seconds per training iteration (median of the epochs' times over the iterations, validation
+included) and seconds per predicted test case (mirroring on). nnDetection itself cannot be installed here (a compiled
 C++/CUDA extension and PyTorch 1.x); its published expectation on the toy problem is near-perfect AP.
 """
 
@@ -49,10 +51,13 @@ def seconds_per_iteration(fold: Path, iterations: int) -> float:
     return statistics.median(history["epoch_seconds"]) / iterations
 
 
-def scores(summary_file: Path) -> tuple[float, float]:
-    """AP at IoU 0.1 and FROC score from ``detection_summary.json``."""
+def scores(summary_file: Path) -> tuple[float, str, float]:
+    """AP at IoU 0.1, the per-class APs (``/``-separated, by class) and FROC score from
+    ``detection_summary.json``."""
     summary = json.loads(summary_file.read_text())
-    return summary["AP_IoU_0.10_MaxDet_100"] or 0.0, summary["FROC_score_IoU_0.10"] or 0.0
+    per_class = "/".join(f"{(values['AP_IoU_0.10'] or 0.0):.2f}"
+                         for _, values in sorted(summary["per_class"].items(), key=lambda item: int(item[0])))
+    return summary["AP_IoU_0.10_MaxDet_100"] or 0.0, per_class, summary["FROC_score_IoU_0.10"] or 0.0
 
 
 def main() -> int:
@@ -70,7 +75,7 @@ def main() -> int:
     budget = ["--epochs", str(args.epochs), "--iterations-per-epoch", str(args.iterations),
               "--validation-iterations", "4"]
     results = root / "results" / "Dataset505_ExampleDetection"
-    rows = [("model", "AP@0.1", "FROC score", "s / train iteration", "s / test case")]
+    rows = [("model", "AP@0.1", "AP per class", "FROC score", "s / train iteration", "s / test case")]
     settings = (("Retina U-Net (3d_det)", ["-c", "3d_det", "--recipe", "detection"], "3d_det__detection__plans"),
                 ("segmentation -> boxes (3d_fullres)", ["-c", "3d_fullres"], "3d_fullres"))
     for label, choice, run_folder in settings:
@@ -85,9 +90,9 @@ def main() -> int:
         if extra:
             run(["seg-to-boxes", str(output)], root)
         run(["evaluate", str(raw / "labelsTs"), str(output), "--boxes"], root)
-        ap, froc = scores(output / "detection_summary.json")
-        rows.append((label, f"{ap:.3f}", f"{froc:.3f}", f"{seconds_per_iteration(fold, args.iterations):.3f}",
-                     f"{seconds / len(tests):.2f}"))
+        ap, per_class, froc = scores(output / "detection_summary.json")
+        rows.append((label, f"{ap:.3f}", per_class, f"{froc:.3f}",
+                     f"{seconds_per_iteration(fold, args.iterations):.3f}", f"{seconds / len(tests):.2f}"))
     print(f"CPU: {cpu_description()}")
     print(f"budget: fold 0, {args.epochs} epochs x {args.iterations} iterations each; "
           f"{'full' if args.full else 'small'} toy; mirroring on at prediction")

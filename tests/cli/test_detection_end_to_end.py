@@ -10,6 +10,7 @@ import pytest
 
 from autounet.cli.main import main
 from autounet.dataset._synthetic_detection import DetectionToyOptions, generate_detection_toy
+from autounet.detection.inference_parameters import INFERENCE_PARAMETERS_FILE, load_swept_inference
 
 
 def test_toy_detection_trains_predicts_boxes_and_evaluates(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -23,11 +24,16 @@ def test_toy_detection_trains_predicts_boxes_and_evaluates(tmp_path: Path, capsy
     summary = json.loads((fold / "validation" / "summary.json").read_text())
     assert summary["evaluated_on"] == "validation cases (sliding window)"
     assert sorted(p.name for p in (fold / "validation").glob("*_boxes.json"))
+    # The final validation swept the inference parameters on the same cases and stored them with the fold.
+    swept = load_swept_inference(fold / INFERENCE_PARAMETERS_FILE)
+    assert swept.num_cases == len(summary["validation_cases"])
+    assert summary["swept_inference"]["AP_IoU_0.10_swept"] == swept.ap_swept
     raw = next((tmp_path / "raw").glob("Dataset505_*"))
     out = tmp_path / "boxes"
     # -c 3d_det finds the configuration's one run (trained with the detection recipe).
     assert main(["predict", "-d", "505", "-c", "3d_det", "-f", "0", "-i", str(raw / "imagesTs"), "-o", str(out),
                  "--disable-tta", *root]) == 0
+    assert f"inference parameters: {fold / INFERENCE_PARAMETERS_FILE}" in capsys.readouterr().out
     files = sorted(p.name for p in out.glob("*_boxes.json"))
     assert len(files) == 2
     boxes = json.loads((out / files[0]).read_text())
@@ -35,3 +41,13 @@ def test_toy_detection_trains_predicts_boxes_and_evaluates(tmp_path: Path, capsy
     capsys.readouterr()
     assert main(["evaluate", str(raw / "labelsTs"), str(out)]) == 0  # box files only: scored as boxes
     assert "AP@0.1" in capsys.readouterr().out
+    # Command-line values override the swept parameters; values outside their range are usage errors.
+    limited = tmp_path / "limited"
+    assert main(["predict", "-d", "505", "-c", "3d_det", "-f", "0", "-i", str(raw / "imagesTs"), "-o", str(limited),
+                 "--disable-tta", "--boxes-per-image", "1", *root]) == 0
+    assert "with detections_per_image=1" in capsys.readouterr().out
+    assert all(len(json.loads(f.read_text())["boxes"]) <= 1 for f in limited.glob("*_boxes.json"))
+    with pytest.raises(SystemExit) as usage:
+        main(["predict", "-d", "505", "-c", "3d_det", "-i", str(raw / "imagesTs"), "-o", str(limited), "--nms-iou",
+              "1.5", *root])
+    assert usage.value.code == 2

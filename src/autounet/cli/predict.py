@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from autounet.cli._common import add_device_argument, fraction, output_folder, positive_int
+from autounet.cli._common import add_device_argument, fraction, non_negative_float, output_folder, positive_int
 from autounet.dataset.raw import find_raw_dataset
 from autounet.devices import resolve_device
 from autounet.errors import CheckpointError, ConfigError, DatasetError
@@ -74,7 +74,38 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                              "output, thinned to a one-pixel line; boundary: the border between the labels that "
                              "dataset.json's \"boundary\" of the line task names, in the predicted area map (the "
                              "calving front as glacier next to ocean)")
+    _add_detection_arguments(parser)
     parser.set_defaults(handler=run)
+
+
+# Flag -> field of DetectionInference: a detection model's inference parameters, overriding the swept ones.
+_DETECTION_FLAGS = {"score_threshold": "score_threshold", "nms_iou": "nms_iou", "cluster_iou": "cluster_iou",
+                    "min_size": "min_size", "boxes_per_image": "detections_per_image"}
+
+
+def _add_detection_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "detection models", "override the inference parameters swept on the fold's validation cases "
+                            "(fold_N/detection_inference.json; the plan's defaults where a fold has none)")
+    group.add_argument("--score-threshold", type=_unit_interval, metavar="P", help="drop boxes scoring below P")
+    group.add_argument("--nms-iou", type=_unit_interval, metavar="IOU",
+                       help="per window, suppress a box overlapping a better one of its class by more than IOU")
+    group.add_argument("--cluster-iou", type=_unit_interval, metavar="IOU",
+                       help="fuse boxes of windows, mirrorings and folds overlapping by more than IOU")
+    group.add_argument("--min-size", type=non_negative_float, metavar="VOXELS",
+                       help="drop boxes narrower than VOXELS (of the preprocessed grid) along any axis")
+    group.add_argument("--boxes-per-image", type=positive_int, metavar="N", help="keep the N best boxes per case")
+
+
+def _unit_interval(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
 
 
 def run(args: argparse.Namespace, paths: Paths) -> int:
@@ -97,6 +128,10 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
         folds = [] if is_deployed_model_folder(model_folder) else available_folds(model_folder, checkpoint)
     if is_detection_model_folder(model_folder):
         return _predict_boxes(args, model_folder, folds, checkpoint, device)
+    given = [flag for flag in _DETECTION_FLAGS if getattr(args, flag, None) is not None]
+    if given:
+        raise ConfigError(f"--{given[0].replace('_', '-')} applies to detection models only; this is a "
+                          "segmentation model", model_folder)
     deployed = is_deployed_model_folder(model_folder)
     backend, threads, batch_size = _backend(args, model_folder, deployed, device)
     settings = PredictionSettings(step_size=args.step_size, use_mirroring=not args.disable_tta,
@@ -125,7 +160,10 @@ def _predict_boxes(args: argparse.Namespace, model_folder: Path, folds: list, ch
     """A detection model: ``<case>_boxes.json`` per case (world and voxel boxes, class, score)."""
     from autounet.inference.box_prediction import BoxPredictor, load_detection_model
 
-    model = load_detection_model(model_folder, folds, checkpoint, device)
+    overrides = {field: getattr(args, flag) for flag, field in _DETECTION_FLAGS.items()
+                 if getattr(args, flag, None) is not None}
+    model = load_detection_model(model_folder, folds, checkpoint, device, overrides)
+    _announce(args, f"inference parameters: {model.inference_source}")
     predictor = BoxPredictor(model, device, step_size=args.step_size, use_mirroring=not args.disable_tta,
                              show_progress=not getattr(args, "quiet", False))
     outputs = predictor.predict_folder(args.input, args.output, overwrite=bool(getattr(args, "overwrite", False)))

@@ -16,8 +16,9 @@ import torch
 
 from autounet.detection.boxes import box_centers, clip_boxes_to_image, remove_small_boxes, spatial_dims
 from autounet.detection.clustering import batched_weighted_box_clustering
+from autounet.planning.plans import DetectionInference
 
-__all__ = ["BoxFusionSettings", "BoxMerger", "Detections", "Detector", "position_weights"]
+__all__ = ["BoxFusionSettings", "BoxMerger", "Detections", "Detector", "fusion_settings", "position_weights"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,13 @@ class BoxFusionSettings:
             raise ValueError("iou_threshold and score_threshold must lie in [0, 1]")
         if self.min_size < 0 or self.max_detections < 1:
             raise ValueError("min_size must be >= 0 and max_detections >= 1")
+
+
+def fusion_settings(inference: DetectionInference) -> BoxFusionSettings:
+    """The fusion part of a detector's inference parameters (clustering IoU, score threshold, minimum size,
+    boxes per image)."""
+    return BoxFusionSettings(iou_threshold=inference.cluster_iou, score_threshold=inference.score_threshold,
+                             min_size=inference.min_size, max_detections=inference.detections_per_image)
 
 
 def position_weights(boxes: torch.Tensor, patch_size: Sequence[int], sigma_scale: float = 0.125,

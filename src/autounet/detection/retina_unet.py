@@ -21,6 +21,7 @@ from torch import nn
 
 from autounet.detection.anchors import AnchorGenerator
 from autounet.detection.boxes import clip_boxes_to_image, remove_small_boxes
+from autounet.detection.class_evidence import class_shares
 from autounet.detection.clustering import batched_nms
 from autounet.detection.coder import BoxCoder, detector_coder
 from autounet.detection.detections import Detections
@@ -29,10 +30,11 @@ from autounet.networks.blocks import conv_class
 from autounet.networks.registry import register_network
 from autounet.networks.spec import UNetSpec
 from autounet.networks.unet import UNet
-from autounet.planning.plans import ConfigurationPlan
+from autounet.planning.plans import ConfigurationPlan, DetectionInference
 
 __all__ = ["PostprocessSettings", "RetinaUNet", "RetinaUNetOutput", "build_planned_detector", "build_retina_unet",
-           "default_anchor_generator", "default_levels", "level_strides", "postprocess_detections"]
+           "default_anchor_generator", "default_levels", "level_strides", "postprocess_detections",
+           "select_detections", "window_settings"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ class PostprocessSettings:
         nms_iou: NMS drops a box overlapping a better one of its class by more than this IoU.
         detections_per_image: Boxes kept per image after NMS.
         min_size: Boxes smaller than this many voxels along any axis are dropped.
+        class_evidence: Score classes by objectness times the class shares of the segmentation inside each box
+            (:mod:`autounet.detection.class_evidence`); needs a class segmentation head (background and one
+            channel per class), else it is ignored.
     """
 
     score_threshold: float = 0.05
@@ -80,6 +85,7 @@ class PostprocessSettings:
     nms_iou: float = 0.6
     detections_per_image: int = 100
     min_size: float = 0.01
+    class_evidence: bool = False
 
 
 def level_strides(spec: UNetSpec) -> list[tuple[int, ...]]:
@@ -187,8 +193,12 @@ class RetinaUNet(nn.Module):
 def postprocess_detections(output: RetinaUNetOutput, coder: BoxCoder,
                            settings: PostprocessSettings | None = None) -> list[Detections]:
     """Decode a :class:`RetinaUNetOutput` into boxes per image: per level, the (anchor, class) pairs scoring at
-    least the threshold, at most ``topk_per_level`` of them; their boxes decoded and clipped to the image,
-    tiny boxes dropped; NMS within each class; the best ``detections_per_image`` kept.
+    least the threshold, at most ``topk_per_level`` of them; their boxes decoded; then
+    :func:`select_detections` (clipping, tiny boxes, NMS within each class, the best ``detections_per_image``).
+
+    With ``settings.class_evidence`` and a class segmentation (``1 + C`` channels), anchors are chosen by their
+    objectness (best class score) instead, and each decoded box enters once per class with its objectness
+    times that class's share of the segmentation inside the box.
 
     Args:
         output: The network's output.
@@ -197,31 +207,50 @@ def postprocess_detections(output: RetinaUNetOutput, coder: BoxCoder,
     """
     settings = settings or PostprocessSettings()
     num_classes = output.class_logits.shape[-1]
+    evidence = settings.class_evidence and output.seg_logits.shape[1] == num_classes + 1
     results = []
     for image in range(output.class_logits.shape[0]):
         scores = torch.sigmoid(output.class_logits[image].detach().float())
+        if evidence:  # one candidate per anchor, by objectness
+            scores = scores.max(dim=1, keepdim=True).values
         boxes, kept_scores, classes, start = [], [], [], 0
         for count in output.num_anchors_per_level:
             level_scores = scores[start:start + count].flatten()
             candidates = torch.nonzero(level_scores >= settings.score_threshold).flatten()
             top = level_scores[candidates].topk(min(settings.topk_per_level, len(candidates))).indices
             candidates = candidates[top]
-            anchor_index = start + torch.div(candidates, num_classes, rounding_mode="floor")
+            anchor_index = start + torch.div(candidates, scores.shape[1], rounding_mode="floor")
             boxes.append(coder.decode(output.box_deltas[image, anchor_index].detach().float(),
                                       output.anchors[anchor_index].float()))
             kept_scores.append(level_scores[candidates])
-            classes.append(candidates % num_classes)
+            classes.append(candidates % scores.shape[1])
             start += count
-        results.append(_select(torch.cat(boxes), torch.cat(kept_scores), torch.cat(classes), output.image_shape,
-                               settings))
+        found = Detections(torch.cat(boxes), torch.cat(kept_scores), torch.cat(classes))
+        if evidence:
+            found = _with_class_evidence(found, output.seg_logits[image], output.image_shape,
+                                         settings.score_threshold)
+        results.append(select_detections(found, output.image_shape, settings))
     return results
 
 
-def _select(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, shape: Sequence[int],
-            settings: PostprocessSettings) -> Detections:
-    boxes = clip_boxes_to_image(boxes, shape)
+def _with_class_evidence(found: Detections, seg_logits: torch.Tensor, shape: Sequence[int],
+                         score_threshold: float) -> Detections:
+    """Each box once per class: objectness times the class's share of the segmentation inside the box."""
+    boxes = clip_boxes_to_image(found.boxes, shape)
+    shares = class_shares(torch.softmax(seg_logits.detach().float(), dim=0), boxes)
+    scores = found.scores[:, None] * shares
+    box_index, classes = torch.nonzero(scores >= score_threshold, as_tuple=True)
+    return Detections(boxes[box_index], scores[box_index, classes], classes)
+
+
+def select_detections(found: Detections, shape: Sequence[int], settings: PostprocessSettings) -> Detections:
+    """The boxes of one image or window that :func:`postprocess_detections` keeps: scoring at least the
+    threshold, clipped to ``shape``, not smaller than ``min_size``, surviving NMS within each class, the best
+    ``detections_per_image`` of them (by decreasing score)."""
+    found = found.select(found.scores >= settings.score_threshold)
+    boxes = clip_boxes_to_image(found.boxes, shape)
     keep = remove_small_boxes(boxes, settings.min_size)
-    boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+    boxes, scores, classes = boxes[keep], found.scores[keep], found.classes[keep]
     keep = batched_nms(boxes, scores, classes, settings.nms_iou)[:settings.detections_per_image]
     return Detections(boxes[keep], scores[keep], classes[keep])
 
@@ -229,7 +258,8 @@ def _select(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, sh
 @register_network("retina_unet")
 def build_retina_unet(spec: UNetSpec, in_channels: int, num_classes: int, deep_supervision: bool = False,
                       levels: Sequence[int] | None = None,
-                      anchor_shapes: Sequence[Sequence[Sequence[float]]] | None = None) -> RetinaUNet:
+                      anchor_shapes: Sequence[Sequence[Sequence[float]]] | None = None,
+                      class_segmentation: bool = False) -> RetinaUNet:
     """A Retina U-Net on the U-Net a plan describes (the ``retina_unet`` network of the registry).
 
     Args:
@@ -241,6 +271,8 @@ def build_retina_unet(spec: UNetSpec, in_channels: int, num_classes: int, deep_s
         levels: Decoder levels carrying the heads (the plan's); ``None``: :func:`default_levels`.
         anchor_shapes: Per chosen level, its anchor shapes in voxels (the plan's fitted shapes); ``None``:
             :func:`default_anchor_generator`.
+        class_segmentation: The auxiliary head segments background and each class (``1 + num_classes``
+            channels) instead of foreground and background.
     """
     del deep_supervision
     chosen = tuple(levels) if levels is not None else default_levels(spec)
@@ -248,15 +280,27 @@ def build_retina_unet(spec: UNetSpec, in_channels: int, num_classes: int, deep_s
     if anchor_shapes is not None:
         strides = level_strides(spec)
         generator = AnchorGenerator(anchor_shapes, [strides[level] for level in chosen])
-    # The auxiliary head segments foreground from background, whatever the class (nnDetection's choice).
-    unet = UNet(spec, in_channels, 2, deep_supervision=False)
+    # By default the auxiliary head segments foreground from background, whatever the class (nnDetection's
+    # choice); a class segmentation also gives class evidence at full resolution (detection.class_evidence).
+    unet = UNet(spec, in_channels, num_classes + 1 if class_segmentation else 2, deep_supervision=False)
     return RetinaUNet(unet, num_classes, chosen, generator)
 
 
 
-def build_planned_detector(configuration: ConfigurationPlan, in_channels: int) -> RetinaUNet:
+def window_settings(inference: DetectionInference, class_evidence: bool = False) -> PostprocessSettings:
+    """The per-window box decoding of a detector's inference parameters: every box down to the score threshold
+    (at least 0.01, nnDetection's model-level cut, so that NMS has a bounded number of candidates), the
+    candidates per level, NMS IoU, boxes per window (the boxes per image) and minimum size (at least 0.01)."""
+    return PostprocessSettings(
+        score_threshold=max(inference.score_threshold, 0.01), topk_per_level=inference.candidates_per_level,
+        nms_iou=inference.nms_iou, detections_per_image=inference.detections_per_image,
+        min_size=max(inference.min_size, 0.01), class_evidence=class_evidence)
+
+
+def build_planned_detector(configuration: ConfigurationPlan, in_channels: int,
+                           inference: DetectionInference | None = None) -> RetinaUNet:
     """The Retina U-Net of a detection configuration: its U-Net, its head levels and fitted anchor shapes, its
-    per-window box decoding (score threshold, candidates per level, NMS, size limit).
+    per-window box decoding (:func:`window_settings`) from ``inference`` (default: the plan's parameters).
 
     Raises:
         ValueError: The configuration carries no detection plan.
@@ -265,12 +309,7 @@ def build_planned_detector(configuration: ConfigurationPlan, in_channels: int) -
     if plan is None:
         raise ValueError(f"configuration '{configuration.name}' is no detection configuration")
     network = build_retina_unet(configuration.network, in_channels, plan.num_classes, levels=plan.head_levels,
-                                anchor_shapes=plan.anchor_shapes)
-    inference = plan.inference
-    # Windows keep every box down to the plan's threshold (min 0.01, as nnDetection's model-level cut, so NMS
-    # has a bounded number of candidates); fusion across windows applies the plan's own threshold.
-    network.postprocess = PostprocessSettings(
-        score_threshold=max(inference.score_threshold, 0.01), topk_per_level=inference.candidates_per_level,
-        nms_iou=inference.nms_iou, detections_per_image=inference.detections_per_image,
-        min_size=max(inference.min_size, 0.01))
+                                anchor_shapes=plan.anchor_shapes, class_segmentation=plan.class_segmentation)
+    # Fusion across windows applies the parameters once more to the fused boxes (BoxFusionSettings).
+    network.postprocess = window_settings(inference or plan.inference, plan.class_segmentation)
     return network

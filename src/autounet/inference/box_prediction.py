@@ -11,8 +11,8 @@ class. Only boxes are kept per window, never dense outputs, so memory does not g
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +22,10 @@ from autounet.dataset.description import DatasetDescription, load_dataset_json
 from autounet.dataset.raw import case_channel_files, group_channel_files
 from autounet.detection.box_files import OriginalBox, box_file_name, boxes_in_world, write_boxes_json
 from autounet.detection.boxes import flip_boxes
-from autounet.detection.detections import BoxFusionSettings, BoxMerger, Detections, Detector
-from autounet.detection.retina_unet import build_planned_detector
-from autounet.errors import AutounetError, CheckpointError, DatasetError
+from autounet.detection.detections import BoxFusionSettings, BoxMerger, Detections, Detector, fusion_settings
+from autounet.detection.inference_parameters import check_inference_parameters, swept_inference_of_folds
+from autounet.detection.retina_unet import PostprocessSettings, build_planned_detector, select_detections
+from autounet.errors import AutounetError, CheckpointError, ConfigError, DatasetError
 from autounet.inference.nnunet_model import is_nnunet_model_folder
 from autounet.inference.sliding_window import SlidingWindowSettings, iter_window_batches, pad_to_patch
 from autounet.inference.tta import mirror_dim_combinations
@@ -32,13 +33,13 @@ from autounet.io.checkpoints import load_checkpoint
 from autounet.io.geometry import ImageGeometry
 from autounet.io.images import read_image
 from autounet.paths import configuration_of_run_folder
-from autounet.planning.plans import ConfigurationPlan, Plans, load_plans
+from autounet.planning.plans import ConfigurationPlan, DetectionInference, Plans, load_plans
 from autounet.preprocessing.case import preprocess_case
 from autounet.preprocessing.properties import CaseProperties
 from autounet.progress import progress
 
-__all__ = ["BoxPredictor", "DetectionModel", "boxes_to_original", "is_detection_model_folder",
-           "load_detection_model", "predict_boxes_sliding_window"]
+__all__ = ["BoxPredictor", "DetectionModel", "WindowDetections", "boxes_to_original", "collect_window_detections",
+           "is_detection_model_folder", "load_detection_model", "predict_boxes_sliding_window"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,56 @@ def predict_boxes_sliding_window(detectors: Sequence[Detector], image: torch.Ten
     Raises:
         ValueError: No detector, or a patch with fewer axes than the image (boxes need whole volumes).
     """
+    with torch.inference_mode():
+        padded, crop, passes = _window_passes(detectors, image, settings, device)
+        merger = BoxMerger(padded, crop, settings.patch_size, fusion)
+        for start, detections in passes:  # only boxes are kept per window: memory does not grow with the image
+            merger.add(start, detections)
+        return merger.finalize()
+
+
+@dataclass(frozen=True)
+class WindowDetections:
+    """Every window pass's detections of one image before fusion (to fuse them again with other parameters,
+    as the inference-parameter sweep does).
+
+    Attributes:
+        image_shape: Spatial shape of the padded image the windows tile.
+        crop: Where the unpadded image lies in it.
+        patch_size: Window size.
+        windows: Per window, mirrored pass and detector: the window's start and its detections (window
+            coordinates, flipped back).
+    """
+
+    image_shape: tuple[int, ...]
+    crop: tuple[slice, ...]
+    patch_size: tuple[int, ...]
+    windows: tuple[tuple[tuple[int, ...], Detections], ...]
+
+    def fuse(self, fusion: BoxFusionSettings, select: PostprocessSettings | None = None) -> Detections:
+        """The image's fused detections, each window's detections first reduced by
+        :func:`~autounet.detection.retina_unet.select_detections` with ``select`` when given."""
+        merger = BoxMerger(self.image_shape, self.crop, self.patch_size, fusion)
+        for start, found in self.windows:
+            merger.add(start, found if select is None else select_detections(found, self.patch_size, select))
+        return merger.finalize()
+
+
+def collect_window_detections(detectors: Sequence[Detector], image: torch.Tensor, settings: SlidingWindowSettings,
+                              device: torch.device | None = None) -> WindowDetections:
+    """The detections of every window, mirrored pass and detector of a preprocessed image, unfused, on the CPU
+    (arguments as :func:`predict_boxes_sliding_window`)."""
+    with torch.inference_mode():
+        padded, crop, passes = _window_passes(detectors, image, settings, device)
+        windows = tuple((start, found.to("cpu")) for start, found in passes)
+    return WindowDetections(padded, crop, tuple(int(p) for p in settings.patch_size), windows)
+
+
+def _window_passes(detectors: Sequence[Detector], image: torch.Tensor, settings: SlidingWindowSettings,
+                   device: torch.device | None
+                   ) -> tuple[tuple[int, ...], tuple[slice, ...], Iterator[tuple[tuple[int, ...], Detections]]]:
+    """The padded shape, the crop back to the image, and a generator of ``(window start, detections)`` for every
+    window batch x detector x mirror flip (detections flipped back into window coordinates)."""
     if not detectors:
         raise ValueError("no detector to predict with")
     patch = tuple(int(p) for p in settings.patch_size)
@@ -70,10 +121,10 @@ def predict_boxes_sliding_window(detectors: Sequence[Detector], image: torch.Ten
         raise ValueError(f"image of shape {tuple(image.shape)} does not fit the {len(patch)}D patch {patch}: "
                          "boxes are predicted on patches with the image's axes")
     device = image.device if device is None else torch.device(device)
-    with torch.inference_mode():
-        padded, crop = pad_to_patch(image.to(device), patch)
-        merger = BoxMerger(padded.shape[1:], crop, patch, fusion)
-        flips = mirror_dim_combinations(settings.mirror_axes)
+    padded, crop = pad_to_patch(image.to(device), patch)
+    flips = mirror_dim_combinations(settings.mirror_axes)
+
+    def passes() -> Iterator[tuple[tuple[int, ...], Detections]]:
         for batch in iter_window_batches(tuple(padded.shape[1:]), settings):
             patches = torch.stack([padded[(slice(None), *window)] for window in batch])
             starts = [tuple(int(w.start) for w in window) for window in batch]  # type: ignore[union-attr]
@@ -85,8 +136,9 @@ def predict_boxes_sliding_window(detectors: Sequence[Detector], image: torch.Ten
                         if dims and len(detections):
                             detections = Detections(flip_boxes(detections.boxes, patch, spatial_axes),
                                                     detections.scores, detections.classes)
-                        merger.add(start, detections)
-        return merger.finalize()
+                        yield start, detections
+
+    return tuple(int(n) for n in padded.shape[1:]), tuple(crop), passes()
 
 
 def boxes_to_original(detections: Detections, properties: CaseProperties,
@@ -120,6 +172,8 @@ class DetectionModel:
         detectors: One per fold, mapping patches to detections (the networks' ``detect``).
         mirror_axes: Patch axes the networks were trained mirror-invariant on.
         origin: What it was loaded from (recorded in every box file).
+        inference: The inference parameters the detectors decode with and the fusion uses.
+        inference_source: Where they came from: a fold's swept ``detection_inference.json``, or the plan.
     """
 
     plans: Plans
@@ -128,6 +182,8 @@ class DetectionModel:
     detectors: tuple[Detector, ...]
     mirror_axes: tuple[int, ...] = ()
     origin: str = ""
+    inference: DetectionInference = field(default_factory=DetectionInference)
+    inference_source: str = "plan"
 
 
 def is_detection_model_folder(model_folder: Path) -> bool:
@@ -145,11 +201,15 @@ def is_detection_model_folder(model_folder: Path) -> bool:
 
 
 def load_detection_model(model_folder: Path, folds: Sequence[int | str], checkpoint: str = "checkpoint_final.pt",
-                         device: str | torch.device = "cpu") -> DetectionModel:
-    """Load a detection run folder: plans, ``dataset.json`` and one Retina U-Net per fold.
+                         device: str | torch.device = "cpu", overrides: Mapping[str, float] | None = None
+                         ) -> DetectionModel:
+    """Load a detection run folder: plans, ``dataset.json``, one Retina U-Net per fold, and the inference
+    parameters: the first fold's swept ``detection_inference.json`` where one exists, else the plan's, with
+    ``overrides`` (field name -> value of :class:`~autounet.planning.plans.DetectionInference`) on top.
 
     Raises:
         CheckpointError: Missing files or folds, or weights that do not fit the plan.
+        ConfigError: An unreadable ``detection_inference.json``, or an override outside its range.
     """
     model_folder = Path(model_folder)
     plans = load_plans(model_folder / "plans.json")
@@ -157,6 +217,7 @@ def load_detection_model(model_folder: Path, folds: Sequence[int | str], checkpo
     configuration = plans.configuration(configuration_of_run_folder(model_folder.name))
     if not folds:
         raise CheckpointError("no fold given", model_folder)
+    inference, source = _inference_parameters(model_folder, configuration, folds, overrides or {})
     detectors, mirror_axes = [], ()
     for fold in folds:
         path = model_folder / f"fold_{fold}" / checkpoint
@@ -164,7 +225,7 @@ def load_detection_model(model_folder: Path, folds: Sequence[int | str], checkpo
         weights = state.get("network")
         if not isinstance(weights, dict):
             raise CheckpointError("the checkpoint holds no 'network' weights", path)
-        network = build_planned_detector(configuration, description.num_channels)
+        network = build_planned_detector(configuration, description.num_channels, inference)
         try:
             network.load_state_dict(weights, strict=True)
         except RuntimeError as error:
@@ -173,7 +234,27 @@ def load_detection_model(model_folder: Path, folds: Sequence[int | str], checkpo
         detectors.append(network.to(device).eval().detect)
         mirror_axes = tuple(int(a) for a in state.get("metadata", {}).get("mirror_axes", ()))
     origin = f"{model_folder} folds {','.join(map(str, folds))} ({checkpoint})"
-    return DetectionModel(plans, configuration, description, tuple(detectors), mirror_axes, origin)
+    return DetectionModel(plans, configuration, description, tuple(detectors), mirror_axes, origin, inference,
+                          source)
+
+
+def _inference_parameters(model_folder: Path, configuration: ConfigurationPlan, folds: Sequence[int | str],
+                          overrides: Mapping[str, float]) -> tuple[DetectionInference, str]:
+    detection = configuration.detection
+    assert detection is not None  # only detection configurations are loaded as detection models
+    swept = swept_inference_of_folds(model_folder, folds)
+    inference, source = swept if swept is not None else (detection.inference, "plan")
+    if overrides:
+        unknown = sorted(set(overrides) - set(DetectionInference.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"unknown detection inference parameter '{unknown[0]}'")
+        inference = replace(inference, **overrides)
+        source += " with " + ", ".join(f"{name}={value}" for name, value in sorted(overrides.items()))
+        try:
+            check_inference_parameters(inference)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    return inference, source
 
 
 class BoxPredictor:
@@ -192,15 +273,10 @@ class BoxPredictor:
                  use_mirroring: bool = True, show_progress: bool = True) -> None:
         self.model = model
         self.device = torch.device(device)
-        detection = model.configuration.detection
-        assert detection is not None  # load_detection_model only loads detection configurations
         self.window_settings = SlidingWindowSettings(
             patch_size=tuple(model.configuration.patch_size), step_size=step_size,
             mirror_axes=model.mirror_axes if use_mirroring else ())
-        inference = detection.inference
-        self.fusion = BoxFusionSettings(iou_threshold=inference.cluster_iou,
-                                        score_threshold=inference.score_threshold, min_size=inference.min_size,
-                                        max_detections=inference.detections_per_image)
+        self.fusion = fusion_settings(model.inference)
         self.show_progress = show_progress
 
     def predict_array(self, image: np.ndarray, geometry: ImageGeometry) -> list[OriginalBox]:

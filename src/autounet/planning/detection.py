@@ -12,6 +12,11 @@ memory model, unchanged: no GPU is needed to plan, unlike nnDetection) plus a :c
   at the target spacing, from the fingerprint) so that the mean best IoU between a box and an anchor at its
   centre is largest (:func:`autounet.planning.anchor_fit.fit_anchor_sizes`); level ``l`` uses the first
   head level's shapes times its per-axis stride ratio, as nnDetection's generator does.
+- **Class segmentation.** With more than one class the auxiliary segmentation head segments the classes
+  (not only foreground) and scores each box's classes by the class shares of that segmentation inside it
+  (``DetectionPlan.class_segmentation``): classes that differ in fine detail are decided at full resolution
+  with dense supervision, which the stride-4 classification head learns far more slowly (on nnDetection's toy,
+  squares with and without a hole).
 - **Resampling.** Both stored label maps (semantic, instance ids) are resampled nearest-neighbour
   (``label_order=0``): the per-label linear rule of segmentation could shift instance borders differently
   in the two maps, and would treat instance ids as classes.
@@ -92,7 +97,8 @@ def detection_configuration(base: ConfigurationPlan, fingerprint: Fingerprint, n
     anchors = tuple(tuple(tuple(round(v * f, 4) for v, f in zip(shape, scale, strict=True)) for shape in shapes)
                     for scale in scales)
     plan = DetectionPlan(num_classes=num_classes, head_levels=levels, strides=strides, anchor_shapes=anchors,
-                         anchor_mean_best_iou=round(mean_best_iou(sizes, np.asarray(anchors[0]), scales), 4))
+                         anchor_mean_best_iou=round(mean_best_iou(sizes, np.asarray(anchors[0]), scales), 4),
+                         class_segmentation=num_classes > 1)
     config = replace(base, name=detection_configuration_name(base.ndim), detection=plan,
                      resampling=replace(base.resampling, label_order=0), previous_stage=None, next_stage=None)
     return replace(config, data_identifier=data_identifier(config, axis_order))

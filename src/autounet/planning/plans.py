@@ -125,6 +125,10 @@ class DetectionPlan:
         anchor_mean_best_iou: Mean over the training boxes of the best IoU with an anchor at the box
             centre: how well the anchors fit (1 is perfect).
         inference: Default inference parameters.
+        class_segmentation: Whether the auxiliary segmentation head segments the object classes (background and
+            one channel per class) instead of foreground, and each box's class scores are its objectness times
+            the class shares of the segmentation inside it (:mod:`autounet.detection.class_evidence`). Absent
+            (false) in plans written before it existed, whose networks have a foreground head.
     """
 
     num_classes: int
@@ -133,6 +137,7 @@ class DetectionPlan:
     anchor_shapes: tuple[tuple[tuple[float, ...], ...], ...]
     anchor_mean_best_iou: float
     inference: DetectionInference = field(default_factory=DetectionInference)
+    class_segmentation: bool = field(default=False, metadata=OMIT_WHEN_DEFAULT)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,12 @@ transforms did; an instance's class is the semantic value on it minus one.
 
 The loss is ``w_cls * classification + w_reg * regression + (w_ce * CE + w_dice * Dice)`` of the auxiliary
 foreground segmentation head; the weights are the recipe's ``loss_weights`` (``classification``,
-``regression``, ``ce``, ``dice``; 1 when not named). Each validation epoch scores AP at IoU 0.1 (nnDetection's
-main metric) over the validation patches; its moving average picks the best checkpoint. The final validation
-scores the same AP over a fixed, seeded set of validation patches (not whole cases: sliding-window detection is
-the inference stage's part) and writes ``validation/summary.json``.
+``regression``, ``ce``, ``dice``; 1 when not named). With the plan's ``class_segmentation`` the auxiliary head
+segments the semantic map and the validation boxes' classes take its evidence. Each validation epoch scores AP
+at IoU 0.1 (nnDetection's main metric) over the validation patches; its moving average picks the best
+checkpoint. The final validation predicts the whole validation cases through the sliding window, writes their
+boxes and ``validation/summary.json``, and sweeps the inference parameters on them
+(:mod:`autounet.training.detection_sweep`) into the fold's ``detection_inference.json``.
 """
 
 from __future__ import annotations
@@ -25,17 +27,27 @@ import torch
 from torch import Tensor, nn
 
 from autounet.detection.box_files import box_file_name, write_boxes_json
-from autounet.detection.detections import BoxFusionSettings
+from autounet.detection.detections import Detector, fusion_settings
+from autounet.detection.inference_parameters import INFERENCE_PARAMETERS_FILE, save_swept_inference
 from autounet.detection.losses import BoxTargets, DetectionLoss
-from autounet.detection.retina_unet import PostprocessSettings, RetinaUNetOutput, postprocess_detections
+from autounet.detection.retina_unet import (
+    PostprocessSettings,
+    RetinaUNet,
+    RetinaUNetOutput,
+    postprocess_detections,
+    window_settings,
+)
 from autounet.detection.targets import boxes_from_maps
 from autounet.errors import ConfigError
 from autounet.evaluation.detection import ImageDetections, evaluate_detections
-from autounet.inference.box_prediction import boxes_to_original, predict_boxes_sliding_window
+from autounet.inference.box_prediction import boxes_to_original, collect_window_detections
 from autounet.inference.sliding_window import SlidingWindowSettings
 from autounet.io.jsonio import nan_to_none, write_json
+from autounet.io.serialization import to_dict
+from autounet.planning.plans import DetectionInference
 from autounet.preprocessing.storage import load_case
 from autounet.progress import progress
+from autounet.training.detection_sweep import SweepCase, raw_window_settings, sweep_inference_parameters
 from autounet.training.losses import DiceCELoss
 from autounet.training.objectives import EpochMetric, ObjectiveContext, SumOverRanks, register_objective
 
@@ -57,7 +69,8 @@ class DetectionTargets:
 
     Attributes:
         boxes: Boxes and classes (from 0) per image.
-        segmentation: ``(B, 1, *spatial)`` int64 foreground map (1 on any object) for the segmentation head.
+        segmentation: ``(B, 1, *spatial)`` int64 map for the segmentation head: the semantic map (0 background,
+            class ``c`` as ``c + 1``) for a class segmentation head, else foreground (1 on any object).
     """
 
     boxes: BoxTargets
@@ -102,7 +115,9 @@ class DetectionObjective:
         self.detection_loss = detection_loss or DetectionLoss()
         self.segmentation_loss = DiceCELoss(context.configuration.batch_dice, self.weights["ce"],
                                             self.weights["dice"])
-        self.postprocess = postprocess or PostprocessSettings()
+        detection = getattr(context.configuration, "detection", None)  # None: no plan says so (a bare context)
+        self.class_segmentation = detection is not None and detection.class_segmentation
+        self.postprocess = postprocess or PostprocessSettings(class_evidence=self.class_segmentation)
         self.step = 0
         self.ema: float | None = None
         self.reset_metric()
@@ -128,8 +143,9 @@ class DetectionObjective:
             raise ConfigError(f"detection batches need a semantic and an instance label channel, got label shape "
                               f"{tuple(seg.shape)}; was the dataset preprocessed with instance labels?")
         semantic, instances = seg[:, 0], seg[:, 1]
-        foreground = (semantic > 0).long().unsqueeze(1)
-        return image, DetectionTargets(boxes_from_label_maps(semantic, instances), foreground)
+        # Patches reaching past the image carry -1 there: background for either head.
+        segmentation = semantic.long().clamp(min=0) if self.class_segmentation else (semantic > 0).long()
+        return image, DetectionTargets(boxes_from_label_maps(semantic, instances), segmentation.unsqueeze(1))
 
     def _terms(self, outputs: RetinaUNetOutput, targets: DetectionTargets) -> tuple[Tensor, Tensor, Tensor]:
         # The sampler draws from a generator seeded by the run's seed and a step counter kept in the
@@ -198,34 +214,49 @@ class DetectionObjective:
         box clustering, the plan's inference parameters): each case's boxes written as
         ``validation/<case>_boxes.json`` in its original grid, and AP at IoU 0.1, mAP and FROC against the
         boxes of its instances (scored in the preprocessed grid: IoU does not change under the per-axis scaling
-        and shift that leads back to the original one) in ``validation/summary.json``."""
+        and shift that leads back to the original one) in ``validation/summary.json``. Then the inference
+        parameters are swept on the same predictions (:mod:`autounet.training.detection_sweep`) and the choice
+        is written as the fold's ``detection_inference.json``, which ``autounet predict`` uses."""
         context = self.context
         configuration = context.configuration
         detection = configuration.detection
-        inference = detection.inference if detection is not None else None
-        fusion = BoxFusionSettings() if inference is None else BoxFusionSettings(
-            iou_threshold=inference.cluster_iou, score_threshold=inference.score_threshold,
-            min_size=inference.min_size, max_detections=inference.detections_per_image)
+        defaults = detection.inference if detection is not None else DetectionInference()
+        detect = _candidate_detector(network, raw_window_settings(defaults, self.class_segmentation))
         settings = SlidingWindowSettings(patch_size=tuple(configuration.patch_size), mirror_axes=context.mirror_axes)
         network.eval()
-        detect = network.detect  # type: ignore[attr-defined]
         output = context.output / "validation"
+        cases: list[SweepCase] = []
         images: list[ImageDetections] = []
         for case_id in progress(context.validation_cases, "Final validation", total=len(context.validation_cases)):
             data, seg, properties = load_case(context.data_folder, case_id, mmap=False)
-            found = predict_boxes_sliding_window([detect], torch.from_numpy(data), settings, fusion, device)
+            windows = collect_window_detections([detect], torch.from_numpy(data), settings, device)
             ((boxes, classes),) = boxes_from_maps(torch.from_numpy(seg[0:1]), torch.from_numpy(seg[1:2]))
+            cases.append(SweepCase(windows, boxes.numpy(), classes.numpy()))
+            found = windows.fuse(fusion_settings(defaults), window_settings(defaults))
             images.append(ImageDetections(found.boxes.numpy(), found.scores.numpy(), found.classes.numpy(),
                                           boxes.numpy(), classes.numpy()))
             write_boxes_json(output / box_file_name(case_id),
                              boxes_to_original(found, properties, context.plans.axis_order),
                              context.dataset.description.instance_classes)
         metrics = evaluate_detections(images, classes=range(self.num_classes))
+        swept = sweep_inference_parameters(cases, defaults, self.num_classes)
+        save_swept_inference(context.output / INFERENCE_PARAMETERS_FILE, swept)
         summary = {"evaluated_on": "validation cases (sliding window)", "validation_cases":
-                   list(context.validation_cases), **metrics.to_json_dict()}
+                   list(context.validation_cases), **metrics.to_json_dict(),
+                   "swept_inference": {"AP_IoU_0.10_swept": swept.ap_swept,
+                                       "parameters": to_dict(swept.parameters)}}
         write_json(output / "summary.json", nan_to_none(summary))
-        logger.info("final validation: AP@0.1 %.4f, FROC score %.4f", metrics.ap_at_0_1, metrics.froc_score)
+        logger.info("final validation: AP@0.1 %.4f, FROC score %.4f; swept inference parameters: AP@0.1 %s",
+                    metrics.ap_at_0_1, metrics.froc_score,
+                    "n/a" if swept.ap_swept is None else f"{swept.ap_swept:.4f}")
         return summary
+
+
+def _candidate_detector(network: nn.Module, raw: PostprocessSettings) -> Detector:
+    """A Retina U-Net decoding every candidate box the sweep may keep; any other detector's own ``detect``."""
+    if isinstance(network, RetinaUNet):
+        return lambda patches: postprocess_detections(network(patches), network.coder, raw)
+    return network.detect  # type: ignore[attr-defined, return-value]
 
 
 def _image_detections(outputs: RetinaUNetOutput, targets: DetectionTargets, loss: DetectionLoss,
