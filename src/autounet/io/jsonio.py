@@ -110,6 +110,8 @@ def read_json(path: str | os.PathLike) -> Any:
                           path) from None
     except RecursionError:
         raise ConfigError(f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)", path) from None
+    except ValueError as exc:  # an integer literal of thousands of digits (Python's int conversion limit)
+        raise ConfigError(f"not usable JSON: {str(exc).split(';')[0]}", path) from None
     if _depth_exceeds(data, MAX_JSON_DEPTH):
         raise ConfigError(f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)", path)
     return data
