@@ -5,7 +5,9 @@ one line naming the file and the problem, exit 1, and leave the inputs as they w
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 
 from autounet.cli.main import main
+from autounet.inference.original_geometry import save_probabilities
 from autounet.io import ImageGeometry
 from autounet.io.images import write_segmentation
 
@@ -158,12 +161,39 @@ def dataset_json_long_integer(root: Path) -> tuple[list[str], Path, str]:
     return ["fingerprint", "-d", "1", "--data-root", str(root / "data")], path, "not usable JSON"
 
 
+def _segmentation_folder(root: Path) -> Path:
+    """A prediction folder with the label map seg-to-boxes takes the geometry from."""
+    folder = root / "pred"
+    write_segmentation(np.zeros((4, 6, 6), dtype=np.uint8), ImageGeometry.default(3, (1.0, 1.0, 1.0)),
+                       folder / "c1.nii.gz")
+    return folder
+
+
+def probabilities_forged_header(root: Path) -> tuple[list[str], Path, str]:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (4, 100000, 100000, 100000)})
+    folder = _segmentation_folder(root)
+    path = folder / "c1.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:  # 16 PB declared, 64 bytes held
+        archive.writestr("probabilities.npy", header.getvalue() + bytes(64))
+    return ["seg-to-boxes", str(folder)], path, "declares shape [4, 100000, 100000, 100000]"
+
+
+def probabilities_nan(root: Path) -> tuple[list[str], Path, str]:
+    folder = _segmentation_folder(root)
+    probabilities = np.full((2, 4, 6, 6), 0.5, dtype=np.float32)
+    probabilities[1, 0, 0, 0] = np.nan
+    save_probabilities(folder / "c1.npz", probabilities)
+    return ["seg-to-boxes", str(folder)], folder / "c1.npz", "NaN or infinite"
+
+
 CASES: list[Callable[[Path], tuple[list[str], Path, str]]] = [
     box_class_beyond_int64, box_class_infinite, box_inverted, box_mixed_dimensionality, box_file_long_integer,
     reference_not_an_instance_map, reference_negative_instance, instance_class_infinite,
     nndet_yaml_bad_escape, nndet_yaml_long_integer, nndet_yaml_deep_nesting, nndet_yaml_not_text,
     caffe_absurd_resolution, deploy_manifest_absurd_batch, deploy_manifest_bad_mirror_axes,
-    dataset_json_long_integer,
+    dataset_json_long_integer, probabilities_forged_header, probabilities_nan,
 ]
 
 
