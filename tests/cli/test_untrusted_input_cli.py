@@ -161,6 +161,13 @@ def dataset_json_long_integer(root: Path) -> tuple[list[str], Path, str]:
     return ["fingerprint", "-d", "1", "--data-root", str(root / "data")], path, "not usable JSON"
 
 
+def dataset_json_long_key(root: Path) -> tuple[list[str], Path, str]:
+    argv, path, _ = dataset_json_long_integer(root)
+    path.write_text(json.dumps({"channel_names": {LONG_INTEGER: "CT"}, "labels": {"background": 0, "a": 1},
+                                "numTraining": 1, "file_ending": ".nii.gz"}))
+    return argv, path, "an object key of 5000 characters"
+
+
 def _segmentation_folder(root: Path) -> Path:
     """A prediction folder with the label map seg-to-boxes takes the geometry from."""
     folder = root / "pred"
@@ -193,7 +200,7 @@ CASES: list[Callable[[Path], tuple[list[str], Path, str]]] = [
     reference_not_an_instance_map, reference_negative_instance, instance_class_infinite,
     nndet_yaml_bad_escape, nndet_yaml_long_integer, nndet_yaml_deep_nesting, nndet_yaml_not_text,
     caffe_absurd_resolution, deploy_manifest_absurd_batch, deploy_manifest_bad_mirror_axes,
-    dataset_json_long_integer, probabilities_forged_header, probabilities_nan,
+    dataset_json_long_integer, dataset_json_long_key, probabilities_forged_header, probabilities_nan,
 ]
 
 
