@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,11 @@ from autounet.io.images import write_segmentation
 
 # A JSON integer beyond Python's int conversion limit (4300 digits): json.loads raises ValueError on it.
 LONG_INTEGER = "9" * 5000
+
+
+def _message_lines(err: str) -> list[str]:
+    """The lines of stderr without progress bars (which a failing step leaves unfinished)."""
+    return [line for line in re.sub(r"[^\r\n]*?%\|[^\r\n]*?\]", "", err).splitlines() if line.strip()]
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -212,9 +218,79 @@ def test_untrusted_input_is_one_line_without_traceback(build: Callable[[Path], t
     capsys.readouterr()
     assert main([*argv, "-q"]) == 1
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # progress bars aside
+    lines = _message_lines(err)
     assert len(lines) == 1 and "Traceback" not in err, err
     assert "(unexpected;" not in err, err  # a check at the right depth, not the last resort
     assert str(path) in err and expected in err, err
     after = _snapshot(tmp_path)
     assert {name: after.get(name) for name in before} == before  # nothing of the input changed or went away
+
+
+GARBAGE = b"\x89PNG\r\n\x1a\n\x00\xff garbage, not what the name says \xfe\x00" * 8
+
+
+@pytest.fixture()
+def garbage_root(tmp_path: Path) -> Path:
+    """A data root whose every file is garbage under the right name: dataset.json, an image, plans, a
+    fingerprint, a checkpoint, an archive, a deploy manifest, box and probability files."""
+    root = tmp_path / "data"
+    dataset = root / "raw" / "Dataset001_Junk"
+    for name in ("dataset.json", "imagesTr/a_0000.nii.gz", "labelsTr/a.nii.gz", "imagesTs/b_0000.nii.gz"):
+        (dataset / name).parent.mkdir(parents=True, exist_ok=True)
+        (dataset / name).write_bytes(GARBAGE)
+    preprocessed = root / "preprocessed" / "Dataset001_Junk"
+    model = root / "results" / "Dataset001_Junk" / "default__plans__3d_fullres"
+    for name in (preprocessed / "plans.json", preprocessed / "fingerprint.json", preprocessed / "splits.json",
+                 model / "plans.json", model / "dataset.json", model / "fold_0" / "checkpoint_final.pt",
+                 model / "fold_0" / "checkpoint_latest.pt", tmp_path / "model.zip",
+                 tmp_path / "deployed" / "deploy.json", tmp_path / "pred" / "c1_boxes.json",
+                 tmp_path / "pred" / "c1.npz", tmp_path / "pred" / "c1.nii.gz", tmp_path / "ref" / "c1.nii.gz",
+                 tmp_path / "ref" / "c1.json", tmp_path / "msd" / "dataset.json",
+                 tmp_path / "nndet" / "dataset.json", tmp_path / "recipe.json"):
+        name.parent.mkdir(parents=True, exist_ok=True)
+        name.write_bytes(GARBAGE)
+    return tmp_path
+
+
+# One selection of subcommands over garbage inputs: whatever breaks, the CLI says so in one line.
+GARBAGE_COMMANDS: list[list[str]] = [
+    ["verify", "-d", "1"],
+    ["fingerprint", "-d", "1"],
+    ["plan", "-d", "1"],
+    ["plan-and-preprocess", "-d", "1"],
+    ["preprocess", "-d", "1"],
+    ["train", "-d", "1", "-c", "3d_fullres", "-f", "0", "--continue", "--device", "cpu"],
+    ["train", "-d", "1", "-c", "3d_fullres", "-f", "0", "--recipe", "{tmp}/recipe.json", "--device", "cpu"],
+    ["predict", "-i", "{tmp}/data/raw/Dataset001_Junk/imagesTs", "-o", "{tmp}/out", "-d", "1", "-c", "3d_fullres",
+     "--device", "cpu"],
+    ["predict", "-i", "{tmp}/ref", "-o", "{tmp}/out", "-m", "{tmp}/deployed", "--device", "cpu"],
+    ["evaluate", "{tmp}/ref", "{tmp}/pred"],
+    ["evaluate", "{tmp}/ref", "{tmp}/pred", "--boxes"],
+    ["ensemble", "-i", "{tmp}/pred", "{tmp}/pred", "-o", "{tmp}/out"],
+    ["seg-to-boxes", "{tmp}/pred"],
+    ["find-best", "-d", "1"],
+    ["export-model", "-d", "1", "-c", "3d_fullres", "-o", "{tmp}/export.zip"],
+    ["install-model", "{tmp}/model.zip"],
+    ["deploy", "-d", "1", "-c", "3d_fullres", "-o", "{tmp}/deployed_out"],
+    ["plan", "--fingerprint", "{tmp}/data/preprocessed/Dataset001_Junk/fingerprint.json", "--dataset-json",
+     "{tmp}/msd/dataset.json", "--out", "{tmp}/plans.json"],
+    ["convert", "msd", "{tmp}/msd"],
+    ["convert", "nndet", "{tmp}/nndet"],
+]
+
+
+@pytest.mark.parametrize("command", GARBAGE_COMMANDS, ids=[" ".join(c[:2]) for c in GARBAGE_COMMANDS])
+def test_subcommands_on_garbage_fail_in_one_line(garbage_root: Path, command: list[str],
+                                                 capsys: pytest.CaptureFixture) -> None:
+    argv = [part.replace("{tmp}", str(garbage_root)) for part in command]
+    before = _snapshot(garbage_root)
+    capsys.readouterr()
+    assert main([*argv, "--data-root", str(garbage_root / "data"), "-q"]) == 1
+    err = capsys.readouterr().err
+    lines = _message_lines(err)
+    assert "Traceback" not in err and lines, err
+    if argv[0] != "verify":  # verify lists every problem it found, then a summary line
+        assert len(lines) == 1 and lines[0].startswith(f"autounet {argv[0]}: error: "), err
+    assert "(unexpected;" not in err, err
+    after = _snapshot(garbage_root)
+    assert {name: after.get(name) for name in before} == before

@@ -128,11 +128,9 @@ def _first_weight(state: dict) -> str:
     (_tamper_state(lambda s: s["network"].__setitem__(_first_weight(s), [1, 2])), "holds a list, not a tensor"),
     (_tamper_state(lambda s: s["network"][_first_weight(s)].fill_(float("nan"))), "NaN or infinite"),
     (_tamper_state(lambda s: s["network"].__setitem__(_first_weight(s), torch.zeros(3))), "do not fit this network"),
-    (_tamper_state(lambda s: s["network"].pop(_first_weight(s))), "do not fit this network"),
     (_tamper_state(lambda s: s.pop("optimizer")), "holds no 'optimizer'"),
     (_tamper_state(lambda s: s.__setitem__("epoch", "two")), "'epoch' 'two'"),
     (_tamper_state(lambda s: s.__setitem__("optimizer", {"state": {}, "param_groups": []})), "another kind of run"),
-    (_tamper_state(lambda s: s.__setitem__("format", "other")), "not an autounet checkpoint"),
 ])
 def test_continue_from_a_tampered_checkpoint_is_one_line(data_root: Path, trained_once: Path, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture,
