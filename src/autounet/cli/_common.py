@@ -11,8 +11,8 @@ from autounet.devices import DEVICE_PATTERN
 
 __all__ = ["add_dataset_argument", "add_device_argument", "add_processes_argument", "axis_size", "batch_count",
            "case_count", "common_parent", "dataset_id", "default_processes", "fold", "fraction", "loader_workers",
-           "memory_gib", "non_negative_float", "non_negative_int", "output_folder", "percentage_points",
-           "positive_float", "positive_int", "random_seed", "test_case_count", "worker_count"]
+           "memory_gib", "non_negative_float", "non_negative_int", "optional_case_count", "output_folder",
+           "percentage_points", "positive_float", "positive_int", "random_seed", "worker_count"]
 
 # No count, size or epoch number a user means is this large; beyond it values overflow C integers (torch, numpy).
 MAX_INT = 2**31 - 1
@@ -73,8 +73,8 @@ def case_count(text: str) -> int:
     return _integer_in(text, 1, MAX_CASES)
 
 
-def test_case_count(text: str) -> int:
-    """argparse type: a number of (synthetic) test cases to write, 0 to 100000."""
+def optional_case_count(text: str) -> int:
+    """argparse type: a number of (synthetic) cases that may be none, e.g. test cases, 0 to 100000."""
     return _integer_in(text, 0, MAX_CASES)
 
 
