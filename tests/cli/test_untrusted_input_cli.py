@@ -73,7 +73,7 @@ def box_inverted(root: Path) -> tuple[list[str], Path, str]:
 
 def box_mixed_dimensionality(root: Path) -> tuple[list[str], Path, str]:
     argv, path = _box_case(root, _boxes(BOX, '{"voxel_box": [1, 2, 4, 6], "score": 0.5, "class": 0}'))
-    return argv, path, "4 (2D) or all 6 (3D)"
+    return argv, path, "4 (2D) or 6 (3D) numbers, the same count"
 
 
 def box_file_long_integer(root: Path) -> tuple[list[str], Path, str]:

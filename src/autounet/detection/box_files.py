@@ -27,7 +27,7 @@ BOXES_SCHEMA_VERSION = 1
 BOX_FILE_SUFFIX = "_boxes.json"
 # Class indices index per-class results; beyond this a value is a foreign or damaged file, not a class.
 MAX_BOX_CLASS = 2**16 - 1
-_BOX = Fields(required={"voxel_box": ListOf(Number(), min_length=4, max_length=6), "score": Number(),
+_BOX = Fields(required={"voxel_box": ListOf(Number()), "score": Number(),
                         "class": Number(integer=True, minimum=0, maximum=MAX_BOX_CLASS)})
 
 
@@ -120,7 +120,7 @@ def read_boxes_json(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.zeros((0, 4)), scores, classes
     lengths = {len(box["voxel_box"]) for box in boxes_list}
     if len(lengths) != 1 or not lengths <= {4, 6}:
-        raise DatasetError("voxel boxes must all have 4 (2D) or all 6 (3D) numbers", path)
+        raise DatasetError("voxel boxes must have 4 (2D) or 6 (3D) numbers, the same count in every box", path)
     boxes = np.asarray([[float(v) for v in box["voxel_box"]] for box in boxes_list], dtype=np.float64)
     ndim = boxes.shape[1] // 2
     inverted = np.flatnonzero((boxes[:, ndim:] < boxes[:, :ndim]).any(axis=1))
