@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from autounet.cli.main import main
 from autounet.dataset._synthetic_detection import DetectionToyOptions, generate_detection_toy
@@ -51,3 +52,17 @@ def test_toy_detection_trains_predicts_boxes_and_evaluates(tmp_path: Path, capsy
         main(["predict", "-d", "505", "-c", "3d_det", "-i", str(raw / "imagesTs"), "-o", str(limited), "--nms-iou",
               "1.5", *root])
     assert usage.value.code == 2
+    # A damaged checkpoint is one line naming it, as for a segmentation model: NaN weights, foreign mirror axes.
+    checkpoint = fold / "checkpoint_final.pt"
+    original = torch.load(checkpoint, weights_only=True)
+    first = next(iter(original["network"]))
+    nan_weights = {**original, "network": {**original["network"], first: torch.full_like(original["network"][first],
+                                                                                        float("nan"))}}
+    bad_axes = {**original, "metadata": {**original["metadata"], "mirror_axes": [0, 9]}}
+    for state, message in ((nan_weights, "NaN or infinite"), (bad_axes, "mirror_axes must be distinct axis indices")):
+        torch.save(state, checkpoint)
+        capsys.readouterr()
+        assert main(["predict", "-d", "505", "-c", "3d_det", "-f", "0", "-i", str(raw / "imagesTs"), "-o",
+                     str(tmp_path / "boxes_again"), "--disable-tta", *root]) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and str(checkpoint) in err and message in err, err

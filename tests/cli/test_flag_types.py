@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import pytest
 
-from autounet.cli.main import main
+from autounet.cli._common import output_folder
+from autounet.cli.main import build_parser, main
 
 
 @pytest.mark.parametrize(("argv", "flag"), [
@@ -48,3 +52,67 @@ def test_output_that_is_a_file_is_a_usage_error(tmp_path, capsys: pytest.Capture
             main(["predict", "-i", str(tmp_path), "-o", str(output), "-m", str(tmp_path)])
         assert exit_info.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
     assert existing.read_text() == "mine"
+
+
+def _typed_options(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    """(subcommand path, flag) of every option of every (nested) subcommand whose value has a checked type."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _typed_options(sub, (*prefix, name))
+        elif action.option_strings and action.type is not None and action.type not in UNCHECKED_TYPES:
+            found.append((prefix, action.option_strings[-1]))
+    return found
+
+
+# Types whose every string is a valid value: file and folder names (checked when used).
+UNCHECKED_TYPES = (Path, str, output_folder)
+ABSURD = ["nan", "inf", "-inf", "1e30", str(10**30), "-1e30"]
+PARSER = build_parser()
+TYPED_OPTIONS = _typed_options(PARSER)
+
+
+def test_the_sweep_sees_the_numeric_flags() -> None:
+    flags = {(" ".join(path), flag) for path, flag in TYPED_OPTIONS}
+    assert {("install-model", "--max-size-gib"), ("predict", "--step-size"), ("plan", "--gpu-memory"),
+            ("predict", "--threads"), ("train", "--fold"), ("example", "--shape"),
+            ("deploy", "--max-mean-drop")} <= flags
+
+
+@pytest.mark.parametrize(("path", "flag"), TYPED_OPTIONS, ids=[" ".join((*p, f)) for p, f in TYPED_OPTIONS])
+def test_every_typed_flag_refuses_absurd_values(path: tuple[str, ...], flag: str,
+                                                capsys: pytest.CaptureFixture) -> None:
+    # NaN, infinities and values no user means (1e30) are usage errors in every subcommand, as a class.
+    # (``main`` parses with this same parser; building it once keeps the sweep fast.)
+    for value in ABSURD:
+        with pytest.raises(SystemExit) as exit_info:
+            PARSER.parse_args([*path, f"{flag}={value}"])
+        err = capsys.readouterr().err
+        last = err.strip().splitlines()[-1]
+        assert exit_info.value.code == 2, (flag, value)
+        assert "Traceback" not in err and "error: argument " in last and flag in last and value in last, (flag, value)
+
+
+@pytest.mark.parametrize("argv", [
+    ["install-model", "m.zip", "--max-size-gib", "1e30"],
+    ["predict", "-i", "in", "-o", "out", "-m", "m", "--step-size", "nan"],
+    ["predict", "-i", "in", "-o", "out", "-m", "m", "--threads", "100000"],
+    ["predict", "-i", "in", "-o", "out", "-m", "m", "--batch-size", "1000000"],
+    ["predict", "-i", "in", "-o", "out", "-m", "m", "-f", "zero"],
+    ["train", "-d", "1", "-c", "2d", "-f", "x", "--num-workers", "1"],
+    ["train", "-d", "1", "-c", "2d", "-f", "0", "--num-workers", "100000"],
+    ["plan", "-d", "1", "--gpu-memory", "inf"],
+    ["verify", "-d", "1", "-np", "100000"],
+    ["example", "--shape", "100000", "100000"],
+    ["example", "--num-cases", "10000000"],
+    ["deploy", "-d", "1", "-c", "3d_fullres", "--calibration-patches", "100000"],
+    ["deploy", "-d", "1", "-c", "3d_fullres", "--max-mean-drop", "101"],
+    ["evaluate", "a", "b", "--tolerance", "1e300"],
+    ["export-model", "-d", "1", "-c", "2d", "-f", "-1"],
+])
+def test_absurd_sizes_and_counts_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err and "error: argument" in err

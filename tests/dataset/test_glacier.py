@@ -200,3 +200,10 @@ def test_stacked_layout_errors(tmp_path: Path) -> None:
     (root / "dataset.json").write_text(json.dumps({"modality": {"0": "SAR"}, "labels": {"0": "background", "1": "x"}}))
     with pytest.raises(DatasetError, match="not the glacier fork's stacked layout"):
         convert_glacier_stacked(root, tmp_path / "raw")
+
+
+@pytest.mark.parametrize("resolution", ["9" * 400, "20000"])
+def test_caffe_pixel_size_is_finite_and_bounded(resolution: str) -> None:
+    # Hundreds of digits parse as infinity; no sensor has pixels of kilometres.
+    with pytest.raises(DatasetError, match="at most 10000 m"):
+        caffe_pixel_size(f"Mapple_2008-10-13_ERS_{resolution}_2")

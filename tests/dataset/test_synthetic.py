@@ -262,3 +262,9 @@ def test_example_info_defaults() -> None:
     assert info.folder_name == "Dataset501_ExampleMR" and info.shape == (40, 80, 80)
     assert info.spacing == (3.0, 0.8, 0.8) and info.labels["background"] == 0
     assert example_info("png2d").shape == (128, 128)
+
+
+def test_a_shape_beyond_the_voxel_bound_is_refused_before_anything_is_generated() -> None:
+    # 2048^3 voxels per case (each generated as several float arrays) is a typo, not a request.
+    with pytest.raises(DatasetError, match="more than 134217728 voxels"):
+        example_info("mr", ExampleOptions(shape=(2048, 2048, 2048)))

@@ -31,6 +31,7 @@ def test_a_fitting_value_passes() -> None:
     ({"sizes": [2, 101]}, "sizes[1]", "must be <= 100, got 101"),
     ({"sizes": [2, 2.5]}, "sizes[1]", "must be an integer, got 2.5"),
     ({"sizes": [2, True]}, "sizes[1]", "must be an integer, got True"),
+    ({"sizes": [2, 10**400]}, "sizes[1]", "must be <= 100, got 1000"),  # beyond a float's range: no overflow
     ({"spacing": [float("nan")]}, "spacing[0]", "must be a finite number, got nan"),
     ({"spacing": [0.0]}, "spacing[0]", "must be > 0, got 0.0"),
     ({"spacing": {"0": 1.0}}, "spacing", "must be a list"),

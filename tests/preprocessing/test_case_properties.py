@@ -38,6 +38,16 @@ def test_locations_outside_the_array_are_rejected(tmp_path: Path) -> None:
         load_case_properties(path)
 
 
+def test_coordinates_beyond_int64_are_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "case.json"
+    save_case_properties(path, _properties({}))
+    data = json.loads(path.read_text())
+    data["class_locations"] = {"1": [[10**30, 0, 0]]}
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="class_locations.1"):
+        load_case_properties(path)
+
+
 def test_unknown_field_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "case.json"
     save_case_properties(path, _properties({}))

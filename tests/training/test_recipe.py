@@ -32,6 +32,15 @@ def test_recipe_file_inherits_and_overrides(tmp_path: Path) -> None:
     ({"inherits_from": "defualt"}, "did you mean 'default'"),
     ({"epochs": 0}, "epochs must be >= 1"),
     ({"name": "a/b"}, "recipe name"),
+    # Numbers a file may hold but no run means: each one line, before anything is trained.
+    ({"initial_lr": float("nan")}, r"initial_lr must be a finite number > 0, got nan"),
+    ({"initial_lr": float("inf")}, r"initial_lr must be a finite number > 0, got inf"),
+    ({"initial_lr": 10**400}, r"initial_lr': a number beyond a float's range"),
+    ({"momentum": 5.0}, r"momentum must be a finite number in \[0, 1\)"),
+    ({"grad_clip_norm": -1.0}, "grad_clip_norm must be a finite number > 0"),
+    ({"seed": 10**30}, "seed must lie in 0..4294967295"),
+    ({"line_width": 10**9}, "line_width must be at most 256"),
+    ({"epochs": 10**30}, "epochs must be at most 2147483647"),
 ])
 def test_bad_recipe_files_are_one_line_errors(tmp_path: Path, content: dict, message: str) -> None:
     path = tmp_path / "loop.json"

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,54 @@ def test_kill_9_then_continue_gives_identical_weights(data_root: Path, tmp_path:
     history_a = json.loads((_fold(uninterrupted) / "metrics.json").read_text())
     history_b = json.loads((_fold(interrupted) / "metrics.json").read_text())
     assert history_a["train_loss"] == history_b["train_loss"]
+
+
+def _tamper_truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _tamper_state(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def tamper(path: Path) -> None:
+        state = torch.load(path, weights_only=True)
+        change(state)
+        torch.save(state, path)
+    return tamper
+
+
+def _first_weight(state: dict) -> str:
+    return next(iter(state["network"]))
+
+
+@pytest.mark.parametrize(("tamper", "expected"), [
+    (_tamper_truncated, "cannot read checkpoint"),
+    (_tamper_state(lambda s: s["network"].__setitem__(_first_weight(s), [1, 2])), "holds a list, not a tensor"),
+    (_tamper_state(lambda s: s["network"][_first_weight(s)].fill_(float("nan"))), "NaN or infinite"),
+    (_tamper_state(lambda s: s["network"].__setitem__(_first_weight(s), torch.zeros(3))), "do not fit this network"),
+    (_tamper_state(lambda s: s.pop("optimizer")), "holds no 'optimizer'"),
+    (_tamper_state(lambda s: s.__setitem__("epoch", "two")), "'epoch' 'two'"),
+    (_tamper_state(lambda s: s.__setitem__("optimizer", {"state": {}, "param_groups": []})), "another kind of run"),
+])
+def test_continue_from_a_tampered_checkpoint_is_one_line(data_root: Path, trained_once: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture,
+                                                          tamper: Callable[[Path], None], expected: str) -> None:
+    root = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(trained_once), str(root)], check=True)
+    latest = _fold(root) / "checkpoint_latest.pt"
+    tamper(latest)
+    before = latest.read_bytes()
+    capsys.readouterr()
+    assert main([*TRAIN, "--epochs", "1", "--no-validation", "--continue", "--data-root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "(unexpected;" not in err, err
+    assert str(latest) in err and expected in err, err
+    assert latest.read_bytes() == before
+    assert not (_fold(root) / "checkpoint_final.pt").exists() or load_checkpoint(
+        _fold(root) / "checkpoint_final.pt")["epoch"] == 1
+
+
+@pytest.fixture(scope="module")
+def trained_once(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("trained") / "root"
+    subprocess.run(["cp", "-r", str(data_root), str(root)], check=True)
+    assert main([*TRAIN, "--epochs", "1", "--no-validation", "--data-root", str(root)]) == 0
+    return root

@@ -9,14 +9,23 @@ from pathlib import Path
 
 from autounet.devices import DEVICE_PATTERN
 
-__all__ = ["add_dataset_argument", "add_device_argument", "add_processes_argument", "common_parent",
-           "dataset_id", "default_processes", "fraction", "memory_gib", "non_negative_float", "non_negative_int",
-           "output_folder", "positive_float", "positive_int", "random_seed"]
+__all__ = ["add_dataset_argument", "add_device_argument", "add_processes_argument", "axis_size", "batch_count",
+           "case_count", "common_parent", "dataset_id", "default_processes", "fold", "fraction", "loader_workers",
+           "memory_gib", "non_negative_float", "non_negative_int", "optional_case_count", "output_folder",
+           "percentage_points", "positive_float", "positive_int", "random_seed", "worker_count"]
 
 # No count, size or epoch number a user means is this large; beyond it values overflow C integers (torch, numpy).
 MAX_INT = 2**31 - 1
 # A memory budget beyond a pebibyte is a typo (or "1e30"); planning would size patches to nonsense.
 MAX_MEMORY_GIB = 2.0**20
+# Beyond these a value is a typo that would ask the OS for absurd numbers of processes, threads, patches in
+# memory, files or voxels, and fail late (or exhaust the machine) instead of at once.
+MAX_WORKERS = 1024
+MAX_PATCHES = 4096
+MAX_CASES = 100_000
+MAX_AXIS_SIZE = 2048
+# No tolerance (in the spacing's units) or size a user means is larger.
+MAX_FLOAT = 1e6
 
 
 def common_parent() -> argparse.ArgumentParser:
@@ -36,53 +45,80 @@ def common_parent() -> argparse.ArgumentParser:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (a bad value is a usage error, exit 2, naming the flag)."""
-    return _integer_at_least(text, 1)
+    return _integer_in(text, 1, MAX_INT)
 
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    return _integer_at_least(text, 0)
+    return _integer_in(text, 0, MAX_INT)
+
+
+def worker_count(text: str) -> int:
+    """argparse type: processes or threads, 1 to 1024 (asking the OS for billions of them is a typo)."""
+    return _integer_in(text, 1, MAX_WORKERS)
+
+
+def loader_workers(text: str) -> int:
+    """argparse type: background loader threads, 0 (load in the main thread) to 1024."""
+    return _integer_in(text, 0, MAX_WORKERS)
+
+
+def batch_count(text: str) -> int:
+    """argparse type: patches per batch or per calibration set, 1 to 4096 (each patch is memory)."""
+    return _integer_in(text, 1, MAX_PATCHES)
+
+
+def case_count(text: str) -> int:
+    """argparse type: a number of (synthetic) cases to write, 1 to 100000 (each is a file)."""
+    return _integer_in(text, 1, MAX_CASES)
+
+
+def optional_case_count(text: str) -> int:
+    """argparse type: a number of (synthetic) cases that may be none, e.g. test cases, 0 to 100000."""
+    return _integer_in(text, 0, MAX_CASES)
+
+
+def axis_size(text: str) -> int:
+    """argparse type: voxels along one axis of an image to generate, 1 to 2048."""
+    return _integer_in(text, 1, MAX_AXIS_SIZE)
+
+
+def fold(text: str) -> str:
+    """argparse type: a fold, an index (0, 1, ...) or ``all``; the text is kept (commands parse it further)."""
+    if text == "all":
+        return text
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"a fold is an index (0, 1, ...) or 'all', got '{text}'")
+    _integer_in(text, 0, MAX_INT)
+    return text
 
 
 def fraction(text: str) -> float:
     """argparse type: a number in (0, 1] (e.g. the sliding window's step size)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
+    value = _number(text)
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
     return value
 
 
 def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (sizes, memory budgets, tolerances)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
+    """argparse type: a finite number > 0 and at most a million (sizes and tolerances)."""
+    return _number_in(text, 0.0, MAX_FLOAT, include_low=False)
 
 
 def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0 (tolerances where 0 means "no loss at all")."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
+    """argparse type: a finite number >= 0 and at most a million (0 where it means "none at all")."""
+    return _number_in(text, 0.0, MAX_FLOAT, include_low=True)
+
+
+def percentage_points(text: str) -> float:
+    """argparse type: a number of percentage points, 0 to 100 (e.g. the Dice a deployment may lose)."""
+    return _number_in(text, 0.0, 100.0, include_low=True)
 
 
 def memory_gib(text: str) -> float:
-    """argparse type: a memory budget in GiB, a finite number in (0, 1048576]."""
-    value = positive_float(text)
-    if value > MAX_MEMORY_GIB:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_MEMORY_GIB:.0f} GiB, got {text}")
-    return value
+    """argparse type: a memory or size budget in GiB, a finite number in (0, 1048576]."""
+    return _number_in(text, 0.0, MAX_MEMORY_GIB, include_low=False)
 
 
 def random_seed(text: str) -> int:
@@ -120,12 +156,29 @@ def _integer(text: str) -> int:
     return value
 
 
-def _integer_at_least(text: str, minimum: int) -> int:
+def _integer_in(text: str, minimum: int, maximum: int) -> int:
     value = _integer(text)
     if value < minimum:
         raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-    if value > MAX_INT:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_INT}, got {value}")
+    if value > maximum:
+        raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
+
+
+def _number_in(text: str, low: float, high: float, include_low: bool) -> float:
+    """A finite number in ``[low, high]`` (``(low, high]`` without ``include_low``); NaN and infinities fail."""
+    value = _number(text)
+    above = value >= low if include_low else value > low
+    if not (math.isfinite(value) and above and value <= high):
+        raise argparse.ArgumentTypeError(f"must be a finite number in {'[' if include_low else '('}{low:g}, "
+                                         f"{high:g}], got {text}")
     return value
 
 
@@ -142,7 +195,7 @@ def add_dataset_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_processes_argument(parser: argparse.ArgumentParser, flag: str = "-np") -> None:
     """``-np/--num-processes``: worker processes for per-case work."""
-    parser.add_argument(flag, "--num-processes", type=positive_int, default=default_processes(), metavar="N",
+    parser.add_argument(flag, "--num-processes", type=worker_count, default=default_processes(), metavar="N",
                         dest="num_processes", help="worker processes (default: %(default)s)")
 
 

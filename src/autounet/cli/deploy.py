@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autounet.cli._common import non_negative_float, output_folder, positive_int
+from autounet.cli._common import batch_count, output_folder, percentage_points, positive_int
 from autounet.cli.predict import add_model_arguments, available_folds, model_folder_for
 from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import ConfigError
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                         help="fp32 (default), or int8: static post-training quantization (NNCF), calibrated on "
                              "patches of the preprocessed training cases (needs -d/-c)")
-    parser.add_argument("--calibration-patches", type=positive_int, default=32, metavar="N",
+    parser.add_argument("--calibration-patches", type=batch_count, default=32, metavar="N",
                         help="patches drawn for INT8 calibration, as training draws them (default: %(default)s)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pt", metavar="NAME")
     parser.add_argument("--torchscript", action="store_true",
@@ -48,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
         "network; Dice per class is compared. INT8 falls back step by step to keeping more layers in float "
         "until the drop is within the limits, or the deployment is refused. The report is written as "
         "deploy_report.json into the deployed folder and printed.")
-    check.add_argument("--max-mean-drop", type=non_negative_float, default=0.5, metavar="POINTS",
+    check.add_argument("--max-mean-drop", type=percentage_points, default=0.5, metavar="POINTS",
                        help="largest mean Dice drop over classes, in Dice points (default: %(default)s = 0.005 Dice)")
-    check.add_argument("--max-class-drop", type=non_negative_float, default=1.0, metavar="POINTS",
+    check.add_argument("--max-class-drop", type=percentage_points, default=1.0, metavar="POINTS",
                        help="largest Dice drop of any class, in Dice points (default: %(default)s)")
     check.add_argument("--check-disable-tta", action="store_true",
                        help="predict the check without mirroring (faster; predict still mirrors)")

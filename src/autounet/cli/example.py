@@ -7,7 +7,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from autounet.cli._common import dataset_id, non_negative_int, positive_int, random_seed
+from autounet.cli._common import axis_size, case_count, dataset_id, optional_case_count, random_seed
 from autounet.dataset.synthetic import (
     EXAMPLE_IDS,
     EXAMPLE_KINDS,
@@ -57,11 +57,11 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                         help=f"which examples: {', '.join(EXAMPLE_KINDS)}, {_DETECTION}, {_SAR} or {_ALL} (default: "
                              f"{_ALL}, without {_DETECTION} and {_SAR})")
     defaults = ExampleOptions()
-    parser.add_argument("--num-cases", type=positive_int, default=defaults.num_cases, metavar="N",
+    parser.add_argument("--num-cases", type=case_count, default=defaults.num_cases, metavar="N",
                         help="training cases per dataset (default: %(default)s)")
-    parser.add_argument("--num-test-cases", type=non_negative_int, default=defaults.num_test_cases, metavar="N",
+    parser.add_argument("--num-test-cases", type=optional_case_count, default=defaults.num_test_cases, metavar="N",
                         help="test cases in imagesTs/, with labels in labelsTs/ (default: %(default)s)")
-    parser.add_argument("--shape", type=positive_int, nargs="+", default=None, metavar="SIZE",
+    parser.add_argument("--shape", type=axis_size, nargs="+", default=None, metavar="SIZE",
                         help="nominal array shape, Z Y X for 3D kinds or Y X for png2d (default: per kind; "
                              "3D cases vary by a few voxels)")
     parser.add_argument("--seed", type=random_seed, default=defaults.seed,

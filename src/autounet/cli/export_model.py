@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from autounet.cli._common import fold
 from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import CheckpointError, ConfigError, DatasetError
 from autounet.paths import Paths
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                         help="instead of -d/-c: one model folder, results/<Dataset>/<run folder> or a deployed "
                              "model folder ('autounet deploy'; its files are checked against deploy.json and go in "
                              "whole)")
-    parser.add_argument("-f", "--folds", nargs="+", metavar="FOLD",
+    parser.add_argument("-f", "--folds", nargs="+", type=fold, metavar="FOLD",
                         help="fold indices or 'all' (default: every fold_* folder holding the checkpoint)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pt", metavar="NAME",
                         help="checkpoint file in each fold folder; the archive keeps the name "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from autounet.cli._common import positive_float
+from autounet.cli._common import memory_gib
 from autounet.errors import ConfigError
 from autounet.paths import Paths
 from autounet.sharing.manifest import DEFAULT_MAX_BYTES
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "results/.autounet-staging-*; one left by a killed run is removed on the next start.")
     parser.add_argument("source", metavar="ZIP_OR_URL", help="a model zip file, or an http:// or https:// URL")
     parser.add_argument("--force", action="store_true", help="replace model folders that exist already")
-    parser.add_argument("--max-size-gib", type=positive_float, default=DEFAULT_MAX_BYTES / 2**30, metavar="GIB",
+    parser.add_argument("--max-size-gib", type=memory_gib, default=DEFAULT_MAX_BYTES / 2**30, metavar="GIB",
                         help="largest download and unpacked size accepted (default: %(default)g)")
     parser.set_defaults(handler=run)
 

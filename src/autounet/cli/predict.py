@@ -6,7 +6,16 @@ import argparse
 import logging
 from pathlib import Path
 
-from autounet.cli._common import add_device_argument, fraction, non_negative_float, output_folder, positive_int
+from autounet.cli._common import (
+    add_device_argument,
+    batch_count,
+    fold,
+    fraction,
+    non_negative_float,
+    output_folder,
+    positive_int,
+    worker_count,
+)
 from autounet.dataset.raw import find_raw_dataset
 from autounet.devices import resolve_device
 from autounet.errors import CheckpointError, ConfigError, DatasetError
@@ -44,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--disable-tta", action="store_true", help="no mirroring test-time augmentation (faster)")
     parser.add_argument("--save-probabilities", action="store_true", help="also write <case>.npz probabilities")
     add_device_argument(parser)
-    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--batch-size", type=batch_count, default=None, metavar="N",
                         help="windows per network call (default: what 'autounet deploy' measured fastest for a "
                              "deployed folder, else 4 on the CPU, where batching roughly halves the time per "
                              "window, and 1 on a GPU); results do not depend on it")
@@ -52,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                         help="what runs the network: torch (trained model folders), onnxruntime or openvino "
                              "(deployed folders); auto (default): torch, or the runtime 'autounet deploy' measured "
                              "fastest")
-    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--threads", type=worker_count, default=None, metavar="N",
                         help="CPU threads of the network (default: the physical cores this process may use)")
     parser.add_argument("--overwrite", action="store_true",
                         help="predict every case again, replacing earlier outputs (also another model's)")
@@ -215,7 +224,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model-folder", type=Path, metavar="DIR",
                         help="a model folder instead of -d/-c: results/<Dataset>/<run folder>, an installed or "
                              "deployed model, or an nnU-Net v2 trained model folder")
-    parser.add_argument("-f", "--folds", nargs="+", metavar="FOLD",
+    parser.add_argument("-f", "--folds", nargs="+", type=fold, metavar="FOLD",
                         help="folds to ensemble, indices or 'all' (default: every fold_N with the checkpoint)")
 
 

@@ -7,7 +7,15 @@ import logging
 import math
 from dataclasses import replace
 
-from autounet.cli._common import add_dataset_argument, add_device_argument, non_negative_int, positive_int, random_seed
+from autounet.cli._common import (
+    add_dataset_argument,
+    add_device_argument,
+    fold,
+    loader_workers,
+    non_negative_int,
+    positive_int,
+    random_seed,
+)
 from autounet.dataset.raw import find_raw_dataset
 from autounet.devices import resolve_device
 from autounet.errors import ConfigError
@@ -32,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "the final validation, and --continue loads checkpoint_latest.pt on every rank.")
     add_dataset_argument(parser)
     parser.add_argument("-c", "--configuration", required=True, help="2d, 3d_fullres, 3d_lowres, ...")
-    parser.add_argument("-f", "--fold", required=True, help="fold index (0-4) or 'all'")
+    parser.add_argument("-f", "--fold", type=fold, required=True, help="fold index (0-4) or 'all'")
     parser.add_argument("--recipe", default="default", metavar="NAME_OR_FILE",
                         help="training recipe: a built-in name (" + ", ".join(sorted(BUILTIN_RECIPES)) + ") or a "
                              "JSON file (fields of the recipe, 'inherits_from' another); runs of other recipes go "
@@ -48,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
     parser.add_argument("--seed", type=random_seed, default=None, help=f"(recipe default: {defaults.seed})")
     parser.add_argument("--no-augmentation", action="store_true", help="train without data augmentation")
     add_device_argument(parser)
-    parser.add_argument("--num-workers", type=non_negative_int, default=2, help="background loader threads")
+    parser.add_argument("--num-workers", type=loader_workers, default=2, help="background loader threads")
     parser.add_argument("--continue", action="store_true", dest="resume",
                         help="resume from checkpoint_latest.pt (none yet: start from scratch, with a warning)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,

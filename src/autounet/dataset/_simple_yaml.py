@@ -20,6 +20,8 @@ __all__ = ["parse_simple_yaml"]
 _INT = re.compile(r"^[-+]?\d+$")
 _FLOAT = re.compile(r"^[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$")
 _UNSUPPORTED = ("&", "*", "!", "|", ">", "---", "...", "%")
+# nnDetection's files nest two levels; deeper is not such a file (and recursion has a limit).
+_MAX_DEPTH = 32
 
 
 def _strip_comment(line: str) -> str:
@@ -41,21 +43,32 @@ def _scalar(text: str, path: Path, number: int) -> Any:
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     if text[0] in "{[":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            raise DatasetError(f"line {number}: flow collection {text!r} is not JSON-like; write it as a "
-                               "block mapping", path) from None
+        return _json_value(text, path, number, "flow collection", "write it as a block mapping")
     if text[0] in "'\"":
         if len(text) < 2 or text[-1] != text[0]:
             raise DatasetError(f"line {number}: unterminated string {text}", path)
         inner = text[1:-1]
-        return inner.replace("''", "'") if text[0] == "'" else json.loads(text)
+        return inner.replace("''", "'") if text[0] == "'" else _json_value(text, path, number, "string",
+                                                                               "check its escapes")
     if text.startswith(_UNSUPPORTED):
         raise DatasetError(f"line {number}: YAML feature in {text!r} is not supported here", path)
     if _INT.match(text):
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:  # Python's limit on the digits of an integer
+            raise DatasetError(f"line {number}: integer of {len(text)} characters; no count or index has that "
+                               "many digits", path) from None
     return float(text) if _FLOAT.match(text) else text
+
+
+def _json_value(text: str, path: Path, number: int, what: str, hint: str) -> Any:
+    """``text`` parsed as JSON (flow collections and double-quoted strings are JSON too), with every way that can
+    fail (bad escapes, integers of thousands of digits, deep nesting) one :class:`DatasetError`."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError, as is Python's int digit limit
+        shown = text if len(text) <= 60 else f"{text[:57]}..."
+        raise DatasetError(f"line {number}: {what} {shown!r} is not readable; {hint}", path) from None
 
 
 def _split_key(content: str, path: Path, number: int) -> tuple[str, str]:
@@ -91,7 +104,7 @@ def parse_simple_yaml(text: str, path: Path) -> dict[str, Any]:
             raise DatasetError(f"line {number}: tabs are not allowed for indentation", path)
         if content:
             lines.append((number, indent, content))
-    value, position = _block(lines, 0, 0, path)
+    value, position = _block(lines, 0, 0, path, 0)
     if position != len(lines):
         raise DatasetError(f"line {lines[position][0]}: unexpected indentation", path)
     if not isinstance(value, dict):
@@ -99,7 +112,10 @@ def parse_simple_yaml(text: str, path: Path) -> dict[str, Any]:
     return value
 
 
-def _block(lines: list[tuple[int, int, str]], position: int, indent: int, path: Path) -> tuple[Any, int]:
+def _block(lines: list[tuple[int, int, str]], position: int, indent: int, path: Path,
+           depth: int) -> tuple[Any, int]:
+    if depth > _MAX_DEPTH:
+        raise DatasetError(f"line {lines[position][0]}: nested more than {_MAX_DEPTH} levels deep", path)
     if position >= len(lines):
         return {}, position
     if lines[position][2].startswith("- ") or lines[position][2] == "-":
@@ -119,9 +135,10 @@ def _block(lines: list[tuple[int, int, str]], position: int, indent: int, path: 
         if rest.strip():
             mapping[key] = _scalar(rest, path, number)
         elif position < len(lines) and lines[position][1] > indent:
-            mapping[key], position = _block(lines, position, lines[position][1], path)
+            mapping[key], position = _block(lines, position, lines[position][1], path, depth + 1)
         elif position < len(lines) and lines[position][1] == indent and lines[position][2].startswith("-"):
-            mapping[key], position = _block(lines, position, indent, path)  # a list may sit at the key's indent
+            # A list may sit at the key's indent.
+            mapping[key], position = _block(lines, position, indent, path, depth + 1)
         else:
             mapping[key] = None
     if position < len(lines) and lines[position][1] > indent:

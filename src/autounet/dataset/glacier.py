@@ -55,6 +55,7 @@ _SPLITS = (("train", "Tr"), ("test", "Ts"))
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _RESOLUTION = re.compile(r"^\d+(\.\d+)?$")
 _NIFTI = ".nii.gz"
+MAX_PIXEL_SIZE_M = 10_000.0
 
 
 def caffe_pixel_size(name: str) -> float:
@@ -68,8 +69,10 @@ def caffe_pixel_size(name: str) -> float:
         raise DatasetError(f"name {name!r} is not GLACIER_DATE_SENSOR_RES_... (e.g. Mapple_2008-10-13_ERS_20_2), "
                            "so its pixel size is unknown")
     size = float(parts[3])
-    if size <= 0:
-        raise DatasetError(f"name {name!r} gives the pixel size {size:g} m; it must be positive")
+    # Hundreds of digits parse as infinity; CaFFe's sensors resolve 6 to 50 m.
+    if not 0 < size <= MAX_PIXEL_SIZE_M:
+        raise DatasetError(f"name {name!r} gives the pixel size {size:g} m; it must be positive and at most "
+                           f"{MAX_PIXEL_SIZE_M:g} m")
     return size
 
 

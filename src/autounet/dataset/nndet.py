@@ -33,6 +33,7 @@ trains a segmentation model (the segmentation-to-boxes baseline).
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from dataclasses import dataclass
 from functools import partial
@@ -64,6 +65,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _NIFTI = ".nii.gz"
+# Class c becomes label c + 1 of a uint16 semantic map.
+MAX_INSTANCE_CLASSES = 2**16 - 1
+# nnDetection's descriptions are a few lines; a larger file is not one (and is not read into memory).
+MAX_DESCRIPTION_BYTES = 2**20
 _KEPT_KEYS = ("name", "task", "target_class", "test_labels", "description", "reference", "licence", "license")
 
 
@@ -122,7 +127,14 @@ def _read_description(folder: Path) -> tuple[Path, dict[str, Any]]:
         except ConfigError as exc:
             raise DatasetError(exc.problem, path) from None
     else:
-        data = parse_simple_yaml(path.read_text(encoding="utf-8"), path)
+        if path.stat().st_size > MAX_DESCRIPTION_BYTES:
+            raise DatasetError(f"{path.stat().st_size} bytes is more than a dataset description holds "
+                               f"({MAX_DESCRIPTION_BYTES} at most); not reading it", path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"cannot read it as UTF-8 text ({type(exc).__name__})", path) from None
+        data = parse_simple_yaml(text, path)
     if not isinstance(data, dict):
         raise DatasetError("must hold a mapping with 'dim', 'labels' and 'modalities'", path)
     return path, data
@@ -153,6 +165,8 @@ def load_nndet_task(task_folder: Path) -> NndetTask:
     if dim not in (2, 3) or isinstance(dim, bool):
         raise DatasetError(f"'dim' must be 2 or 3, got {dim!r}", path)
     classes, modalities = _index_map(data, "labels", path), _index_map(data, "modalities", path)
+    if len(classes) > MAX_INSTANCE_CLASSES:
+        raise DatasetError(f"{len(classes)} classes; at most {MAX_INSTANCE_CLASSES} fit a label map", path)
     names = list(classes.values())
     if len(set(names)) != len(names) or "background" in names:
         raise DatasetError(f"class names must be unique and not 'background', got {names}", path)
@@ -209,8 +223,11 @@ def read_instances_json(path: Path) -> dict[int, int]:
     for key, value in instances.items():
         if not str(key).isdecimal() or int(key) < 1:
             raise DatasetError(f"instance id {key!r} is not a positive integer", path)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-            raise DatasetError(f"instance {key} has class {value!r}; classes are integers from 0", path)
+        # ``value != int(value)`` would raise on NaN and infinities; the bound keeps the uint16 label maps exact.
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                or value != int(value) or not 0 <= value < MAX_INSTANCE_CLASSES:
+            raise DatasetError(f"instance {key} has class {value!r}; classes are integers from 0 to "
+                               f"{MAX_INSTANCE_CLASSES - 1}", path)
         parsed[int(key)] = int(value)
     return dict(sorted(parsed.items()))
 

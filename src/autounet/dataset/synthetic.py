@@ -74,6 +74,8 @@ EXAMPLE_NAMES: dict[ExampleKind, str] = {"mr": "ExampleMR", "ct": "ExampleCT",
 GENERATOR_VERSION = 1
 # Smaller volumes leave structures of one or two voxels; slices may be fewer than in-plane pixels.
 MIN_SLICES, MIN_IN_PLANE_VOXELS = 8, 16
+# A 512^3 volume; each case is generated in memory as several float arrays, so more is a typo, not a request.
+MAX_EXAMPLE_VOXELS = 2**27
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,8 @@ def example_info(kind: ExampleKind, options: ExampleOptions = _DEFAULT_OPTIONS) 
 
     Raises:
         DatasetError: Unknown kind, counts out of range, negative seed, a shape of the wrong
-            dimensionality or below 8 slices / 16 in-plane voxels, or a dataset id outside 0..999.
+            dimensionality, below 8 slices / 16 in-plane voxels or above 2**27 voxels, or a dataset id
+            outside 0..999.
     """
     if kind not in _SPECS:
         raise DatasetError(f"unknown example kind {kind!r}; choose one of {', '.join(EXAMPLE_KINDS)}")
@@ -178,6 +181,9 @@ def example_info(kind: ExampleKind, options: ExampleOptions = _DEFAULT_OPTIONS) 
     smallest = (MIN_SLICES,) * (len(shape) - 2) + (MIN_IN_PLANE_VOXELS,) * 2
     if any(s < m for s, m in zip(shape, smallest, strict=True)):
         raise DatasetError(f"shape {shape} is too small for example '{kind}'; use at least {smallest}")
+    if int(np.prod(shape, dtype=np.float64)) > MAX_EXAMPLE_VOXELS:
+        raise DatasetError(f"shape {shape} holds more than {MAX_EXAMPLE_VOXELS} voxels; examples are for trying "
+                           "autounet, use a smaller --shape")
     dataset_id = EXAMPLE_IDS[kind] if options.dataset_id is None else options.dataset_id
     return ExampleInfo(kind=kind, folder_name=dataset_folder_name(dataset_id, EXAMPLE_NAMES[kind]),
                        dataset_id=dataset_id, shape=shape, spacing=spec.nominal_spacing,

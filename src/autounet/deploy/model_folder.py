@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "deploy.json"
 ONNX_FILE = "model.onnx"
+# Bounds of deploy.json's numbers: no network has more channels, no measured batch more windows.
+MAX_CHANNELS = 2**16
+MAX_BATCH_SIZE = 4096
 Precision = Literal["fp32", "int8"]
 
 
@@ -83,6 +86,19 @@ class DeployManifest:
     backend: str = ""
     batch_size: int = 0
     report: str = ""
+
+    def __post_init__(self) -> None:
+        # deploy.json lists every file's SHA-256 but not its own, so its values are checked like foreign input:
+        # they size the predictor's batches and its mirroring.
+        if self.in_channels < 1 or self.num_outputs < 1 or max(self.in_channels, self.num_outputs) > MAX_CHANNELS:
+            raise ValueError(f"in_channels {self.in_channels} and num_outputs {self.num_outputs} must lie in "
+                             f"1..{MAX_CHANNELS}")
+        if not 0 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must lie in 0..{MAX_BATCH_SIZE}, got {self.batch_size}")
+        if len(set(self.mirror_axes)) != len(self.mirror_axes) or any(not 0 <= a < 3 for a in self.mirror_axes):
+            raise ValueError(f"mirror_axes must be distinct axes 0..2, got {list(self.mirror_axes)}")
+        if not self.folds:
+            raise ValueError("folds lists no fold")
 
 
 class FoldDeployer(Protocol):

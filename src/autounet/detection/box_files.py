@@ -18,12 +18,17 @@ import numpy as np
 from autounet.errors import ConfigError, DatasetError
 from autounet.io.geometry import ImageGeometry
 from autounet.io.jsonio import read_json, write_json
+from autounet.io.schema import Fields, ListOf, Number, check_json
 
 __all__ = ["BOXES_SCHEMA_VERSION", "BOX_FILE_SUFFIX", "OriginalBox", "box_file_name", "boxes_in_world",
            "read_boxes_json", "write_boxes_json"]
 
 BOXES_SCHEMA_VERSION = 1
 BOX_FILE_SUFFIX = "_boxes.json"
+# Class indices index per-class results; beyond this a value is a foreign or damaged file, not a class.
+MAX_BOX_CLASS = 2**16 - 1
+_BOX = Fields(required={"voxel_box": ListOf(Number()), "score": Number(),
+                        "class": Number(integer=True, minimum=0, maximum=MAX_BOX_CLASS)})
 
 
 def box_file_name(case_id: str) -> str:
@@ -92,7 +97,8 @@ def read_boxes_json(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Voxel boxes ``(N, 2 * ndim)``, scores ``(N,)`` and classes ``(N,)`` of a box file.
 
     Raises:
-        DatasetError: Unreadable JSON, a newer schema, or boxes without the expected fields and shapes.
+        DatasetError: Unreadable JSON, a newer schema, or boxes without the expected fields and shapes (finite
+            numbers, classes integers from 0, upper corners not below lower ones), naming the field.
     """
     try:
         data = read_json(path)
@@ -104,15 +110,21 @@ def read_boxes_json(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise DatasetError(f"box file schema_version {data.get('schema_version')!r} is not one this autounet "
                            f"reads (<= {BOXES_SCHEMA_VERSION})", path)
     try:
-        boxes = np.asarray([[float(v) for v in box["voxel_box"]] for box in data["boxes"]], dtype=np.float64)
-        scores = np.asarray([float(box["score"]) for box in data["boxes"]], dtype=np.float64)
-        classes = np.asarray([int(box["class"]) for box in data["boxes"]], dtype=np.int64)
-    except (KeyError, TypeError, ValueError) as error:
-        raise DatasetError(f"a box lacks voxel_box, score or class, or has a non-number there ({error})",
-                           path) from None
-    if not len(scores):
+        check_json(data["boxes"], ListOf(_BOX), path, "boxes")
+    except ConfigError as error:
+        raise DatasetError(error.problem, path) from None
+    boxes_list = data["boxes"]
+    scores = np.asarray([float(box["score"]) for box in boxes_list], dtype=np.float64)
+    classes = np.asarray([int(box["class"]) for box in boxes_list], dtype=np.int64)
+    if not boxes_list:
         return np.zeros((0, 4)), scores, classes
-    if boxes.ndim != 2 or boxes.shape[1] not in (4, 6) or not (np.isfinite(boxes).all() and
-                                                              np.isfinite(scores).all()):
-        raise DatasetError("voxel boxes must all have 4 (2D) or 6 (3D) finite numbers, scores finite", path)
+    lengths = {len(box["voxel_box"]) for box in boxes_list}
+    if len(lengths) != 1 or not lengths <= {4, 6}:
+        raise DatasetError("voxel boxes must have 4 (2D) or 6 (3D) numbers, the same count in every box", path)
+    boxes = np.asarray([[float(v) for v in box["voxel_box"]] for box in boxes_list], dtype=np.float64)
+    ndim = boxes.shape[1] // 2
+    inverted = np.flatnonzero((boxes[:, ndim:] < boxes[:, :ndim]).any(axis=1))
+    if len(inverted):
+        raise DatasetError(f"box {int(inverted[0])} ends before it starts ({boxes[inverted[0]].tolist()}); boxes "
+                           "are (lower corner, upper corner)", path)
     return boxes, scores, classes

@@ -9,6 +9,7 @@ the label map ``<case><ending>`` whose geometry the output copies exactly.
 from __future__ import annotations
 
 import logging
+import math
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,13 +46,16 @@ def load_probabilities(path: Path) -> np.ndarray:
     """Read ``probabilities`` ``(K, *spatial)`` from a ``.npz`` written by ``save_probabilities``.
 
     Raises:
-        ImageIOError: Missing or unreadable file, no ``probabilities`` array, or not ``(K, *spatial)``.
+        ImageIOError: Missing or unreadable file, no ``probabilities`` array, an array header that declares
+            more data than the file holds (checked before anything is allocated), not ``(K, *spatial)``, or
+            NaN or infinite values.
     """
     try:
         with np.load(path, allow_pickle=False) as archive:
             if PROBABILITIES_KEY not in archive.files:
                 raise ImageIOError(f"no '{PROBABILITIES_KEY}' array in this .npz (found: "
                                    f"{', '.join(archive.files) or 'none'})", path)
+            _check_declared_size(path, f"{PROBABILITIES_KEY}.npy")
             probabilities = archive[PROBABILITIES_KEY]
     except FileNotFoundError:
         raise ImageIOError("probability file not found", path) from None
@@ -60,7 +64,27 @@ def load_probabilities(path: Path) -> np.ndarray:
     if probabilities.ndim not in (3, 4) or not np.issubdtype(probabilities.dtype, np.floating):
         raise ImageIOError(f"probabilities must be floating point (K, *spatial), got {probabilities.dtype} of "
                            f"shape {probabilities.shape}", path)
+    if not np.isfinite(probabilities).all():
+        raise ImageIOError("probabilities hold NaN or infinite values", path)
     return probabilities
+
+
+def _check_declared_size(path: Path, member: str) -> None:
+    """Refuse an array whose ``.npy`` header declares more bytes than the archive member holds.
+
+    NumPy allocates the declared shape before it reads a compressed member, so a few bytes declaring
+    ``(4, 100000, 100000, 100000)`` would end in a ``MemoryError`` (or exhaust the machine) instead of an error.
+    """
+    with zipfile.ZipFile(path) as archive, archive.open(member) as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(handle)
+        declared = math.prod(shape) * dtype.itemsize
+        available = archive.getinfo(member).file_size - handle.tell()
+    if declared > available:
+        raise ImageIOError(f"'{member}' declares shape {list(shape)} ({declared} bytes) but holds {available} "
+                           "bytes: a damaged or forged file", path)
 
 
 def average_probabilities(files: Sequence[Path]) -> np.ndarray:

@@ -29,6 +29,9 @@ __all__ = ["DETECTION_SUMMARY_FILE", "BoxEvaluation", "evaluate_box_folders"]
 logger = logging.getLogger(__name__)
 
 DETECTION_SUMMARY_FILE = "detection_summary.json"
+# Boxes are found per instance id up to the largest one (a list that long); instance maps number their
+# instances 1, 2, ..., so a larger id is not an instance map (a CT in HU, a probability map).
+MAX_INSTANCE_ID = 2**20
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,24 @@ def _references(reference_dir: Path) -> dict[str, tuple[Path, Path]]:
     return found
 
 
+def _instance_map(path: Path) -> np.ndarray:
+    """A reference instance map, checked: integer ids from 0 (background) to :data:`MAX_INSTANCE_ID`.
+
+    Raises:
+        DatasetError: Non-integer, negative or absurdly large values, naming the file.
+    """
+    instance_map, _ = read_segmentation(path)
+    if not instance_map.size:
+        return instance_map.astype(np.int64)
+    if instance_map.dtype.kind not in "iub" and not np.array_equal(instance_map, np.round(instance_map)):
+        raise DatasetError("instance map holds non-integer values; instance ids are integers", path)
+    low, high = instance_map.min(), instance_map.max()
+    if low < 0 or high > MAX_INSTANCE_ID:
+        raise DatasetError(f"instance map holds the value {low if low < 0 else high:g}; instance ids run from 1 "
+                           f"(0 is background) to at most {MAX_INSTANCE_ID}: is it an instance map?", path)
+    return instance_map.astype(np.int64)
+
+
 def evaluate_box_folders(reference_dir: Path, prediction_dir: Path, output_dir: Path | None = None,
                          classes: tuple[int, ...] | None = None, max_detections: int = 100) -> BoxEvaluation:
     """AP at IoU 0.1, mAP over IoU 0.1:0.5 and FROC of the box files in ``prediction_dir``; writes
@@ -78,8 +99,8 @@ def evaluate_box_folders(reference_dir: Path, prediction_dir: Path, output_dir: 
         max_detections: Detections kept per image and class.
 
     Raises:
-        DatasetError: A missing folder, no references, unreadable files, or box files of another
-            dimensionality than their reference.
+        DatasetError: A missing folder, no references, unreadable files, a reference that is no instance map,
+            or box files of another dimensionality than their reference.
     """
     reference_dir, prediction_dir = Path(reference_dir), Path(prediction_dir)
     if not prediction_dir.is_dir():
@@ -91,7 +112,7 @@ def evaluate_box_folders(reference_dir: Path, prediction_dir: Path, output_dir: 
         logger.warning("%d box file(s) have no reference and are not scored: %s", len(strays), ", ".join(strays))
     images, missing = [], []
     for case_id, (label_file, json_file) in progress(references.items(), "Scoring boxes", total=len(references)):
-        instance_map, _ = read_segmentation(label_file)
+        instance_map = _instance_map(label_file)
         gt_boxes, ids = instances_to_boxes(instance_map)
         classes_of = read_instances_json(json_file)
         gt_classes = np.asarray([classes_of.get(int(i), -1) for i in ids.tolist()], dtype=np.int64)

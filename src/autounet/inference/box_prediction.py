@@ -29,7 +29,7 @@ from autounet.errors import AutounetError, CheckpointError, ConfigError, Dataset
 from autounet.inference.nnunet_model import is_nnunet_model_folder
 from autounet.inference.sliding_window import SlidingWindowSettings, iter_window_batches, pad_to_patch
 from autounet.inference.tta import mirror_dim_combinations
-from autounet.io.checkpoints import load_checkpoint
+from autounet.io.checkpoints import check_axes, check_matches, check_weights, load_checkpoint
 from autounet.io.geometry import ImageGeometry
 from autounet.io.images import read_image
 from autounet.paths import configuration_of_run_folder
@@ -222,17 +222,15 @@ def load_detection_model(model_folder: Path, folds: Sequence[int | str], checkpo
     for fold in folds:
         path = model_folder / f"fold_{fold}" / checkpoint
         state = load_checkpoint(path, map_location="cpu")
-        weights = state.get("network")
-        if not isinstance(weights, dict):
-            raise CheckpointError("the checkpoint holds no 'network' weights", path)
+        # The checks a segmentation model's checkpoint gets: finite tensors that fit the network, valid axes.
+        weights = check_weights(state, "network", path)
         network = build_planned_detector(configuration, description.num_channels, inference)
-        try:
-            network.load_state_dict(weights, strict=True)
-        except RuntimeError as error:
-            raise CheckpointError(f"the weights do not fit detection configuration '{configuration.name}': "
-                                  f"{str(error).splitlines()[-1].strip()}", path) from None
+        check_matches(weights, network.state_dict(), path)
+        network.load_state_dict(weights, strict=True)
         detectors.append(network.to(device).eval().detect)
-        mirror_axes = tuple(int(a) for a in state.get("metadata", {}).get("mirror_axes", ()))
+        metadata = state.get("metadata")
+        mirror_axes = check_axes(metadata.get("mirror_axes") if isinstance(metadata, dict) else None,
+                                 configuration.ndim, "metadata.mirror_axes", path)
     origin = f"{model_folder} folds {','.join(map(str, folds))} ({checkpoint})"
     return DetectionModel(plans, configuration, description, tuple(detectors), mirror_axes, origin, inference,
                           source)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 
 from autounet.errors import CheckpointError
 
-__all__ = ["CHECKPOINT_FORMAT", "check_axes", "check_weights", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "check_axes", "check_matches", "check_weights", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FORMAT = "autounet-checkpoint-v1"
 
@@ -83,6 +84,29 @@ def check_weights(state: dict[str, Any], key: str, path: str | os.PathLike) -> d
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"weight '{name}' holds NaN or infinite values (did training diverge?)", path)
     return weights
+
+
+def check_matches(weights: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor],
+                  path: str | os.PathLike) -> None:
+    """Checked weights against the network they are loaded into: the same names, each of the same shape.
+
+    ``load_state_dict`` would fail too, but with a multi-line message listing every name; a checkpoint of
+    another configuration, dataset or network in the wrong folder deserves one line that says so.
+
+    Raises:
+        CheckpointError: A name is missing or unexpected, or a shape differs (the first such is named).
+    """
+    missing = [name for name in expected if name not in weights]
+    unexpected = [name for name in weights if name not in expected]
+    wrong = [name for name in expected
+             if name in weights and tuple(weights[name].shape) != tuple(expected[name].shape)]
+    if missing or unexpected or wrong:
+        first = (f"weight '{wrong[0]}' has shape {list(weights[wrong[0]].shape)}, the network's "
+                 f"{list(expected[wrong[0]].shape)}" if wrong else
+                 f"weight '{missing[0]}' is missing" if missing else f"weight '{unexpected[0]}' is not the network's")
+        raise CheckpointError(f"the weights do not fit this network ({first}; {len(missing)} missing, "
+                              f"{len(unexpected)} unexpected, {len(wrong)} of another shape): the checkpoint is of "
+                              "another configuration, dataset or network", path)
 
 
 def check_axes(value: Any, ndim: int, what: str, path: str | os.PathLike) -> tuple[int, ...]:

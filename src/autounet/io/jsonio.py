@@ -83,14 +83,18 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 # a handful of levels. Beyond these a file is refused before it can exhaust memory or the recursion limit.
 MAX_JSON_BYTES = 512 * 2**20
 MAX_JSON_DEPTH = 64
+# Object keys name things (labels, channels, files, fields): beyond this length one is not a name, and a key of
+# thousands of digits would fail Python's int conversion wherever an index is read from it.
+MAX_JSON_KEY = 4096
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file, bounded in size (:data:`MAX_JSON_BYTES`) and nesting (:data:`MAX_JSON_DEPTH`).
+    """Read a JSON file, bounded in size (:data:`MAX_JSON_BYTES`), nesting (:data:`MAX_JSON_DEPTH`) and key
+    length (:data:`MAX_JSON_KEY`).
 
     Raises:
-        ConfigError: The file is missing, unreadable, too large, nested too deeply or not valid JSON; the
-            message names the file.
+        ConfigError: The file is missing, unreadable, too large, nested too deeply, with a key too long or not
+            valid JSON; the message names the file.
     """
     path = Path(path)
     try:
@@ -110,23 +114,27 @@ def read_json(path: str | os.PathLike) -> Any:
                           path) from None
     except RecursionError:
         raise ConfigError(f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)", path) from None
-    if _depth_exceeds(data, MAX_JSON_DEPTH):
-        raise ConfigError(f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)", path)
+    except ValueError as exc:  # an integer literal of thousands of digits (Python's int conversion limit)
+        raise ConfigError(f"not usable JSON: {str(exc).split(';')[0]}", path) from None
+    _check_shape(data, path)
     return data
 
 
-def _depth_exceeds(data: Any, limit: int) -> bool:
-    """Whether lists/objects nest more than ``limit`` levels (iteratively: no recursion limit to hit)."""
+def _check_shape(data: Any, path: Path) -> None:
+    """Refuse nesting deeper than :data:`MAX_JSON_DEPTH` and object keys longer than :data:`MAX_JSON_KEY`
+    (iteratively, in one walk: no recursion limit to hit, and one pass over large coordinate lists)."""
     stack = [(data, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, dict):
+            if long := next((key for key in value if len(key) > MAX_JSON_KEY), None):
+                raise ConfigError(f"an object key of {len(long)} characters ({long[:20]}...); keys are names, at "
+                                  f"most {MAX_JSON_KEY} characters", path)
             children = value.values()
         elif isinstance(value, list):
             children = value
         else:
             continue
-        if depth > limit:
-            return True
+        if depth > MAX_JSON_DEPTH:
+            raise ConfigError(f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)", path)
         stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False

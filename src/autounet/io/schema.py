@@ -162,7 +162,9 @@ def _join(where: str, key: str) -> str:
 
 def _number_problem(value: Any, spec: Number, where: str) -> tuple[str, str] | None:
     kind = "an integer" if spec.integer else "a finite number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    # (An integer is never infinite, and ``math.isfinite`` overflows on one beyond a float's range.)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not math.isfinite(value)):
         return where, f"must be {kind}, got {_shown(value)}"
     if spec.integer and value != int(value):
         return where, f"must be {kind}, got {_shown(value)}"

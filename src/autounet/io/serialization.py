@@ -154,7 +154,10 @@ def _convert_scalar(tp: Any, value: Any, source: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _fail(source, where, f"expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise _fail(source, where, "a number beyond a float's range") from None
     if tp is str:
         if not isinstance(value, str):
             raise _fail(source, where, f"expected a string, got {value!r}")

@@ -150,7 +150,7 @@ def _parse_locations(raw_locations: Any, shape: tuple[int, ...], field_name: str
         try:
             label = int(key)
             array = np.asarray(coords, dtype=np.int64).reshape(-1, len(shape))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a number beyond int64
             raise ConfigError(f"field '{where}': expected a label and a list of {len(shape)}-value "
                               "integer coordinates", path) from None
         if array.size and (array.min() < 0 or np.any(array.max(axis=0) >= np.asarray(shape))):

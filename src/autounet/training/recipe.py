@@ -6,6 +6,7 @@ import copy
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -100,6 +101,24 @@ class TrainingRecipe:
             raise ValueError(f"task weights must be >= 0, got {self.task_weights}")
         if self.line_width < 1:
             raise ValueError(f"line_width must be >= 1, got {self.line_width}")
+        self._check_bounds()
+
+    def _check_bounds(self) -> None:
+        """Numbers a recipe file may hold but no run means: NaN or infinite rates, a momentum of 5, seeds torch
+        cannot take, dilation widths that allocate gigabytes, counts that overflow C integers."""
+        finite = {"initial_lr": (self.initial_lr > 0, "> 0"), "weight_decay": (self.weight_decay >= 0, ">= 0"),
+                  "poly_exponent": (self.poly_exponent >= 0, ">= 0"),
+                  "grad_clip_norm": (self.grad_clip_norm > 0, "> 0"), "momentum": (0 <= self.momentum < 1, "in [0, 1)")}
+        for name, (in_range, wanted) in finite.items():
+            if not (in_range and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a finite number {wanted}, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must lie in 0..{2**32 - 1}, got {self.seed}")
+        if self.line_width > MAX_LINE_WIDTH:
+            raise ValueError(f"line_width must be at most {MAX_LINE_WIDTH}, got {self.line_width}")
+        for name in ("epochs", "iterations_per_epoch", "validation_iterations", "checkpoint_every"):
+            if getattr(self, name) > 2**31 - 1:
+                raise ValueError(f"{name} must be at most {2**31 - 1}, got {getattr(self, name)}")
 
     def fingerprint(self) -> str:
         """Short hash identifying the recipe (resume refuses a different one).
@@ -115,6 +134,8 @@ class TrainingRecipe:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
 
 
+# Line labels are dilated with a window this wide; wider is a typo (and allocates width**ndim per voxel window).
+MAX_LINE_WIDTH = 256
 _RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ADDED_AFTER_VERSION_1: dict[str, Any] = {"objective": "segmentation", "network": None, "loss_weights": {},
                                           "augmentation_overrides": {}, "task_weights": {}, "line_width": 5}

@@ -20,7 +20,7 @@ from autounet.dataset.raw import RawDataset, load_raw_dataset
 from autounet.detection.retina_unet import build_planned_detector
 from autounet.devices import cpu_compile_speeds_up_float32
 from autounet.errors import CheckpointError, ConfigError
-from autounet.io.checkpoints import load_checkpoint
+from autounet.io.checkpoints import check_matches, check_weights, load_checkpoint
 from autounet.io.serialization import from_dict, load_dataclass, save_dataclass, to_dict
 from autounet.networks.registry import build_network, network_builder
 from autounet.paths import run_folder_name, sibling_run_folder
@@ -125,8 +125,7 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
     trainer = Trainer(parts)
     if options.resume and (output / "checkpoint_latest.pt").is_file():
         # Every rank loads the same checkpoint, so all continue from identical states.
-        state = load_checkpoint(output / "checkpoint_latest.pt", map_location=device)
-        trainer.restore(state)
+        _resume(trainer, output / "checkpoint_latest.pt", device)
         logger.info("resuming %s at epoch %d", output, trainer.state.epoch)
     logger.info("training %s fold %s with recipe '%s' (%s): %d training / %d validation cases, %d epochs x %d "
                 "iterations, device %s", job.configuration, job.fold, recipe.name, recipe.fingerprint(),
@@ -141,6 +140,35 @@ def train_fold(job: FoldJob, recipe: TrainingRecipe, options: RunOptions,
         objective.validate(unwrap(parts.network), device)
     context.wait_for_main()
     return output
+
+
+# What ``Trainer.save`` writes into checkpoint_latest.pt beside the weights; checkpoint_final.pt lacks them.
+_RESUME_KEYS = ("optimizer", "epoch", "history", "tracker", "best_ema")
+
+
+def _resume(trainer: Trainer, path: Path, device: torch.device) -> None:
+    """Continue ``trainer`` from ``path``, checked as model loading checks a checkpoint (finite tensors that
+    fit the network) and for the training state beside the weights.
+
+    Raises:
+        CheckpointError: A truncated or foreign file, weights of another network, or no training state.
+    """
+    state = load_checkpoint(path, map_location=device)
+    check_matches(check_weights(state, "network", path), unwrap(trainer.parts.network).state_dict(), path)
+    missing = [key for key in _RESUME_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"holds no '{missing[0]}' to continue from (a final or best checkpoint keeps only the "
+                              "weights); delete it to start the fold over", path)
+    epoch = state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0 or not isinstance(state["history"], dict):
+        raise CheckpointError(f"'epoch' {epoch!r} or 'history' is not what training writes", path)
+    try:
+        trainer.restore(state)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        # The optimizer's or objective's state of another kind of run: restoring fails deep in torch.
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointError(f"cannot continue from it ({type(exc).__name__}: {message}); it was written by "
+                              "another kind of run", path) from None
 
 
 def _previous_stage_folder(job: FoldJob, configuration: ConfigurationPlan, case_ids: tuple[str, ...]) -> Path | None:
