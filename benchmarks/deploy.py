@@ -101,6 +101,7 @@ class Model:
     checkpoint: str
     deployed: dict[str, Path] = field(default_factory=dict)  # precision -> folder
     deploy_seconds: dict[str, float] = field(default_factory=dict)
+    deploy_failed: dict[str, str] = field(default_factory=dict)  # precision -> deploy's error line
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,8 @@ def _train(tool: str, configuration: str, budgets: list[str]) -> None:
 
 
 def _deploy(model: Model, precision: str, setting: Setting, reuse: bool, extra: list[str]) -> None:
-    """``autounet deploy`` of fold 0 into ``<work>/<model>_<precision>``, timed (accuracy check included)."""
+    """``autounet deploy`` of fold 0 into ``<work>/<model>_<precision>``, timed (accuracy check included); a
+    failure is recorded (its rows say n/a with deploy's error line) so the other rows still run."""
     out = setting.work / f"{model.name}_{precision}"
     model.deployed[precision] = out
     if reuse and (out / "deploy.json").is_file():
@@ -154,7 +156,11 @@ def _deploy(model: Model, precision: str, setting: Setting, reuse: bool, extra: 
                precision, "--data-root", str(AUTOUNET_DATA), "-q", *extra]
     log = setting.work / f"deploy_{model.name}_{precision}.log"
     result = timed_run(command, env=setting.env, log=log)
-    check(result, f"autounet deploy ({model.name}, {precision})", log)
+    if result.returncode != 0:
+        errors = [line for line in log.read_text().splitlines() if "error" in line.lower()] or ["no error line"]
+        model.deploy_failed[precision] = errors[-1].strip()
+        print(f"autounet deploy ({model.name}, {precision}) failed; see {log}", flush=True)
+        return
     model.deploy_seconds[precision] = result.seconds
 
 
@@ -235,6 +241,9 @@ def _backends(model: Model, requested: list[str], bf16: bool) -> list[tuple[str,
         if backend == "nnunetv2" and not model.nnunet:
             continue  # nnU-Net cannot load autounet's checkpoints
         reason = "" if backend != "torch bf16" or bf16 else "n/a: no native bf16 on this CPU (or --avx2)"
+        precision = {"onnxruntime fp32": "fp32", "int8": "int8"}.get(backend, "")
+        if precision in model.deploy_failed:
+            reason = f"n/a: deploy --precision {precision} failed (see below)"
         rows.append((backend, reason))
     return rows
 
@@ -333,6 +342,9 @@ def main() -> int:
     print_table(rows)
     print("\ndeployment (accuracy check included): " + "; ".join(
         f"{m.name} {p} {s:.0f} s" for m in models for p, s in m.deploy_seconds.items()))
+    for model in models:
+        for precision, error in model.deploy_failed.items():
+            print(f"deploy {model.name} {precision} failed: {error}")
     print("ISA per backend (torch: ATen capability; openvino: executed primitives per ISA):")
     for name, value in isa.items():
         print(f"  {name}: {value}")
