@@ -340,8 +340,8 @@ def main() -> int:
           f"default threads; instruction sets: {'limited to AVX2 (--avx2)' if args.avx2 else 'native'}")
     print(f"example MR dataset, fold 0, {len(images.cases)} test case(s); s/case includes start-up and I/O\n")
     print_table(rows)
-    print("\ndeployment (accuracy check included): " + "; ".join(
-        f"{m.name} {p} {s:.0f} s" for m in models for p, s in m.deploy_seconds.items()))
+    timed = [f"{m.name} {p} {s:.0f} s" for m in models for p, s in m.deploy_seconds.items()]
+    print("\ndeployment (accuracy check included): " + ("; ".join(timed) or "folders of an earlier run (--reuse)"))
     for model in models:
         for precision, error in model.deploy_failed.items():
             print(f"deploy {model.name} {precision} failed: {error}")
