@@ -43,8 +43,11 @@ part: its oneDNN convolutions honour ``ONEDNN_MAX_CPU_ISA`` (``brgconv_avx2``), 
 builds); ONNX Runtime's MLAS kernels pick the ISA from cpuid and have no knob. The ISA census printed below the
 table says what ran. Deployed folders go to ``_work/deploy/{native,avx2}/``; ``--reuse`` keeps them.
 
-Run time with the defaults (3 test cases, 3 models): about 5 minutes of deployment per model plus 2 x 5
-prediction runs per model; roughly 30-60 minutes on 2 cores, dominated by the 3D model's mirrored runs.
+Run time with the defaults (3 test cases, 3 models; estimated from earlier single runs on an idle 2-core
+machine, not measured end to end): two deployments per model (export, INT8 calibration and the accuracy check on
+fold 0's 4 validation cases, a few minutes each) plus 8 (autounet models) or 10 (nnU-Net model) prediction runs
+of 10-60 s each; about 20-40 minutes in all, ``--avx2`` as much again. A smoke run on a loaded machine:
+``--models 2d nnunet --num-test-cases 1 --deploy-args "--torchscript --check-disable-tta --check-max-cases 1"``.
 """
 
 from __future__ import annotations
