@@ -17,6 +17,8 @@ NonDetMultiThreadedAugmenter with ``nnUNet_n_proc_DA`` processes). ``step``: sec
 ``nnUNetTrainer`` with a reduced budget (epochs, iterations per epoch and validation iterations set on the trainer
 before it starts), then its own final validation (``perform_actual_validation``); reports its ``summary.json``.
 ``stepdump``: one ``train_step``-equivalent on one batch, saving weights, batch, loss and gradients (``--out``).
+``window``: seconds per sliding window of the trained fold-0 network as ``nnUNetv2_predict`` runs it (one window
+per call, float32, ``torch.no_grad``), median of ``--iterations`` calls after ``--warmup``.
 """
 
 from __future__ import annotations
@@ -126,10 +128,34 @@ def _stepdump(args: argparse.Namespace) -> dict:
     return {"loss": float(loss), "file": args.out}
 
 
+def _window(args: argparse.Namespace) -> dict:
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    torch.set_num_threads(args.threads)
+    folder = os.path.join(os.environ["nnUNet_results"], maybe_convert_to_dataset_name(args.dataset_id),
+                          f"nnUNetTrainer__nnUNetPlans__{args.configuration}")
+    predictor = nnUNetPredictor(device=torch.device("cpu"), perform_everything_on_device=False, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(folder, (0,), "checkpoint_final.pth")
+    network = predictor.network
+    network.load_state_dict(predictor.list_of_parameters[0])
+    network.eval()
+    channels = len(predictor.dataset_json["channel_names"])
+    patch = torch.randn((1, channels, *predictor.configuration_manager.patch_size))
+    times = []
+    with torch.no_grad():
+        for _ in range(args.warmup + args.iterations):
+            start = time.perf_counter()
+            network(patch)
+            times.append(time.perf_counter() - start)
+    return {"seconds_per_window": statistics.median(times[args.warmup:]), "threads": torch.get_num_threads(),
+            "patch_size": list(predictor.configuration_manager.patch_size)}
+
+
 def main() -> int:
     """Parse arguments, run one measurement, print ``RESULT <json>``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("loader", "step", "train", "stepdump"))
+    parser.add_argument("mode", choices=("loader", "step", "train", "stepdump", "window"))
     parser.add_argument("dataset_id")
     parser.add_argument("configuration")
     parser.add_argument("--batches", type=int, default=30)
@@ -140,7 +166,8 @@ def main() -> int:
     parser.add_argument("--val-iterations", type=int, default=5)
     parser.add_argument("--out", default="stepdump.pt", help="stepdump: file to write")
     args = parser.parse_args()
-    result = {"loader": _loader, "step": _step, "train": _train, "stepdump": _stepdump}[args.mode](args)
+    result = {"loader": _loader, "step": _step, "train": _train, "stepdump": _stepdump,
+              "window": _window}[args.mode](args)
     sys.stdout.flush()
     print("RESULT " + json.dumps(result), flush=True)
     return 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,13 +65,14 @@ def nnunet_model_folder(results: Path, configuration: str) -> Path:
 
 
 def run_nnunet(images: TestImages, results: Path, configuration: str, fold: str, mirroring: bool, out: Path,
-               log: Path, processes: int = 2) -> RunResult:
-    """``nnUNetv2_predict`` on the test images into a fresh ``out``, timed (process tree peak RSS)."""
+               log: Path, processes: int = 2, extra_env: dict[str, str] | None = None) -> RunResult:
+    """``nnUNetv2_predict`` on the test images into a fresh ``out``, timed (process tree peak RSS);
+    ``extra_env`` is added to its environment."""
     shutil.rmtree(out, ignore_errors=True)
     preprocessed = out.parent / "nnunet_preprocessed"
     preprocessed.mkdir(parents=True, exist_ok=True)  # nnU-Net wants the variable set to a folder; unused here
     env = {"nnUNet_raw": str(images.raw_root), "nnUNet_preprocessed": str(preprocessed),
-           "nnUNet_results": str(results), "nnUNet_compile": "0"}
+           "nnUNet_results": str(results), "nnUNet_compile": "0", **(extra_env or {})}
     command = [str(ensure_nnunet_venv() / "nnUNetv2_predict"), "-i", str(images.images), "-o", str(out),
                "-d", str(DATASET_ID), "-c", configuration, "-f", fold, "-chk", "checkpoint_final.pth",
                "-device", "cpu", "-npp", str(processes), "-nps", str(processes)]
@@ -80,15 +82,16 @@ def run_nnunet(images: TestImages, results: Path, configuration: str, fold: str,
 
 
 def run_autounet(images: TestImages, model_folder: Path, fold: str, mirroring: bool, out: Path,
-                 log: Path, checkpoint: str = "checkpoint_final.pt", extra: tuple[str, ...] = ()) -> RunResult:
-    """``autounet predict -m MODEL_FOLDER [extra]`` on the test images into a fresh ``out``, timed (``.pt``
-    names are read as ``.pth`` in an nnU-Net folder)."""
+                 log: Path, checkpoint: str = "checkpoint_final.pt", options: Sequence[str] = (),
+                 env: dict[str, str] | None = None) -> RunResult:
+    """``autounet predict -m MODEL_FOLDER [options]`` on the test images into a fresh ``out``, timed (``.pt``
+    names are read as ``.pth`` in an nnU-Net folder); ``env`` is added to its environment."""
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "autounet", "predict", "-m", str(model_folder), "-i", str(images.images),
-               "-o", str(out), "-f", fold, "--checkpoint", checkpoint, "-q", *extra]
+               "-o", str(out), "-f", fold, "--checkpoint", checkpoint, "-q", *options]
     if not mirroring:
         command.append("--disable-tta")
-    return timed_run(command, log=log)
+    return timed_run(command, env=env, log=log)
 
 
 def agreement(cases: tuple[str, ...], reference: Path, other: Path) -> list[tuple[str, int, int]]:

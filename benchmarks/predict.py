@@ -90,7 +90,7 @@ def _nnunet_model_rows(images: TestImages, results: Path, configuration: str, mi
     for name, extra in (("autounet", ()), ("autounet --compile", ("--compile",)),
                         ("autounet --no-compile", ("--no-compile",))):
         out, log = work / f"out_{name.replace(' ', '_')}_{tag}", work / f"{name.replace(' ', '_')}_{tag}.log"
-        ours = run_autounet(images, model, "0", mirroring, out, log, extra=extra)
+        ours = run_autounet(images, model, "0", mirroring, out, log, options=extra)
         check(ours, name, log)
         counts = agreement(images.cases, outs["nnunetv2"], out)
         agree = f"{100 * sum(c[2] for c in counts) / sum(c[1] for c in counts):.3f}%"

@@ -3,6 +3,7 @@
 Usage (from the repository root, autounet installed)::
 
     nice -n 10 python benchmarks/predict_memory.py [--shape 800 512 512] [--classes 3] [--keep]
+                                                   [--backend torch|onnxruntime|openvino] [--precision fp32|int8]
 
 Writes, under ``benchmarks/_work/predict_memory/``:
 
@@ -15,6 +16,12 @@ Writes, under ``benchmarks/_work/predict_memory/``:
 
 Then runs ``autounet predict --disable-tta`` on it once and prints wall time and peak resident memory of the
 whole process tree (sampled every 50 ms), and the sizes that matter. The issue's target: <= 8 GB peak RSS.
+
+``--backend onnxruntime`` or ``openvino`` (issue 11: the ONNX path within 8 GB) first deploys the model with
+``autounet deploy -d 990 -c 3d_fullres --precision fp32 --no-accuracy-check --torchscript`` (the faster
+exporter; the graph runs alike) into ``deployed_fp32/`` (untimed;
+``--precision int8`` preprocesses the tiny training set and quantizes, calibrated on it, into ``deployed_int8/``)
+and predicts with ``autounet predict -m DEPLOYED --backend BACKEND``.
 """
 
 from __future__ import annotations
@@ -106,12 +113,36 @@ def _ct_image(path: Path, shape: tuple[int, int, int]) -> None:
     write_image(volume, _geometry(CT_SPACING), path)
 
 
+def _deployed(root: Path, precision: str, keep: bool) -> Path:
+    """The model deployed by ``autounet deploy`` (kept with ``keep``); INT8 calibrates on the tiny training set."""
+    out = root / f"deployed_{precision}"
+    if keep and (out / "deploy.json").is_file():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    autounet = [sys.executable, "-m", "autounet"]
+    common = ["-d", DATASET, "--data-root", str(root)]
+    commands = [[*autounet, "deploy", *common, "-c", "3d_fullres", "-o", str(out), "--precision", precision,
+                 "--no-accuracy-check", "--torchscript"]]
+    if precision == "int8":
+        commands.insert(0, [*autounet, "preprocess", *common, "-c", "3d_fullres", "-np", "1"])
+    for command in commands:
+        result = timed_run(command, log=root / "deploy.log")
+        if result.returncode != 0:
+            print((root / "deploy.log").read_text()[-3000:], file=sys.stderr)
+            raise SystemExit(f"'autounet {command[3]}' failed with exit code {result.returncode}")
+    return out
+
+
 def main() -> int:
     """Prepare the data once, run ``autounet predict`` once, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", type=int, nargs=3, default=(800, 512, 512), metavar=("Z", "Y", "X"))
     parser.add_argument("--classes", type=int, default=3, help="output classes incl. background (3)")
     parser.add_argument("--keep", action="store_true", help="reuse image and model of an earlier run")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default="torch",
+                        help="torch: the model folder; onnxruntime/openvino: a deployed copy of it (see above)")
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                        help="precision of the deployed copy (runtime backends only)")
     args = parser.parse_args()
     root = WORK / "predict_memory"
     image_file = root / "input" / "ct_000_0000.nii"
@@ -120,10 +151,12 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
         model = _model_folder(root, args.classes)
         _ct_image(image_file, tuple(args.shape))
+    if args.backend != "torch":
+        model = _deployed(root, args.precision, args.keep)
     output = root / "output"
     shutil.rmtree(output, ignore_errors=True)
     command = [sys.executable, "-m", "autounet", "predict", "-i", str(image_file.parent), "-o", str(output),
-               "-m", str(model), "--disable-tta"]
+               "-m", str(model), "--disable-tta", "--backend", args.backend]
     result = timed_run(command, log=root / "predict.log")
     if result.returncode != 0:
         print((root / "predict.log").read_text()[-3000:], file=sys.stderr)
@@ -134,6 +167,7 @@ def main() -> int:
                  ("voxels", f"{voxels / 1e6:.0f} M"),
                  ("one float32 channel", f"{voxels * 4 / 2**30:.2f} GiB"),
                  ("classes", str(args.classes)),
+                 ("backend", args.backend + ("" if args.backend == "torch" else f" ({args.precision})")),
                  ("seconds", f"{result.seconds:.1f}"),
                  ("peak RSS", f"{result.peak_rss_mib / 1024:.2f} GiB"),
                  ("target", "<= 8 GiB")])
