@@ -26,7 +26,7 @@ def test_compiled_forward_matches_eager_and_reuses_one_graph_for_a_smaller_last_
         eager = model(patches)
         assert model.compiled is None
         compiled = model(patches)
-        assert model.compiled is not None and not model.failed
+        assert model.compiled is not None and not model.failed and model.verified
         last = model(patches[:1])
     torch.testing.assert_close(eager, expected)
     torch.testing.assert_close(compiled, expected, rtol=1e-4, atol=1e-5)
@@ -76,3 +76,22 @@ def test_only_torch_networks_on_the_cpu_are_wrapped_and_only_where_asked_or_meas
     assert isinstance(automatic, CompiledAfterWarmup)
     assert automatic.switch_after_seconds == cpu_compile.EAGER_SECONDS_BEFORE_COMPILE
     assert compile_when_it_pays([network], 2, cpu, None) == (network,)
+
+
+def test_a_compiled_network_that_disagrees_with_eager_is_dropped_after_one_check(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def miscompiled(network: torch.nn.Module, **kwargs: object) -> object:
+        return lambda patches: network(patches) + 1.0  # wrong by far more than rounding
+
+    monkeypatch.setattr(torch, "compile", miscompiled)
+    network = _network()
+    patches = torch.randn(1, 1, 6, 6, 6)
+    with torch.inference_mode():
+        expected = network(patches).clone()
+        model = CompiledAfterWarmup(network, switch_after_seconds=0.0)
+        with caplog.at_level(logging.WARNING):
+            first, second = model(patches), model(patches)
+    torch.testing.assert_close(first, expected)
+    torch.testing.assert_close(second, expected)
+    assert model.failed and not model.verified
+    assert len(caplog.records) == 1 and "differ from eager's" in caplog.records[0].getMessage()

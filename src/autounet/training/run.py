@@ -306,6 +306,10 @@ def _compiled(network: torch.nn.Module, configuration: ConfigurationPlan, recipe
     if fast_cpu:
         network.to(memory_format=torch.channels_last_3d)
         logger.info("float32 on an AVX-512 CPU: training a channels-last, torch.compile-d network")
+    elif device.type == "cpu" and torch.backends.cpu.get_cpu_capability() != "AVX512":
+        # Measured with PyTorch's kernels limited to AVX2: the compiled step's loss was NaN.
+        logger.warning("--compile on a CPU without AVX-512 kernels gave a NaN loss in autounet's measurements; "
+                       "if the loss is NaN, train without --compile")
     return torch.compile(network)  # type: ignore[return-value]
 
 
