@@ -367,3 +367,18 @@ def test_missing_checkpoint_and_unsafe_content(tmp_path: Path) -> None:
                folder / "fold_0" / "checkpoint_final.pth")
     with pytest.raises(CheckpointError, match="cannot read the nnU-Net checkpoint safely"):
         load_nnunet_model(folder, (0,))
+
+
+def test_int8_deploy_of_an_nnunet_folder_is_one_line_pointing_at_fp32(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnx")
+    write_tiny_dataset(tmp_path / "raw", num_cases=2, num_channels=2)
+    folder = write_nnunet_folder(tmp_path / "results", PLAIN_2D)
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    code = main(["deploy", "-m", str(folder), "-d", "999", "-o", str(tmp_path / "deployed"), "--precision", "int8",
+                 "--no-accuracy-check", "--data-root", str(tmp_path), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert str(folder) in err and "--precision fp32" in err
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    assert not (tmp_path / "deployed").exists()

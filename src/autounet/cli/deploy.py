@@ -181,11 +181,15 @@ def _validation_cases(paths: Paths, model_folder: Path, dataset_name: str | None
 def _calibration(args: argparse.Namespace, paths: Paths, model_folder: Path, dataset_name: str | None) -> np.ndarray:
     """Calibration patches from the configuration's preprocessed training cases."""
     from autounet.deploy.calibration import draw_calibration_patches
+    from autounet.inference.nnunet_model import is_nnunet_model_folder
     from autounet.planning.plans import load_plans
     from autounet.preprocessing.storage import case_finished
 
     if dataset_name is None:
         raise ConfigError("--precision int8 calibrates on the preprocessed training data: give -d/-c (or -d with -m)")
+    if is_nnunet_model_folder(model_folder):
+        raise ConfigError("INT8 calibration needs autounet's preprocessed training data, which an nnU-Net model "
+                          "folder does not come with; deploy it with --precision fp32", model_folder)
     plans = load_plans(model_folder / "plans.json")
     configuration = plans.configuration(configuration_of_run_folder(model_folder.name))
     data_folder = paths.preprocessed / dataset_name / configuration.data_identifier
