@@ -43,7 +43,7 @@ def cpu_description() -> str:
                 flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    wanted = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
+    wanted = ["avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
     limits = [f"{name}={os.environ[name]}" for name in AVX2_LIMITS if name in os.environ]
     limited = f"; instruction sets limited by {' '.join(limits)}" if limits else ""
     return f"{model}; " + " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in wanted) + limited

@@ -67,8 +67,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from _harness import WORK, RunResult, print_table, timed_run
+from cpu_step_variants import cpu_description
 from dataloader import Prepared, run_driver
-from deploy_patch import cpu_description
 from nnunet_agreement import (
     DATASET,
     DATASET_ID,

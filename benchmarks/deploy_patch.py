@@ -13,9 +13,7 @@ agreement here checks the quantization's numerics, not Dice).
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from cpu_step_variants import cpu_description
 from torch.nn import functional
 
 from autounet.deploy.onnx_export import export_onnx
@@ -38,22 +37,6 @@ NETWORKS = {
     "2d": (UNetSpec(2, "plain", (32, 64, 128, 256, 512, 512, 512), ((3, 3),) * 7,
                     ((1, 1),) + ((2, 2),) * 6, (2,) * 7, (2,) * 6), (256, 256)),
 }
-
-
-def cpu_description() -> str:
-    """CPU model and the int8/bf16-relevant flags."""
-    model, flags = platform.processor(), set()
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-        for line in lines:
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("Flags:"):
-                flags = set(line.split(":", 1)[1].split())
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
-    return f"{model}; flags: " + " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in wanted)
 
 
 def smooth_patches(count: int, channels: int, patch: tuple[int, ...], seed: int) -> np.ndarray:
@@ -121,7 +104,7 @@ def bench(name: str, threads: int, repeats: int, calibration_count: int, folder:
     with torch.no_grad():
         report("torch fp32", lambda a: network(torch.from_numpy(a)).numpy(),
                median_seconds(lambda: network(sample), repeats), onnx_path)
-        if torch.backends.mkldnn.is_available() and "amx_bf16" in cpu_description():
+        if torch.backends.mkldnn.is_available() and "amx_bf16=yes" in cpu_description():
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 report("torch bf16 autocast", lambda a: network(torch.from_numpy(a)).float().numpy(),
                        median_seconds(lambda: network(sample), repeats), None)

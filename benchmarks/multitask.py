@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from _harness import ensure_nnunet_venv, print_table
-from deploy_patch import cpu_description
+from cpu_step_variants import cpu_description
 
 from autounet.dataset import load_dataset_json
 from autounet.dataset.description import DatasetDescription

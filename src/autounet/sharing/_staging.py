@@ -5,7 +5,7 @@ A staging folder is named ``.autounet-staging-<host>-<pid>-<random>``: hidden, u
 leaves one behind; the next export or install into the same folder removes it once its owner is gone
 (same host and the pid no longer runs) or it is older than :data:`STALE_AFTER_S` (another host, or a reused
 pid), so nothing is ever left for a later run to trip over. Folders of the older name
-``.autounet-install-XXXXXXXX`` (no owner recorded) are removed by the age rule alone.
+``.autounet-install-<8 random characters>`` (no owner recorded) are removed by the age rule alone.
 """
 
 from __future__ import annotations
