@@ -47,6 +47,20 @@ def test_merger_shifts_windows_and_fuses_overlapping_boxes() -> None:
                          ).finalize()) == 0
 
 
+def test_each_window_pass_votes_once_and_missing_passes_lower_the_score() -> None:
+    merger = BoxMerger((10, 10), (slice(0, 10),) * 2, (10, 10), BoxFusionSettings(iou_threshold=0.2))
+    confident, weak_and_larger = [3.0, 3.0, 7.0, 7.0], [2.0, 2.0, 9.0, 9.0]  # IoU 16/49
+    for _pass in range(2):  # e.g. the plain and the mirrored pass of one window
+        merger.add((0, 0), Detections(torch.tensor([confident, weak_and_larger]), torch.tensor([0.9, 0.1]),
+                                      torch.tensor([0, 0])))
+    merger.add((0, 0), Detections.empty(2))  # a third pass over the same window found nothing
+    fused = merger.finalize()
+    # The weak boxes are absorbed, not averaged in: the box stays, and 2 of 3 passes give 0.9 * 2 / 3.
+    assert len(fused) == 1
+    torch.testing.assert_close(fused.boxes[0], torch.tensor(confident))
+    assert fused.scores[0].item() == pytest.approx(0.6)
+
+
 def test_boxes_near_the_window_border_weigh_less() -> None:
     weights = position_weights(torch.tensor([[4.0, 4.0, 6.0, 6.0], [0.0, 0.0, 2.0, 2.0]]), (10, 10))
     assert weights[0] == pytest.approx(1.0) and weights[1] < 0.01

@@ -54,10 +54,12 @@ def test_wbc_down_weights_missing_predictions() -> None:
     _, four = weighted_box_clustering(boxes, scores, 0.5, expected_predictions=expected)
     # Two of four expected predictions are missing: denominator 166.7 + 2 * 83.3 = 333.3.
     assert torch.allclose(four, torch.tensor([106.6667 / 333.3333, 0.3], dtype=torch.float64), atol=1e-5)
-    # Both boxes from one source, two expected: one missing, denominator 250.
-    _, same_source = weighted_box_clustering(boxes, scores, 0.5, sources=torch.tensor([0, 0, 1]),
-                                             expected_predictions=torch.tensor([2, 2, 1]))
-    assert torch.allclose(same_source[0], torch.tensor(106.6667 / 250, dtype=torch.float64), atol=1e-5)
+    # Both boxes from one source, two expected: the source votes once with its best box (weight 100,
+    # score 0.8), the other expected prediction is missing: 80 / (100 + 100).
+    same_box, same_source = weighted_box_clustering(boxes, scores, 0.5, sources=torch.tensor([0, 0, 1]),
+                                                    expected_predictions=torch.tensor([2, 2, 1]))
+    assert torch.allclose(same_source[0], torch.tensor(0.4, dtype=torch.float64))
+    assert torch.equal(same_box[0], boxes[0])  # the absorbed box moves nothing
     # Box weights shift the coordinates towards the heavier box.
     merged, _ = weighted_box_clustering(boxes, scores, 0.5, box_weights=torch.tensor([1.0, 3.0, 1.0],
                                                                                      dtype=torch.float64))

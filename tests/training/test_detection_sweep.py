@@ -31,23 +31,30 @@ def _case(boxes: list[list[float]], scores: list[float], truth: list[list[float]
     return SweepCase(windows, np.asarray(truth, dtype=np.float64).reshape(-1, 4), np.zeros(len(truth), dtype=int))
 
 
-def _diluted_cases() -> list[SweepCase]:
-    # Case A: its object, plus a large, unsure box around it that clusters with it (IoU 0.25) and drags the fused
-    # score below the false positive of case B (0.7, no object there); a window score threshold of 0.3 drops it.
-    return [_case([[10, 10, 20, 20], [6, 6, 26, 26]], [0.9, 0.2], [[10, 10, 20, 20]]),
-            _case([[2, 2, 8, 8]], [0.7], [])]
+def _thin_false_positive_cases() -> list[SweepCase]:
+    # Case A: its object, found with 0.6. Case B: no object, but a box one voxel thin scoring 0.7 that ranks
+    # above it (AP 0.5). No score threshold of the grid drops it without the object; a minimum size of 2 does.
+    return [_case([[10, 10, 20, 20]], [0.6], [[10, 10, 20, 20]]), _case([[2, 2, 3, 12]], [0.7], [])]
 
 
-def test_the_sweep_finds_the_parameters_that_undo_dilution() -> None:
+def test_the_sweep_finds_the_parameters_that_drop_false_positives() -> None:
     defaults = DetectionInference()
-    cases = _diluted_cases()
+    cases = _thin_false_positive_cases()
     swept = sweep_inference_parameters(cases, defaults, num_classes=1)
     assert swept.ap_default == pytest.approx(0.5) and swept.ap_swept == pytest.approx(1.0)
-    # The first improving value is kept; every later tie leaves the other parameters at their defaults.
-    assert swept.parameters == replace(defaults, score_threshold=0.3)
+    # Only the minimum size improves; every other tried value ties and leaves its parameter at the default.
+    assert swept.parameters == replace(defaults, min_size=2.0)
     assert evaluate_parameters(cases, swept.parameters, 1) == pytest.approx(1.0)
     assert swept.trials[0].parameter == "score_threshold" and swept.trials[0].value == 0.0
     assert swept.num_cases == 2
+
+
+def test_a_weak_box_of_the_same_pass_no_longer_dilutes_the_object() -> None:
+    # The large, unsure box around the object (IoU 0.25) comes from the same window pass: it is absorbed by the
+    # object's cluster, so the object keeps 0.9 and ranks above case B's false positive (0.7) with the defaults.
+    cases = [_case([[10, 10, 20, 20], [6, 6, 26, 26]], [0.9, 0.2], [[10, 10, 20, 20]]),
+             _case([[2, 2, 8, 8]], [0.7], [])]
+    assert evaluate_parameters(cases, DetectionInference(), 1) == pytest.approx(1.0)
 
 
 def test_ties_keep_the_defaults_and_cases_without_objects_change_nothing() -> None:

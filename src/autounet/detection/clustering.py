@@ -63,12 +63,14 @@ def weighted_box_clustering(boxes: torch.Tensor, scores: torch.Tensor, iou_thres
     """Merge overlapping boxes into score-weighted clusters.
 
     Repeatedly, the highest-scoring remaining box and every remaining box overlapping it by more than
-    ``iou_threshold`` form a cluster. Each member's weight is ``IoU with the top box * volume *
-    box_weight``; the cluster box is the average of the members weighted by ``weight * score``; the
-    cluster score is ``sum(weight * score) / (sum(weight) + missing * mean(weight))``, where ``missing`` is
-    how many of the expected predictions (mean of ``expected_predictions`` over the members) came from no
-    member source. Without ``expected_predictions`` nothing counts as missing and the score is the
-    weighted mean.
+    ``iou_threshold`` form a cluster. With ``sources``, each source votes once: only its highest-scoring
+    member counts, the others are absorbed (one window pass that boxes an object confidently also
+    leaves weaker, larger boxes around it; counted, they would enlarge the cluster box and pull its score
+    down, the more the more passes are fused). Each counted member's weight is ``IoU with the top box *
+    volume * box_weight``; the cluster box is their average weighted by ``weight * score``; the cluster score
+    is ``sum(weight * score) / (sum(weight) + missing * mean(weight))``, where ``missing`` is how many of the
+    expected predictions (mean of ``expected_predictions`` over the counted members) came from no member
+    source. Without ``expected_predictions`` nothing counts as missing and the score is the weighted mean.
 
     Args:
         boxes: ``(N, 2 * ndim)`` boxes of one class, from any number of windows, flips and folds.
@@ -97,6 +99,8 @@ def weighted_box_clustering(boxes: torch.Tensor, scores: torch.Tensor, iou_thres
         members = remaining & (overlaps[top] > iou_threshold)
         members[top] = True  # an empty top box (IoU 0 with itself) still forms its own cluster
         remaining &= ~members
+        if sources is not None:
+            members = _best_per_source(members, scores, source_ids)
         weight = overlaps[top, members].clamp(min=1e-6) * volumes[members].clamp(min=1e-6) * weights_in[members]
         weighted_scores = weight * scores[members]
         missing = 0.0
@@ -111,6 +115,20 @@ def weighted_box_clustering(boxes: torch.Tensor, scores: torch.Tensor, iou_thres
     result_boxes, result_scores = torch.stack(merged_boxes), torch.stack(merged_scores).to(scores.dtype)
     final = torch.sort(result_scores, descending=True, stable=True).indices
     return result_boxes[final], result_scores[final]
+
+
+def _best_per_source(members: torch.Tensor, scores: torch.Tensor, source_ids: torch.Tensor) -> torch.Tensor:
+    """The members that count: the highest-scoring one of each source (ties: the lower index)."""
+    index = torch.nonzero(members).flatten()
+    by_score = index[torch.sort(scores[index], descending=True, stable=True).indices]
+    # A stable sort by source keeps the score order within each source, so its first entry is its best.
+    by_source = by_score[torch.sort(source_ids[by_score], stable=True).indices]
+    ids = source_ids[by_source]
+    first = torch.ones_like(ids, dtype=torch.bool)
+    first[1:] = ids[1:] != ids[:-1]
+    counted = torch.zeros_like(members)
+    counted[by_source[first]] = True
+    return counted
 
 
 def batched_weighted_box_clustering(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor,

@@ -122,29 +122,51 @@ class BoxMerger:
         self.crop = tuple(crop)
         self.patch_size = tuple(int(p) for p in patch_size)
         self.settings = settings
-        self._parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._window_starts: list[tuple[int, ...]] = []
 
     def add(self, window_start: Sequence[int], detections: Detections) -> None:
-        """Add one window's detections (window coordinates); ``window_start`` is its corner in the image."""
+        """Add one window pass's detections (window coordinates); ``window_start`` is its corner in the image.
+
+        Every call is one prediction (window x mirrored pass x detector), empty ones included: each votes once
+        per cluster, and a cluster that fewer passes saw than could have seen it scores lower.
+        """
+        start = tuple(int(s) for s in window_start)
+        if len(start) != len(self.image_shape):
+            raise ValueError(f"window start {start} does not fit the {len(self.image_shape)}D image")
+        source = len(self._window_starts)
+        self._window_starts.append(start)
         if len(detections) == 0:
             return
         ndim = spatial_dims(detections.boxes)
-        shift = torch.as_tensor(tuple(window_start) * 2, dtype=torch.float32, device=detections.boxes.device)
-        if shift.numel() != 2 * ndim:
-            raise ValueError(f"window start {tuple(window_start)} does not fit {ndim}D boxes")
+        if ndim != len(start):
+            raise ValueError(f"window start {start} does not fit {ndim}D boxes")
+        shift = torch.as_tensor(start * 2, dtype=torch.float32, device=detections.boxes.device)
         weights = position_weights(detections.boxes, self.patch_size)
+        sources = torch.full((len(detections),), source, dtype=torch.int64, device=detections.boxes.device)
         self._parts.append((detections.boxes.float() + shift, detections.scores.float(), detections.classes,
-                            weights))
+                            weights, sources))
+
+    def _expected_predictions(self, boxes: torch.Tensor) -> torch.Tensor:
+        """For each box (image coordinates), how many of the added window passes contain its centre."""
+        starts = torch.as_tensor(self._window_starts, dtype=torch.float32)
+        stops = starts + torch.as_tensor(self.patch_size, dtype=torch.float32)
+        counts = []
+        for chunk in torch.split(box_centers(boxes), 4096):  # bounded memory: chunk x windows booleans
+            inside = (chunk[:, None] >= starts[None]) & (chunk[:, None] < stops[None])
+            counts.append(inside.all(dim=-1).sum(dim=-1))
+        return torch.cat(counts).clamp(min=1)
 
     def finalize(self) -> Detections:
         """The fused detections of the unpadded image, by decreasing score, on the CPU."""
         ndim = len(self.image_shape)
         if not self._parts:
             return Detections.empty(ndim)
-        boxes, scores, classes, weights = (torch.cat(part).cpu() for part in zip(*self._parts, strict=True))
+        boxes, scores, classes, weights, sources = (torch.cat(part).cpu() for part in zip(*self._parts, strict=True))
         settings = self.settings
         fused_boxes, fused_scores, fused_classes = batched_weighted_box_clustering(
-            boxes, scores, classes, settings.iou_threshold, box_weights=weights)
+            boxes, scores, classes, settings.iou_threshold, box_weights=weights, sources=sources,
+            expected_predictions=self._expected_predictions(boxes))
         start = torch.as_tensor([s.start or 0 for s in self.crop] * 2, dtype=torch.float32)
         size = [s.stop - (s.start or 0) for s in self.crop]
         fused = Detections(clip_boxes_to_image(fused_boxes - start, size), fused_scores, fused_classes)
