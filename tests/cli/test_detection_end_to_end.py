@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from autounet.cli.main import main
 from autounet.dataset._synthetic_detection import DetectionToyOptions, generate_detection_toy
 from autounet.detection.inference_parameters import INFERENCE_PARAMETERS_FILE, load_swept_inference
+from autounet.io import read_image
 
 
 def test_toy_detection_trains_predicts_boxes_and_evaluates(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -45,9 +47,19 @@ def test_toy_detection_trains_predicts_boxes_and_evaluates(tmp_path: Path, capsy
     # Command-line values override the swept parameters; values outside their range are usage errors.
     limited = tmp_path / "limited"
     assert main(["predict", "-d", "505", "-c", "3d_det", "-f", "0", "-i", str(raw / "imagesTs"), "-o", str(limited),
-                 "--disable-tta", "--boxes-per-image", "1", *root]) == 0
+                 "--disable-tta", "--boxes-per-image", "1", "--save-box-map", "0", *root]) == 0
     assert "with detections_per_image=1" in capsys.readouterr().out
     assert all(len(json.loads(f.read_text())["boxes"]) <= 1 for f in limited.glob("*_boxes.json"))
+    # --save-box-map: the kept box as a label map in the input's geometry beside each box file.
+    for box_file in limited.glob("*_boxes.json"):
+        case = box_file.name.removesuffix("_boxes.json")
+        painted, geometry = read_image([limited / f"{case}_boxes.nii.gz"])
+        image, image_geometry = read_image([raw / "imagesTs" / f"{case}_0000.nii.gz"])
+        assert painted.shape == image.shape and geometry == image_geometry
+        (box,) = json.loads(box_file.read_text())["boxes"]
+        assert set(np.unique(painted)) <= {0, box["class"] + 1}
+        lower, upper = np.ceil(np.asarray(box["voxel_box"][:3]) - 0.5), np.ceil(np.asarray(box["voxel_box"][3:]) - 0.5)
+        assert (painted > 0).sum() == np.prod(np.clip(upper, 0, None) - np.clip(lower, 0, None))
     with pytest.raises(SystemExit) as usage:
         main(["predict", "-d", "505", "-c", "3d_det", "-i", str(raw / "imagesTs"), "-o", str(limited), "--nms-iou",
               "1.5", *root])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from autounet.detection.box_files import write_boxes_json
+from autounet.detection.box_files import OriginalBox, paint_boxes, write_boxes_json
 from autounet.detection.boxes import box_iou
 from autounet.detection.detections import BoxFusionSettings, BoxMerger, Detections, position_weights
 from autounet.inference.box_prediction import boxes_to_original, predict_boxes_sliding_window
@@ -59,6 +59,23 @@ def test_each_window_pass_votes_once_and_missing_passes_lower_the_score() -> Non
     assert len(fused) == 1
     torch.testing.assert_close(fused.boxes[0], torch.tensor(confident))
     assert fused.scores[0].item() == pytest.approx(0.6)
+
+
+def test_painted_boxes_take_voxels_whose_centres_lie_inside_and_the_higher_score_wins() -> None:
+    def box(edges: tuple[float, ...], class_index: int, score: float) -> OriginalBox:
+        return OriginalBox(edges, (0.0, 0.0), (0.0, 0.0), class_index, score)
+
+    boxes = [box((0.4, 1.0, 3.6, 4.0), 0, 0.9),   # rows 0..3 (centre 3.5 < 3.6), columns 1..3
+             box((2.0, 2.0, 5.0, 6.0), 1, 0.95),  # overlaps the first: it scores higher, so it wins there
+             box((0.0, 5.0, 1.0, 6.0), 1, 0.2),   # below the minimum score: not painted
+             box((-2.0, -1.0, 1.0, 1.0), 0, 0.6)]  # partly outside the image: clipped
+    painted = paint_boxes(boxes, (6, 6), min_score=0.5)
+    expected = np.zeros((6, 6), dtype=np.uint8)
+    expected[0:1, 0:1] = 1
+    expected[0:4, 1:4] = 1
+    expected[2:5, 2:6] = 2
+    np.testing.assert_array_equal(painted, expected)
+    assert paint_boxes(boxes, (6, 6), min_score=0.99).sum() == 0
 
 
 def test_boxes_near_the_window_border_weigh_less() -> None:

@@ -104,6 +104,9 @@ def _add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-size", type=non_negative_float, metavar="VOXELS",
                        help="drop boxes narrower than VOXELS (of the preprocessed grid) along any axis")
     group.add_argument("--boxes-per-image", type=positive_int, metavar="N", help="keep the N best boxes per case")
+    group.add_argument("--save-box-map", nargs="?", const=0.5, type=_unit_interval, metavar="P",
+                       help="also write <case>_boxes<ending>: the boxes scoring at least P (default 0.5) as a label "
+                            "map (class labels; the higher score wins where boxes overlap)")
 
 
 def _unit_interval(text: str) -> float:
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
         folds = [] if is_deployed_model_folder(model_folder) else available_folds(model_folder, checkpoint)
     if is_detection_model_folder(model_folder):
         return _predict_boxes(args, model_folder, folds, checkpoint, device)
-    given = [flag for flag in _DETECTION_FLAGS if getattr(args, flag, None) is not None]
+    given = [flag for flag in (*_DETECTION_FLAGS, "save_box_map") if getattr(args, flag, None) is not None]
     if given:
         raise ConfigError(f"--{given[0].replace('_', '-')} applies to detection models only; this is a "
                           "segmentation model", model_folder)
@@ -175,7 +178,8 @@ def _predict_boxes(args: argparse.Namespace, model_folder: Path, folds: list, ch
     _announce(args, f"inference parameters: {model.inference_source}")
     predictor = BoxPredictor(model, device, step_size=args.step_size, use_mirroring=not args.disable_tta,
                              show_progress=not getattr(args, "quiet", False))
-    outputs = predictor.predict_folder(args.input, args.output, overwrite=bool(getattr(args, "overwrite", False)))
+    outputs = predictor.predict_folder(args.input, args.output, overwrite=bool(getattr(args, "overwrite", False)),
+                                       box_map_min_score=getattr(args, "save_box_map", None))
     print(f"predicted boxes: {len(outputs)} case(s) in {args.output} (<case>_boxes.json)")
     return 0
 

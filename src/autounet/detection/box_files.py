@@ -20,11 +20,12 @@ from autounet.io.geometry import ImageGeometry
 from autounet.io.jsonio import read_json, write_json
 from autounet.io.schema import Fields, ListOf, Number, check_json
 
-__all__ = ["BOXES_SCHEMA_VERSION", "BOX_FILE_SUFFIX", "OriginalBox", "box_file_name", "boxes_in_world",
-           "read_boxes_json", "write_boxes_json"]
+__all__ = ["BOXES_SCHEMA_VERSION", "BOX_FILE_SUFFIX", "BOX_MAP_SUFFIX", "OriginalBox", "box_file_name",
+           "box_map_name", "boxes_in_world", "paint_boxes", "read_boxes_json", "write_boxes_json"]
 
 BOXES_SCHEMA_VERSION = 1
 BOX_FILE_SUFFIX = "_boxes.json"
+BOX_MAP_SUFFIX = "_boxes"
 # Class indices index per-class results; beyond this a value is a foreign or damaged file, not a class.
 MAX_BOX_CLASS = 2**16 - 1
 _BOX = Fields(required={"voxel_box": ListOf(Number()), "score": Number(),
@@ -34,6 +35,11 @@ _BOX = Fields(required={"voxel_box": ListOf(Number()), "score": Number(),
 def box_file_name(case_id: str) -> str:
     """The box file of a case: ``<case>_boxes.json``."""
     return f"{case_id}{BOX_FILE_SUFFIX}"
+
+
+def box_map_name(case_id: str, file_ending: str) -> str:
+    """The label map of a case's boxes: ``<case>_boxes<file ending>``."""
+    return f"{case_id}{BOX_MAP_SUFFIX}{file_ending}"
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,31 @@ def write_boxes_json(path: Path, boxes: Sequence[OriginalBox], class_names: dict
     if source is not None:
         data["model"] = source
     write_json(path, data)
+
+
+def paint_boxes(boxes: Sequence[OriginalBox], shape: Sequence[int], min_score: float = 0.5) -> np.ndarray:
+    """A label map of the boxes scoring at least ``min_score``: each box's voxels (those whose centres lie
+    inside it) get its class's label (class + 1); where boxes overlap, the higher score wins.
+
+    Args:
+        boxes: A case's boxes in its voxel grid (voxel-edge coordinates, half-open).
+        shape: The image's spatial shape.
+        min_score: Boxes scoring lower are not painted.
+
+    Returns:
+        ``uint8`` (``uint16`` beyond 254 classes) map of ``shape``, 0 outside every box.
+    """
+    kept = sorted((box for box in boxes if box.score >= min_score), key=lambda box: box.score)
+    top = max((box.class_index for box in kept), default=0) + 1
+    label_map = np.zeros(tuple(shape), dtype=np.uint8 if top <= np.iinfo(np.uint8).max else np.uint16)
+    ndim = len(label_map.shape)
+    for box in kept:  # by increasing score: higher scores are painted over lower ones
+        # Voxel i spans the edges [i, i + 1): inside when its centre i + 0.5 lies in [lower, upper).
+        lower = np.ceil(np.asarray(box.voxel_box[:ndim]) - 0.5).astype(np.int64)
+        upper = np.ceil(np.asarray(box.voxel_box[ndim:]) - 0.5).astype(np.int64)
+        window = tuple(slice(max(int(a), 0), max(int(b), 0)) for a, b in zip(lower, upper, strict=True))
+        label_map[window] = box.class_index + 1
+    return label_map
 
 
 def boxes_in_world(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,

@@ -20,7 +20,14 @@ import torch
 
 from autounet.dataset.description import DatasetDescription, load_dataset_json
 from autounet.dataset.raw import case_channel_files, group_channel_files
-from autounet.detection.box_files import OriginalBox, box_file_name, boxes_in_world, write_boxes_json
+from autounet.detection.box_files import (
+    OriginalBox,
+    box_file_name,
+    box_map_name,
+    boxes_in_world,
+    paint_boxes,
+    write_boxes_json,
+)
 from autounet.detection.boxes import flip_boxes
 from autounet.detection.detections import BoxFusionSettings, BoxMerger, Detections, Detector, fusion_settings
 from autounet.detection.inference_parameters import check_inference_parameters, swept_inference_of_folds
@@ -31,7 +38,7 @@ from autounet.inference.sliding_window import SlidingWindowSettings, iter_window
 from autounet.inference.tta import mirror_dim_combinations
 from autounet.io.checkpoints import check_axes, check_matches, check_weights, load_checkpoint
 from autounet.io.geometry import ImageGeometry
-from autounet.io.images import read_image
+from autounet.io.images import read_image, write_segmentation
 from autounet.paths import configuration_of_run_folder
 from autounet.planning.plans import ConfigurationPlan, DetectionInference, Plans, load_plans
 from autounet.preprocessing.case import preprocess_case
@@ -284,9 +291,14 @@ class BoxPredictor:
                                                   self.window_settings, self.fusion, self.device)
         return boxes_to_original(detections, properties, self.model.plans.axis_order)
 
-    def predict_folder(self, input_dir: Path, output_dir: Path, overwrite: bool = False) -> list[Path]:
+    def predict_folder(self, input_dir: Path, output_dir: Path, overwrite: bool = False,
+                       box_map_min_score: float | None = None) -> list[Path]:
         """Write ``<case>_boxes.json`` for every ``<case>_NNNN<ending>`` case of a folder (finished cases are
         skipped unless ``overwrite``).
+
+        With ``box_map_min_score``, also ``<case>_boxes<ending>``: the boxes scoring at least that as a label
+        map in the input's geometry (:func:`~autounet.detection.box_files.paint_boxes`), written before the
+        box file, so a case with its box file is complete.
 
         Raises:
             DatasetError: No case found, or a case whose channel files do not fit the model.
@@ -308,5 +320,9 @@ class BoxPredictor:
             if image.shape[0] != description.num_channels:
                 raise DatasetError(f"the case has {image.shape[0]} channel(s) but the model expects "
                                    f"{description.num_channels}", files[0])
-            write_boxes_json(outputs[case], self.predict_array(image, geometry), names, source=self.model.origin)
+            boxes = self.predict_array(image, geometry)
+            if box_map_min_score is not None:
+                write_segmentation(paint_boxes(boxes, image.shape[1:], box_map_min_score), geometry,
+                                   Path(output_dir) / box_map_name(case, description.file_ending))
+            write_boxes_json(outputs[case], boxes, names, source=self.model.origin)
         return list(outputs.values())
