@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from autounet.deploy.calibration import draw_calibration_patches
-from autounet.errors import ConfigError
+from autounet.dataset import load_raw_dataset
+from autounet.deploy.calibration import draw_calibration_patches, draw_raw_calibration_patches, spread_cases
+from autounet.errors import ConfigError, DatasetError
 
 
 def _folder_and_cases(preprocessed_tiny: tuple, config: str) -> tuple:
@@ -42,3 +46,37 @@ def test_bad_count_is_refused(preprocessed_tiny: tuple) -> None:
     folder, cases = _folder_and_cases(preprocessed_tiny, "3d_fullres")
     with pytest.raises(ConfigError, match="at least one patch"):
         draw_calibration_patches(folder, cases, (2, 4, 4), count=0)
+
+
+def test_spread_cases_is_deterministic_and_spans_the_list() -> None:
+    ids = [f"case_{i:02d}" for i in range(10)]
+    assert spread_cases(ids[::-1], 4) == ("case_00", "case_02", "case_05", "case_07")
+    assert spread_cases(ids, 16) == tuple(ids)
+    with pytest.raises(ConfigError, match="at least 1"):
+        spread_cases(ids, 0)
+
+
+def test_raw_cases_are_preprocessed_as_preprocess_does_into_a_removed_folder(
+        preprocessed_tiny: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plans, folder = preprocessed_tiny
+    dataset = load_raw_dataset(folder.parents[1] / "raw" / folder.name)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    # max_cases 2 of 3 given: the first and the second (spread over the sorted ids).
+    images, labels = draw_raw_calibration_patches(dataset, ["case_002", "case_000", "case_001"], plans, "2d",
+                                                  count=5, max_cases=2, seed=3)
+    assert list(tmp_path.iterdir()) == []
+    configuration = plans.configuration("2d")
+    expected = draw_calibration_patches(folder / configuration.data_identifier, ["case_000", "case_001"],
+                                        tuple(configuration.patch_size), 5, batch_size=configuration.batch_size,
+                                        seed=3)
+    np.testing.assert_array_equal(images, expected[0])
+    np.testing.assert_array_equal(labels, expected[1])
+
+
+def test_raw_calibration_refuses_unknown_or_no_cases(preprocessed_tiny: tuple) -> None:
+    plans, folder = preprocessed_tiny
+    dataset = load_raw_dataset(folder.parents[1] / "raw" / folder.name)
+    with pytest.raises(DatasetError, match="'case_999' is not in the dataset"):
+        draw_raw_calibration_patches(dataset, ["case_999"], plans, "2d", count=2)
+    with pytest.raises(DatasetError, match="no training cases"):
+        draw_raw_calibration_patches(dataset, [], plans, "2d", count=2)

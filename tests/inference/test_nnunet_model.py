@@ -369,16 +369,56 @@ def test_missing_checkpoint_and_unsafe_content(tmp_path: Path) -> None:
         load_nnunet_model(folder, (0,))
 
 
-def test_int8_deploy_of_an_nnunet_folder_is_one_line_pointing_at_fp32(
+def test_int8_deploy_of_an_nnunet_folder_calibrates_on_its_raw_training_cases(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for module in ("onnx", "onnxruntime", "nncf", "openvino"):
+        pytest.importorskip(module)
+    import onnx
+
+    # Five labelled cases: the default 5-fold split, so fold 0 trains on four and is checked on one.
+    dataset = write_tiny_dataset(tmp_path / "raw", num_cases=5, num_channels=2)
+    folder = write_nnunet_folder(tmp_path / "results", PLAIN_2D)
+    deployed = tmp_path / "deployed"
+    # Random weights: the Dice drop says nothing, so the limits are wide; the check still runs and reports.
+    code = main(["deploy", "-m", str(folder), "-d", "999", "-o", str(deployed), "--precision", "int8",
+                 "--calibration-patches", "2", "--torchscript", "--check-disable-tta", "--max-mean-drop", "100",
+                 "--max-class-drop", "100", "--data-root", str(tmp_path), "-q"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((deployed / "deploy_report.json").read_text())
+    assert report["accepted"] and report["folds"][0]["accepted"] == "int8"
+    assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(deployed / "fold_0" / "model.onnx")).graph.node}
+    out = tmp_path / "out"
+    assert main(["predict", "-m", str(deployed), "-i", str(dataset / "imagesTr"), "-o", str(out), "-q"]) == 0
+    image, geometry = read_image([dataset / "imagesTr" / "case_000_0000.nii.gz"])
+    seg, seg_geometry = read_image([out / "case_000.nii.gz"])
+    assert seg.shape[1:] == image.shape[1:] and seg_geometry.spacing == geometry.spacing
+    assert set(np.unique(seg)) <= {0, 1, 2}
+
+
+def test_int8_deploy_of_an_nnunet_folder_without_raw_dataset_is_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("onnx")
+    # The folder's parent names no dataset in raw/ (there is none) and no -d is given.
+    folder = write_nnunet_folder(tmp_path / "results" / "Dataset999_Tiny", PLAIN_2D)
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    code = main(["deploy", "-m", str(folder), "-o", str(tmp_path / "deployed"), "--precision", "int8",
+                 "--no-accuracy-check", "--data-root", str(tmp_path), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert str(folder) in err and "-d ID" in err
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    assert not (tmp_path / "deployed").exists()
+
+
+def test_int8_deploy_of_an_nnunet_folder_without_labelled_training_cases_is_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnx")
+    # Two cases and no split file: there is no default 5-fold split, so fold 0 has no training cases.
     write_tiny_dataset(tmp_path / "raw", num_cases=2, num_channels=2)
     folder = write_nnunet_folder(tmp_path / "results", PLAIN_2D)
-    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
     code = main(["deploy", "-m", str(folder), "-d", "999", "-o", str(tmp_path / "deployed"), "--precision", "int8",
                  "--no-accuracy-check", "--data-root", str(tmp_path), "-q"])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert str(folder) in err and "--precision fp32" in err
-    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    assert "no labelled training cases of folds 0" in err and "-d ID" in err and "splits_final.json" in err
     assert not (tmp_path / "deployed").exists()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from autounet.deploy.accuracy import CheckedDeployer, ValidationCase
+    from autounet.training.splits import Fold
 
 __all__ = ["register", "run"]
 
@@ -37,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                         help="the deployed model folder to create (must not exist)")
     parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                         help="fp32 (default), or int8: static post-training quantization (NNCF), calibrated on "
-                             "patches of the preprocessed training cases (needs -d/-c)")
+                             "patches of the preprocessed training cases (needs -d/-c; for an nnU-Net model folder "
+                             "up to 16 raw training cases of the dataset of -d or the folder's parent are "
+                             "preprocessed with its plans)")
     parser.add_argument("--calibration-patches", type=batch_count, default=32, metavar="N",
                         help="patches drawn for INT8 calibration, as training draws them (default: %(default)s)")
     parser.add_argument("--checkpoint", default="checkpoint_final.pt", metavar="NAME")
@@ -79,8 +82,12 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     # -d/-c: results/<Dataset>/<run folder>, whose preprocessed data lie in preprocessed/<Dataset>.
     preprocessed_name = dataset_name or (model_folder.resolve().parent.name if args.model_folder is None else None)
     validation, split = _validation(args, paths, model_folder, dataset_name, folds)
-    calibration = (_calibration(args, paths, model_folder, preprocessed_name) if args.precision == "int8"
-                   else None)
+    if args.precision == "fp32":
+        calibration = None
+    elif is_nnunet_model_folder(model_folder):
+        calibration = _nnunet_calibration(args, paths, model_folder, dataset_name, folds, checkpoint)
+    else:
+        calibration = _calibration(args, paths, model_folder, preprocessed_name)
     deployer = _deployer(args, validation, split, calibration)
     try:
         manifest = deploy_model(model_folder, args.output, folds, checkpoint, args.precision, calibration,
@@ -148,28 +155,19 @@ def _deployer(args: argparse.Namespace, validation: dict[str, tuple[ValidationCa
 
 def _validation_cases(paths: Paths, model_folder: Path, dataset_name: str | None, folds: list[int | str],
                       max_cases: int | None) -> tuple[dict[str, tuple[ValidationCase, ...]] | None, str]:
-    """Each fold's labelled validation cases and where the split came from; ``(None, why)`` when there are none.
-
-    The split is the first of ``splits.json`` / ``splits_final.json`` in the model folder, then in
-    ``preprocessed/<Dataset>/``; without one, the default 5-fold split (the one autounet and nnU-Net create).
-    """
+    """Each fold's labelled validation cases and where the split came from (:func:`_splits`); ``(None, why)``
+    when there are none."""
     from autounet.dataset.raw import load_raw_dataset
     from autounet.deploy.accuracy import ValidationCase
-    from autounet.training.splits import fold_cases, load_or_create_splits, make_splits
+    from autounet.training.splits import fold_cases
 
     if dataset_name is None:
         return None, f"no raw dataset named by -d or by the model folder's parent in {paths.raw}"
     dataset = load_raw_dataset(paths.raw / dataset_name)
     cases = {case.case_id: case for case in dataset.cases if case.label_file is not None}
     ids = sorted(cases)
-    candidates = [folder / name for folder in (model_folder, paths.preprocessed / dataset_name)
-                  for name in ("splits.json", "splits_final.json")]
-    split_file = next((path for path in candidates if path.is_file()), None)
-    if split_file is not None:
-        splits, split = load_or_create_splits(split_file, ids), str(split_file)
-    elif len(ids) >= 5:
-        splits, split = make_splits(ids), f"the default 5-fold split of {dataset_name} (no split file found)"
-    else:
+    splits, split, split_file = _splits(paths, model_folder, dataset_name, ids)
+    if splits is None:
         return None, f"no split file and fewer than 5 labelled cases in {dataset.root}"
     validation = {}
     for fold in folds:
@@ -178,18 +176,34 @@ def _validation_cases(paths: Paths, model_folder: Path, dataset_name: str | None
     return validation, split
 
 
+def _splits(paths: Paths, model_folder: Path, dataset_name: str, ids: list[str],
+            ) -> tuple[list[Fold] | None, str, Path | None]:
+    """The cross-validation split over the labelled cases ``ids``, where it came from, and its file.
+
+    The split is the first of ``splits.json`` / ``splits_final.json`` in the model folder, then in
+    ``preprocessed/<Dataset>/``; without one, the default 5-fold split (the one autounet and nnU-Net create);
+    ``None`` when there is no file and fewer than 5 cases.
+    """
+    from autounet.training.splits import load_or_create_splits, make_splits
+
+    candidates = [folder / name for folder in (model_folder, paths.preprocessed / dataset_name)
+                  for name in ("splits.json", "splits_final.json")]
+    split_file = next((path for path in candidates if path.is_file()), None)
+    if split_file is not None:
+        return load_or_create_splits(split_file, ids), str(split_file), split_file
+    if len(ids) >= 5:
+        return make_splits(ids), f"the default 5-fold split of {dataset_name} (no split file found)", None
+    return None, "no split file", None
+
+
 def _calibration(args: argparse.Namespace, paths: Paths, model_folder: Path, dataset_name: str | None) -> np.ndarray:
     """Calibration patches from the configuration's preprocessed training cases."""
     from autounet.deploy.calibration import draw_calibration_patches
-    from autounet.inference.nnunet_model import is_nnunet_model_folder
     from autounet.planning.plans import load_plans
     from autounet.preprocessing.storage import case_finished
 
     if dataset_name is None:
         raise ConfigError("--precision int8 calibrates on the preprocessed training data: give -d/-c (or -d with -m)")
-    if is_nnunet_model_folder(model_folder):
-        raise ConfigError("INT8 calibration needs autounet's preprocessed training data, which an nnU-Net model "
-                          "folder does not come with; deploy it with --precision fp32", model_folder)
     plans = load_plans(model_folder / "plans.json")
     configuration = plans.configuration(configuration_of_run_folder(model_folder.name))
     data_folder = paths.preprocessed / dataset_name / configuration.data_identifier
@@ -198,4 +212,44 @@ def _calibration(args: argparse.Namespace, paths: Paths, model_folder: Path, dat
         raise ConfigError("no preprocessed cases to calibrate on; run 'autounet preprocess' first", data_folder)
     images, _ = draw_calibration_patches(data_folder, cases, tuple(configuration.patch_size),
                                          args.calibration_patches, batch_size=configuration.batch_size)
+    return images
+
+
+def _nnunet_calibration(args: argparse.Namespace, paths: Paths, model_folder: Path, dataset_name: str | None,
+                        folds: list[int | str], checkpoint: str) -> np.ndarray:
+    """Calibration patches of an nnU-Net v2 model folder, which comes without autounet's preprocessed data.
+
+    The calibration cases are the union of the deployed folds' training cases (the split as in the accuracy
+    check, :func:`_splits`; fold ``all``: every labelled case); at most
+    :data:`~autounet.deploy.calibration.MAX_CALIBRATION_CASES` of them are preprocessed with the model's own
+    plans (:func:`~autounet.deploy.calibration.draw_raw_calibration_patches`). With several folds, one fold's
+    validation cases may be among them, as autounet's own models calibrate on every preprocessed case: they set
+    activation ranges only.
+
+    Raises:
+        ConfigError: No raw dataset found, or no labelled training cases in it.
+    """
+    from autounet.dataset.raw import load_raw_dataset
+    from autounet.deploy.calibration import draw_raw_calibration_patches
+    from autounet.inference.model_folder import load_model_folder
+    from autounet.training.splits import fold_cases
+
+    if dataset_name is None:
+        raise ConfigError(f"INT8 calibration of an nnU-Net model folder preprocesses its raw training cases, but "
+                          f"neither -d nor the folder's parent names a dataset in {paths.raw}; give it with -d ID",
+                          model_folder)
+    dataset = load_raw_dataset(paths.raw / dataset_name)
+    ids = sorted(case.case_id for case in dataset.cases if case.label_file is not None)
+    splits, split, split_file = _splits(paths, model_folder, dataset_name, ids) if ids else (None, "", None)
+    if splits is None and any(fold != "all" for fold in folds):
+        training: set[str] = set()
+    else:
+        training = {c for fold in folds for c in fold_cases(splits or [], fold, ids, source=split_file).train}
+    if not training:
+        raise ConfigError(f"no labelled training cases of folds {', '.join(map(str, folds))} to calibrate on "
+                          f"({len(ids)} labelled case(s), {split or 'no split file'}); give the dataset the model was "
+                          "trained on with -d ID, or put its splits_final.json into the model folder", dataset.root)
+    model = load_model_folder(model_folder, folds[:1], checkpoint)
+    images, _ = draw_raw_calibration_patches(dataset, sorted(training), model.plans, model.configuration.name,
+                                             args.calibration_patches)
     return images

@@ -5,19 +5,32 @@ training cases at the configuration's patch size, from :class:`autounet.data.sam
 same foreground oversampling (the last third of each batch centred on a foreground voxel). Without
 oversampling, small structures would hardly appear in the calibration set and their activations would be
 clipped. The draw is seeded, so a deployment is reproducible.
+
+A model that comes without autounet's preprocessed data (an nnU-Net v2 model folder) is calibrated by
+:func:`draw_raw_calibration_patches`: it preprocesses up to :data:`MAX_CALIBRATION_CASES` of the raw training
+cases with the model's own plans into a temporary folder and draws from those the same way.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from autounet.data.sampler import PatchSampler, SamplerSettings
-from autounet.errors import ConfigError
+from autounet.dataset.raw import RawDataset
+from autounet.errors import ConfigError, DatasetError
+from autounet.planning.plans import Plans
+from autounet.preprocessing.dataset import preprocess_dataset
 
-__all__ = ["draw_calibration_patches"]
+__all__ = ["MAX_CALIBRATION_CASES", "draw_calibration_patches", "draw_raw_calibration_patches", "spread_cases"]
+
+MAX_CALIBRATION_CASES = 16
+"""Raw cases preprocessed for calibration at most: 16 cases give dozens of distinct patches (enough for
+activation ranges) while preprocessing them takes seconds to a few minutes, not the hours of a whole dataset."""
 
 
 def draw_calibration_patches(data_folder: Path, case_ids: Sequence[str], patch_size: tuple[int, ...], count: int,
@@ -56,3 +69,63 @@ def draw_calibration_patches(data_folder: Path, case_ids: Sequence[str], patch_s
         labels.append(batch_segs[:, 0])
         drawn += batch_size
     return np.concatenate(images)[:count], np.concatenate(labels)[:count]
+
+
+def spread_cases(case_ids: Sequence[str], limit: int) -> tuple[str, ...]:
+    """At most ``limit`` of the cases, spread evenly over their sorted order (deterministic, no seed).
+
+    Raises:
+        ConfigError: ``limit`` is not positive.
+    """
+    if limit < 1:
+        raise ConfigError(f"the number of calibration cases must be at least 1, got {limit}")
+    ids = sorted(set(case_ids))
+    if len(ids) <= limit:
+        return tuple(ids)
+    # Evenly spaced picks: a sorted list often groups cases by site or scanner, so its head alone is biased.
+    return tuple(ids[index * len(ids) // limit] for index in range(limit))
+
+
+def draw_raw_calibration_patches(dataset: RawDataset, case_ids: Sequence[str], plans: Plans, configuration: str,
+                                 count: int, max_cases: int = MAX_CALIBRATION_CASES, num_processes: int = 1,
+                                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocess raw training cases with the model's plans, then draw calibration patches from them.
+
+    For a model without autounet's preprocessed data (an nnU-Net v2 model folder): the cases are preprocessed
+    exactly as autounet's ``preprocess`` would with ``plans`` (the model's translated plans), into a temporary
+    folder that is removed afterwards, and :func:`draw_calibration_patches` draws from them with the
+    configuration's patch size, batch size and foreground oversampling.
+
+    Args:
+        dataset: The raw dataset the model was trained on.
+        case_ids: Its labelled training cases (e.g. the deployed folds' training splits).
+        plans: The model's plans, holding ``configuration``.
+        configuration: The configuration's name.
+        count: Number of patches.
+        max_cases: At most this many cases are preprocessed, chosen by :func:`spread_cases`.
+        num_processes: Preprocessing worker processes.
+        seed: Seed of the draw.
+
+    Returns:
+        ``images`` and ``labels`` as :func:`draw_calibration_patches` returns them.
+
+    Raises:
+        DatasetError: No cases, a case not in the dataset, or a case without labels.
+        ConfigError: Plans that do not fit the data, or ``count``/``max_cases`` not positive.
+    """
+    chosen = spread_cases(case_ids, max_cases)
+    if not chosen:
+        raise DatasetError("no training cases to calibrate on", dataset.root)
+    by_id = {case.case_id: case for case in dataset.cases}
+    unknown = [case_id for case_id in chosen if case_id not in by_id]
+    if unknown:
+        raise DatasetError(f"calibration case '{unknown[0]}' is not in the dataset", dataset.root)
+    unlabelled = [case_id for case_id in chosen if by_id[case_id].label_file is None]
+    if unlabelled:
+        raise DatasetError(f"calibration case '{unlabelled[0]}' has no label file", dataset.root)
+    plan = plans.configuration(configuration)
+    subset = replace(dataset, cases=tuple(by_id[case_id] for case_id in chosen))
+    with tempfile.TemporaryDirectory(prefix="autounet-calibration-") as temporary:
+        report = preprocess_dataset(subset, plans, (configuration,), Path(temporary), num_processes)
+        return draw_calibration_patches(report.folders[configuration], chosen, tuple(plan.patch_size), count,
+                                        batch_size=plan.batch_size, seed=seed)
