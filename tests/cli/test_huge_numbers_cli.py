@@ -26,6 +26,8 @@ def _error_lines(err: str) -> list[str]:
     (["verify", "-d", "1000"], "-d/--dataset", "dataset ids run from 0 to 999 (DatasetNNN_Name), got '1000'"),
     (["verify", "-d", "x" * 300], "-d/--dataset", "too long for a dataset name or folder"),
     (["plan", "-d", "0" * 40 + "1"], "-d/--dataset", "dataset ids run from 0 to 999"),
+    (["verify", "-d", "\u00b2"], "-d/--dataset", "written with the digits 0-9, got '\u00b2'"),
+    (["verify", "-d", "\u0665\u0660\u0661"], "-d/--dataset", "written with the digits 0-9"),
     (["predict", "-i", "in", "-o", "out", "-d", HUGE, "-c", "2d"], "-d/--dataset", "dataset ids run"),
     (["export-model", "-d", HUGE, "-c", "2d", "-o", "m.zip"], "-d/--dataset", "dataset ids run"),
     (["convert", "images", "a", "b", "--name", "X", "-d", HUGE], "-d/--dataset-id",

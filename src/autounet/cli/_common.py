@@ -170,6 +170,8 @@ def dataset_spec(text: str) -> str:
             raise argparse.ArgumentTypeError(f"dataset ids run from 0 to {MAX_DATASET_ID} (DatasetNNN_Name), "
                                              f"got {_shown(text)}")
         return text
+    if text.isdigit():  # superscripts and other Unicode digits: str.isdigit() admits them, int() does not
+        raise argparse.ArgumentTypeError(f"a dataset id is written with the digits 0-9, got {_shown(text)}")
     if not text or "\0" in text:
         raise argparse.ArgumentTypeError("a dataset id, name or folder cannot be empty or hold a NUL character")
     longest = max(len(os.fsencode(part)) for part in Path(text).parts) if Path(text).parts else 0
