@@ -172,8 +172,9 @@ def dataset_spec(text: str) -> str:
         return text
     if text.isdigit():  # superscripts and other Unicode digits: str.isdigit() admits them, int() does not
         raise argparse.ArgumentTypeError(f"a dataset id is written with the digits 0-9, got {_shown(text)}")
-    if not text or "\0" in text:
-        raise argparse.ArgumentTypeError("a dataset id, name or folder cannot be empty or hold a NUL character")
+    if not text or not text.isprintable():  # a newline would also split the "no such dataset" message
+        raise argparse.ArgumentTypeError(f"a dataset id, name or folder cannot be empty or hold control "
+                                         f"characters, got {_shown(text)}")
     longest = max(len(os.fsencode(part)) for part in Path(text).parts) if Path(text).parts else 0
     if longest > MAX_NAME_BYTES or len(os.fsencode(text)) > MAX_PATH_BYTES:
         raise argparse.ArgumentTypeError(f"{_shown(text)} is too long for a dataset name or folder (names hold "
@@ -193,7 +194,9 @@ def output_folder(text: str) -> Path:
 
 
 def _shown(text: str) -> str:
-    """``text`` quoted for an error message; a long one cut short, with its length."""
+    """``text`` quoted for an error message; control characters escaped, a long one cut short, with its length."""
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
     if len(text) <= _SHOWN_CHARACTERS:
         return f"'{text}'"
     return f"'{text[:_SHOWN_CHARACTERS // 2]}...{text[-8:]}' ({len(text)} characters)"
