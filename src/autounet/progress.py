@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from autounet.errors import AutounetError
 
-__all__ = ["parallel_map", "progress"]
+__all__ = ["close_progress_bars", "parallel_map", "progress"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -24,6 +24,18 @@ def progress(items: Iterable[T], description: str, total: int | None = None, uni
     """Wrap ``items`` in a tqdm progress bar on stderr (``leave=False``: erase it when done, for inner bars)."""
     yield from tqdm(items, desc=description, total=total, unit=unit, file=sys.stderr, mininterval=0.5,
                     dynamic_ncols=True, leave=leave)
+
+
+def close_progress_bars() -> None:
+    """Close every progress bar still on screen, so that what is printed next starts on a line of its own.
+
+    A loop left by an exception keeps its bar open (the traceback holds the generator) with the cursor at the
+    end of the bar's line; an error printed then would be appended to the bar. Closing ends a kept bar with a
+    newline and erases a transient one (``leave=False``); inner (higher-positioned) bars go first.
+    """
+    bars = list(getattr(tqdm, "_instances", ()))
+    for bar in sorted(bars, key=lambda b: abs(getattr(b, "pos", 0)), reverse=True):
+        bar.close()
 
 
 def parallel_map(function: Callable[[T], R], items: Sequence[T], num_processes: int, description: str,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autounet.cli._common import output_folder
+from autounet.cli._common import dataset_spec, output_folder
 from autounet.cli.main import build_parser, main
 
 
@@ -66,8 +66,9 @@ def _typed_options(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
     return found
 
 
-# Types whose every string is a valid value: file and folder names (checked when used).
-UNCHECKED_TYPES = (Path, str, output_folder)
+# Types whose every string is a valid value: file and folder names (checked when used). A dataset may be
+# called "nan" or "inf"; its ids and over-long names are checked in test_huge_numbers_cli.py.
+UNCHECKED_TYPES = (Path, str, output_folder, dataset_spec)
 ABSURD = ["nan", "inf", "-inf", "1e30", str(10**30), "-1e30"]
 PARSER = build_parser()
 TYPED_OPTIONS = _typed_options(PARSER)

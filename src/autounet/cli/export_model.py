@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autounet.cli._common import fold
+from autounet.cli._common import dataset_spec, fold
 from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import CheckpointError, ConfigError, DatasetError
 from autounet.paths import Paths
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "SHA-256 of every file into one zip; or a deployed model folder (-m). A cascade configuration "
                     "brings its previous stage (3d_lowres) along. The zip appears whole or not at all; an existing "
                     "file is replaced only with --force. Install it with 'autounet install-model'.")
-    parser.add_argument("-d", "--dataset", metavar="ID",
+    parser.add_argument("-d", "--dataset", type=dataset_spec, metavar="ID",
                         help="dataset id (501), folder name (Dataset501_Brain) or short name (Brain), with -c")
     parser.add_argument("-c", "--configurations", nargs="+", metavar="CONFIG",
                         help="configurations to export (2d, 3d_fullres, 3d_cascade_fullres, ...), with -d")

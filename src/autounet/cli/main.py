@@ -12,6 +12,7 @@ from autounet.cli import _commands
 from autounet.cli._common import common_parent
 from autounet.errors import AutounetError
 from autounet.paths import resolve_paths
+from autounet.progress import close_progress_bars
 
 __all__ = ["build_parser", "main"]
 
@@ -44,8 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = getattr(args, "debug", False)
     _configure_logging(getattr(args, "quiet", False))
     try:
-        paths = resolve_paths(getattr(args, "data_root", None))
-        return int(args.handler(args, paths) or 0)
+        return _run(args)
     except AutounetError as exc:
         if debug:
             raise
@@ -62,6 +62,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"autounet {args.command}: error: {_unexpected(exc)} (unexpected; rerun with --debug for the "
               "traceback, and please report it)", file=sys.stderr)
         return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the subcommand; on any error, first close the progress bars it left open, so that the message (or
+    the ``--debug`` traceback) starts on a line of its own instead of being appended to a bar."""
+    try:
+        paths = resolve_paths(getattr(args, "data_root", None))
+        return int(args.handler(args, paths) or 0)
+    except BaseException:
+        close_progress_bars()
+        raise
 
 
 def _unexpected(exc: BaseException) -> str:

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from autounet.cli._common import add_processes_argument, memory_gib
+from autounet.cli._common import add_processes_argument, dataset_spec, memory_gib
 from autounet.dataset.description import load_dataset_json
 from autounet.dataset.raw import find_raw_dataset
 from autounet.errors import ConfigError
@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
         description="Verify the dataset, extract its fingerprint (reused if present) and write plans.json to "
                     "preprocessed/<Dataset>/. With --fingerprint, --dataset-json and --out, plan from those "
                     "files alone (an nnU-Net v2 dataset_fingerprint.json works too), reading no image.")
-    parser.add_argument("-d", "--dataset", metavar="ID", help="dataset id, folder name or short name")
+    parser.add_argument("-d", "--dataset", type=dataset_spec, metavar="ID",
+                        help="dataset id, folder name or short name")
     parser.add_argument("--fingerprint", type=Path, metavar="FILE", help="plan from this fingerprint file")
     parser.add_argument("--dataset-json", type=Path, metavar="FILE", help="dataset.json for --fingerprint")
     parser.add_argument("--out", type=Path, metavar="FILE", help="plans file to write with --fingerprint")

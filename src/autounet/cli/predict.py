@@ -9,11 +9,13 @@ from pathlib import Path
 from autounet.cli._common import (
     add_device_argument,
     batch_count,
+    dataset_spec,
     fold,
     fraction,
     non_negative_float,
     output_folder,
     positive_int,
+    unit_interval,
     worker_count,
 )
 from autounet.dataset.raw import find_raw_dataset
@@ -96,10 +98,10 @@ def _add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "detection models", "override the inference parameters swept on the fold's validation cases "
                             "(fold_N/detection_inference.json; the plan's defaults where a fold has none)")
-    group.add_argument("--score-threshold", type=_unit_interval, metavar="P", help="drop boxes scoring below P")
-    group.add_argument("--nms-iou", type=_unit_interval, metavar="IOU",
+    group.add_argument("--score-threshold", type=unit_interval, metavar="P", help="drop boxes scoring below P")
+    group.add_argument("--nms-iou", type=unit_interval, metavar="IOU",
                        help="per window, suppress a box overlapping a better one of its class by more than IOU")
-    group.add_argument("--cluster-iou", type=_unit_interval, metavar="IOU",
+    group.add_argument("--cluster-iou", type=unit_interval, metavar="IOU",
                        help="fuse boxes of windows, mirrorings and folds overlapping by more than IOU")
     group.add_argument("--min-size", type=non_negative_float, metavar="VOXELS",
                        help="drop boxes narrower than VOXELS (of the preprocessed grid) along any axis")
@@ -107,17 +109,6 @@ def _add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--save-box-map", nargs="?", const=0.5, type=_unit_interval, metavar="P",
                        help="also write <case>_boxes<ending>: the boxes scoring at least P (default 0.5) as a label "
                             "map (class labels; the higher score wins where boxes overlap)")
-
-
-def _unit_interval(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: '{text}'") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
-    return value
 
 
 def run(args: argparse.Namespace, paths: Paths) -> int:
@@ -223,7 +214,8 @@ def _announce(args: argparse.Namespace, line: str) -> None:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``-d/-c`` or ``-m``, and ``-f``: which trained model, shared by the commands that use one."""
-    parser.add_argument("-d", "--dataset", metavar="ID", help="dataset id, folder name or short name (with -c)")
+    parser.add_argument("-d", "--dataset", type=dataset_spec, metavar="ID",
+                        help="dataset id, folder name or short name (with -c)")
     parser.add_argument("-c", "--configuration", help="2d, 3d_fullres, ... (with -d)")
     parser.add_argument("-m", "--model-folder", type=Path, metavar="DIR",
                         help="a model folder instead of -d/-c: results/<Dataset>/<run folder>, an installed or "

@@ -8,11 +8,13 @@ becomes three channels. A 3D TIFF volume needs a sidecar ``<name>.json`` beside 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import tifffile
 from PIL import Image
+from tifffile import COMPRESSION
 
 from autounet.io.geometry import ImageGeometry
 from autounet.io.jsonio import write_json
@@ -93,8 +95,15 @@ class TiffFormat:
     endings = (".tif", ".tiff")
 
     def read(self, path: Path) -> tuple[np.ndarray, ImageGeometry]:
-        """Read a 2D image as ``(C, Y, X)`` or, with a sidecar, a volume as ``(1, Z, Y, X)``."""
-        data = tifffile.imread(path)
+        """Read a 2D image as ``(C, Y, X)`` or, with a sidecar, a volume as ``(1, Z, Y, X)``.
+
+        The shape the header declares is checked against the file's size before the array is allocated.
+        """
+        with tifffile.TiffFile(path) as tiff:
+            if not tiff.series:
+                raise ValueError("TIFF holds no image")
+            _check_declared_size(tiff.series[0], path.stat().st_size)
+            data = tiff.asarray()
         sidecar = tiff_sidecar_path(path)
         if not sidecar.exists():
             if data.ndim == 3 and data.shape[-1] not in (3, 4):
@@ -121,6 +130,31 @@ class TiffFormat:
             raise ValueError(f"3D TIFF output needs (Z, Y, X), got {array.shape}")
         tifffile.imwrite(path, np.ascontiguousarray(array), compression="zlib", photometric="minisblack")
         write_json(tiff_sidecar_path(path), {"spacing": list(geometry.spacing)})
+
+
+# Bytes of samples a codec can produce from one byte of file at most (runs of one value); a header declaring
+# more than the file size times this is lying. PackBits: 2 bytes -> 128; deflate: about 1032:1; TIFF LZW
+# (12-bit codes, table cleared at 4094 entries): about 1300:1.
+_MAX_RATIO = {COMPRESSION.NONE: 1, COMPRESSION.PACKBITS: 65, COMPRESSION.LZW: 1400,
+              COMPRESSION.ADOBE_DEFLATE: 1100, COMPRESSION.DEFLATE: 1100}
+# Other codecs (zstd's run-length blocks reach about 32768:1, LZMA, JPEG): a bound no real image reaches.
+_MAX_RATIO_OTHER = 2**16
+
+
+def _check_declared_size(series: tifffile.TiffPageSeries, file_size: int) -> None:
+    """Refuse a series whose declared shape cannot come from a file of ``file_size`` bytes, before
+    tifffile allocates an array of that shape (a corrupt or crafted header asks for terabytes)."""
+    page = series.keyframe
+    compression = page.compression
+    ratio = _MAX_RATIO.get(compression, _MAX_RATIO_OTHER)
+    # Stored bits per sample (1-bit images expand to a byte each in memory, 12-bit ones to two).
+    stored = math.prod(float(n) for n in series.shape) * max(1, int(page.bitspersample)) / 8
+    limit = float(file_size) * ratio
+    if stored > limit:
+        how = "uncompressed" if ratio == 1 else f"{getattr(compression, 'name', compression)}-compressed"
+        raise ValueError(f"header declares shape {tuple(series.shape)} of {series.dtype} ({stored:.3g} bytes of "
+                         f"samples), more than the {file_size} byte {how} file can hold (at most {limit:.3g}); "
+                         "the file is truncated or its header is corrupt")
 
 
 def _read_sidecar_spacing(sidecar: Path) -> tuple[float, ...]:
