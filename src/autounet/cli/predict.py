@@ -106,7 +106,7 @@ def _add_detection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-size", type=non_negative_float, metavar="VOXELS",
                        help="drop boxes narrower than VOXELS (of the preprocessed grid) along any axis")
     group.add_argument("--boxes-per-image", type=positive_int, metavar="N", help="keep the N best boxes per case")
-    group.add_argument("--save-box-map", nargs="?", const=0.5, type=_unit_interval, metavar="P",
+    group.add_argument("--save-box-map", nargs="?", const=0.5, type=unit_interval, metavar="P",
                        help="also write <case>_boxes<ending>: the boxes scoring at least P (default 0.5) as a label "
                             "map (class labels; the higher score wins where boxes overlap)")
 
