@@ -13,8 +13,13 @@ import torch
 
 from autounet.cli.main import main
 from autounet.deploy import DeployError
+from autounet.deploy.report import load_report
 from autounet.inference import PredictionSettings, Predictor
+from autounet.inference.loaded_model import LoadedModel
 from autounet.io.images import read_image
+from autounet.io.jsonio import write_json
+from autounet.planning.plans import load_plans, save_plans
+from autounet.preprocessing.storage import load_case
 from tests.inference.random_models import DATASET, write_random_models
 
 pytest.importorskip("onnx")
@@ -147,3 +152,80 @@ def test_int8_cascade_needs_calibration_of_every_stage(data_root: Path, tmp_path
     assert manifest.precision == "int8"
     assert json.loads((tmp_path / "int8" / "previous_stage" / "deploy.json").read_text())["precision"] == "int8"
     assert seen == [("previous_stage", low.shape), (".int8.partial", full.shape)]  # the lowres stage first
+
+
+@pytest.fixture(scope="module")
+def check_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random cascade models, both stages preprocessed, a 2-fold split and lowres "cross-validation predictions"
+    (label maps in the full-resolution grid) for int8 calibration of the cascade stage."""
+    root = write_random_models(tmp_path_factory.mktemp("cascade_check"))
+    preprocessed = root / "preprocessed" / DATASET
+    plans = load_plans(root / "results" / DATASET / "3d_cascade_fullres" / "plans.json")
+    save_plans(preprocessed / "plans.json", plans)
+    write_json(preprocessed / "splits.json", [{"train": ["case_001", "case_002"], "val": ["case_000"]},
+                                              {"train": ["case_000"], "val": ["case_001", "case_002"]}])
+    for configuration in ("3d_fullres", "3d_lowres"):
+        assert main(["preprocess", "-d", "999", "-c", configuration, "-np", "1", "--data-root", str(root), "-q"]) == 0
+    predictions = root / "results" / DATASET / "3d_lowres" / "predicted_next_stage" / "3d_cascade_fullres"
+    predictions.mkdir(parents=True)
+    data_folder = preprocessed / plans.configuration("3d_cascade_fullres").data_identifier
+    for case in ("case_000", "case_001", "case_002"):
+        data, seg, _ = load_case(data_folder, case)
+        assert seg is not None
+        labels = np.where(seg.reshape(data.shape[1:]) > 0, 2, 0).astype(np.uint8)  # every foreground voxel as 2
+        np.save(predictions / f"{case}.npy", labels)
+    return root
+
+
+def test_accuracy_check_compares_the_whole_cascade(check_root: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    from autounet.deploy import accuracy
+
+    compared: list[tuple[str, str, int]] = []
+    real = accuracy.fold_dice
+
+    def spy(model: LoadedModel, network: object, *args: object, **kwargs: object) -> dict[str, float]:
+        previous = model.previous_stage
+        compared.append((model.configuration.name, type(previous.networks[0]).__name__ if previous else "",
+                         len(previous.networks) if previous else 0))
+        return real(model, network, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("autounet.deploy.accuracy.fold_dice", spy)
+    out = tmp_path / "checked"
+    assert main(["deploy", "-d", "999", "-c", "3d_cascade_fullres", "-f", "0", "-o", str(out), "--torchscript",
+                 "--check-disable-tta", "--data-root", str(check_root), "-q"]) == 0
+    # The lowres stage is checked on its own first, then the torch cascade against the deployed one (fold 0 only).
+    assert compared == [("3d_lowres", "", 0), ("3d_lowres", "", 0), ("3d_cascade_fullres", "UNet", 1),
+                        ("3d_cascade_fullres", "OrtPatchModel", 1)]
+    for folder in (out, out / "previous_stage"):
+        report = load_report(folder / "deploy_report.json")
+        assert report.accepted and report.folds[0].cases == ("case_000",)
+        assert all(abs(c.drop) < 1e-3 for c in report.folds[0].attempts[0].classes)
+    assert capsys.readouterr().out.count("mean drop / worst") == 2  # both stages' tables
+
+
+def test_int8_calibration_of_the_cascade_carries_the_previous_stage(check_root: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("openvino")
+    seen: dict[str, np.ndarray] = {}
+
+    def fake_quantize(onnx_path: Path, calibration: np.ndarray, out_path: Path, **_: object) -> Path:
+        seen.setdefault("lowres" if "previous_stage" in onnx_path.parts else "cascade", calibration)
+        shutil.copyfile(onnx_path, out_path)
+        return out_path
+
+    monkeypatch.setattr("autounet.deploy.quantize.quantize_int8", fake_quantize)
+    out = tmp_path / "int8"
+    assert main(["deploy", "-d", "999", "-c", "3d_cascade_fullres", "-f", "0", "-o", str(out), "--torchscript",
+                 "--precision", "int8", "--check-disable-tta", "--calibration-patches", "4",
+                 "--data-root", str(check_root), "-q"]) == 0
+    assert seen["lowres"].shape[:2] == (4, 1) and seen["cascade"].shape[:2] == (4, 3)
+    one_hot = seen["cascade"][:, 1:]
+    assert set(np.unique(one_hot).tolist()) <= {0.0, 1.0} and not one_hot[:, 0].any()  # only label 2 predicted
+    assert one_hot[:, 1].any()
+    from autounet.deploy.model_folder import load_deployed_model
+
+    assert load_deployed_model(out, backend="onnxruntime").previous_stage is not None
+    for folder in (out, out / "previous_stage"):  # a faithful "int8" graph passes each stage's check at once
+        assert [f.accepted for f in load_report(folder / "deploy_report.json").folds] == ["int8"]
