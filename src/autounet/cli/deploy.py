@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "batch and spatial axes dynamic), plans.json, dataset.json, postprocessing.json and deploy.json "
                     "with the SHA-256 of every file. 'autounet predict -m OUT' runs it with ONNX Runtime (float32) "
                     "or OpenVINO (INT8) and the same preprocessing, sliding window, mirroring, fold averaging, "
-                    "postprocessing and output geometry as the torch model. Needs the 'deploy' extra.")
+                    "postprocessing and output geometry as the torch model. A cascade stage is deployed with its "
+                    "previous stage in OUT/previous_stage/, and predict runs the whole cascade. Needs the 'deploy' "
+                    "extra.")
     add_model_arguments(parser)
     parser.add_argument("-o", "--output", required=True, type=output_folder, metavar="DIR",
                         help="the deployed model folder to create (must not exist)")
