@@ -72,14 +72,13 @@ def test_deployed_cascade_predicts_like_torch(data_root: Path, deployed: Path,
         return original(data)
 
     monkeypatch.setattr(onnx_cascade.previous, "predict_logits", spy)
-    for case in ("case_000", "case_001"):
-        image, geometry = read_image([data_root / "raw" / DATASET / "imagesTr" / f"{case}_0000.nii.gz"])
-        expected_seg, expected = torch_cascade.predict_array(image, geometry)
-        seg, probabilities = onnx_cascade.predict_array(image, geometry)
-        assert probabilities is not None and expected is not None
-        np.testing.assert_allclose(probabilities, expected, atol=1e-3)
-        assert np.mean(seg == expected_seg) > 0.999
-    assert calls == ["previous", "previous"]  # the deployed lowres stage ran first, once per case
+    image, geometry = read_image([data_root / "raw" / DATASET / "imagesTr" / "case_001_0000.nii.gz"])
+    expected_seg, expected = torch_cascade.predict_array(image, geometry)
+    seg, probabilities = onnx_cascade.predict_array(image, geometry)
+    assert probabilities is not None and expected is not None
+    np.testing.assert_allclose(probabilities, expected, atol=1e-3)
+    assert np.mean(seg == expected_seg) > 0.999
+    assert calls == ["previous"]  # the deployed lowres stage ran first
 
 
 def test_cli_predicts_a_deployed_cascade(data_root: Path, deployed: Path, tmp_path: Path) -> None:
