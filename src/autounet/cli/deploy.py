@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from autounet.deploy.accuracy import CheckedDeployer, ValidationCase
+    from autounet.planning.plans import ConfigurationPlan
     from autounet.training.splits import Fold
 
 __all__ = ["register", "run"]
@@ -32,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction, parent: argparse.ArgumentPa
                     "batch and spatial axes dynamic), plans.json, dataset.json, postprocessing.json and deploy.json "
                     "with the SHA-256 of every file. 'autounet predict -m OUT' runs it with ONNX Runtime (float32) "
                     "or OpenVINO (INT8) and the same preprocessing, sliding window, mirroring, fold averaging, "
-                    "postprocessing and output geometry as the torch model. Needs the 'deploy' extra.")
+                    "postprocessing and output geometry as the torch model. A cascade stage is deployed with its "
+                    "previous stage in OUT/previous_stage/, and predict runs the whole cascade. Needs the 'deploy' "
+                    "extra.")
     add_model_arguments(parser)
     parser.add_argument("-o", "--output", required=True, type=output_folder, metavar="DIR",
                         help="the deployed model folder to create (must not exist)")
@@ -102,8 +105,12 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _print_report(deployer: object) -> None:
+    """Print the check's report; for a cascade, the previous stage's first (it was deployed first)."""
     from autounet.deploy.report import format_report
 
+    previous = getattr(deployer, "previous", None)
+    if previous is not None:
+        _print_report(previous)
     report = getattr(deployer, "report", None)
     if report is not None:
         print(format_report(report))
@@ -141,7 +148,7 @@ def _validation(args: argparse.Namespace, paths: Paths, model_folder: Path, data
 
 
 def _deployer(args: argparse.Namespace, validation: dict[str, tuple[ValidationCase, ...]] | None, split: str,
-              calibration: np.ndarray | None) -> CheckedDeployer | None:
+              calibration: np.ndarray | dict[str, np.ndarray] | None) -> CheckedDeployer | None:
     """The accuracy-checked deployer; ``None`` for fp32 without validation data (a plain export)."""
     from autounet.deploy.accuracy import AccuracyGate, CheckedDeployer, CheckSettings
 
@@ -196,22 +203,57 @@ def _splits(paths: Paths, model_folder: Path, dataset_name: str, ids: list[str],
     return None, "no split file", None
 
 
-def _calibration(args: argparse.Namespace, paths: Paths, model_folder: Path, dataset_name: str | None) -> np.ndarray:
-    """Calibration patches from the configuration's preprocessed training cases."""
-    from autounet.deploy.calibration import draw_calibration_patches
+def _calibration(args: argparse.Namespace, paths: Paths, model_folder: Path,
+                 dataset_name: str | None) -> np.ndarray | dict[str, np.ndarray]:
+    """Calibration patches from the configuration's preprocessed training cases; for a cascade stage, a mapping
+    with each stage's by configuration name (the cascade stage's with the previous stage's one-hot channels)."""
+    from autounet.dataset.description import load_dataset_json
+    from autounet.paths import sibling_run_folder
     from autounet.planning.plans import load_plans
-    from autounet.preprocessing.storage import case_finished
+    from autounet.training.validation import next_stage_folder
 
     if dataset_name is None:
         raise ConfigError("--precision int8 calibrates on the preprocessed training data: give -d/-c (or -d with -m)")
     plans = load_plans(model_folder / "plans.json")
     configuration = plans.configuration(configuration_of_run_folder(model_folder.name))
-    data_folder = paths.preprocessed / dataset_name / configuration.data_identifier
+    if configuration.previous_stage is None:
+        return _stage_calibration(args, paths.preprocessed / dataset_name, configuration, None, ())
+    foreground = load_dataset_json(model_folder / "dataset.json").foreground_labels
+    patches: dict[str, np.ndarray] = {}
+    folder = model_folder
+    while configuration.previous_stage is not None:
+        previous_folder = sibling_run_folder(folder, configuration.name, configuration.previous_stage)
+        predictions = next_stage_folder(previous_folder, configuration.name)
+        patches[configuration.name] = _stage_calibration(args, paths.preprocessed / dataset_name, configuration,
+                                                         predictions, foreground)
+        folder, configuration = previous_folder, plans.configuration(configuration.previous_stage)
+    patches[configuration.name] = _stage_calibration(args, paths.preprocessed / dataset_name, configuration, None, ())
+    return patches
+
+
+def _stage_calibration(args: argparse.Namespace, preprocessed: Path, configuration: ConfigurationPlan,
+                       predictions: Path | None, foreground_labels: tuple[int, ...]) -> np.ndarray:
+    """One stage's calibration patches; ``predictions``: a cascade stage's previous-stage predictions.
+
+    Raises:
+        ConfigError: No preprocessed cases (for a cascade stage: none with a previous-stage prediction).
+    """
+    from autounet.deploy.calibration import draw_calibration_patches
+    from autounet.preprocessing.storage import case_finished
+
+    data_folder = preprocessed / configuration.data_identifier
     cases = sorted(p.stem for p in data_folder.glob("*.json") if case_finished(data_folder, p.stem))
     if not cases:
         raise ConfigError("no preprocessed cases to calibrate on; run 'autounet preprocess' first", data_folder)
+    if predictions is not None:
+        cases = [case for case in cases if (predictions / f"{case}.npy").is_file()]
+        if not cases:
+            raise ConfigError(f"INT8 calibration of cascade stage '{configuration.name}' needs its previous stage's "
+                              f"cross-validation predictions; train every fold of '{configuration.previous_stage}' "
+                              "first", predictions)
     images, _ = draw_calibration_patches(data_folder, cases, tuple(configuration.patch_size),
-                                         args.calibration_patches, batch_size=configuration.batch_size)
+                                         args.calibration_patches, batch_size=configuration.batch_size,
+                                         previous_stage_folder=predictions, foreground_labels=foreground_labels)
     return images
 
 

@@ -8,6 +8,10 @@ maps with :func:`autounet.evaluation.metrics.label_overlaps` and averaged over t
 reference and prediction both lack a class scores 1 for it (perfect agreement), so a false positive on such a
 case counts as a drop instead of vanishing from the mean.
 
+A cascade stage is checked as a whole cascade: its previous stage is deployed (and checked on its own) first,
+then the torch cascade of each fold (previous stage and this stage) is compared with the deployed cascade of that
+fold (the deployed previous stage feeding this stage's graph), as ``autounet predict`` runs either.
+
 The gate (:class:`AccuracyGate`) holds for a fold when the mean drop over classes is at most ``max_mean_drop``
 and no class drops by more than ``max_class_drop``. Each fold is gated on its own validation cases and may
 accept a different step. When no step holds, the deployment is refused with a one-line
@@ -31,6 +35,7 @@ from torch import nn
 from autounet.dataset.labels import LabelScheme
 from autounet.deploy._deps import DeployError
 from autounet.deploy.cpu import CpuInfo, default_threads, read_cpuinfo, seconds_per_window
+from autounet.deploy.model_folder import PREVIOUS_STAGE_FOLDER, Calibration, load_deployed_model, network_in_channels
 from autounet.deploy.report import REPORT_FILE, ClassDice, DeployReport, FoldReport, StepResult, save_report
 from autounet.deploy.runtime import RUNTIMES, open_runtime
 from autounet.deploy.steps import FALLBACK_STEPS, QuantizationStep, float_nodes
@@ -93,7 +98,8 @@ class CheckSettings:
         output: The deployed folder being written (names the kept report when the deployment is refused).
         validation: Validation cases by fold name; ``None`` or a fold without cases: not checked.
         gate: Tolerances.
-        calibration: For ``int8``: calibration patches ``(N, C, *patch)`` float32.
+        calibration: For ``int8``: calibration patches ``(N, C, *patch)`` float32; for a cascade, a mapping
+            with each stage's by configuration name.
         method: Quantization method (:data:`autounet.deploy.quantize.METHODS`).
         steps: The fall-back steps, in order.
         use_mirroring: Predict with mirroring in the check (as ``predict`` does by default).
@@ -107,7 +113,7 @@ class CheckSettings:
     output: Path
     validation: Mapping[str, Sequence[ValidationCase]] | None = None
     gate: AccuracyGate = field(default_factory=AccuracyGate)
-    calibration: np.ndarray | None = None
+    calibration: Calibration | None = None
     method: str = "nncf"
     steps: tuple[QuantizationStep, ...] = FALLBACK_STEPS
     use_mirroring: bool = True
@@ -159,15 +165,37 @@ class CheckedDeployer:
         self.cpu: CpuInfo = read_cpuinfo()
         self._folds: list[FoldReport] = []
         self.report: DeployReport | None = None
+        self.previous: CheckedDeployer | None = None
 
     @property
     def checked(self) -> bool:
         """Whether any fold has validation cases."""
         return bool(self.settings.validation) and any(self.settings.validation.values())  # type: ignore[union-attr]
 
+    def for_previous_stage(self, model: LoadedModel) -> CheckedDeployer:
+        """The deployer of the previous stage of the cascade stage ``model``: the same check, on that stage's
+        own calibration patches; kept as :attr:`previous` (its report: :attr:`report` of that one).
+
+        Raises:
+            DeployError: int8 without calibration patches for the previous stage.
+        """
+        assert model.previous_stage is not None
+        name = model.previous_stage.configuration.name
+        calibration = self.settings.calibration
+        patches = calibration.get(name) if isinstance(calibration, Mapping) else None
+        if self.settings.precision == "int8" and patches is None:
+            raise DeployError(f"int8 of cascade stage '{model.configuration.name}' needs calibration patches of its "
+                              f"previous stage '{name}' too (calibration by configuration name)", self.settings.output)
+        output = self.settings.output.with_name(f"{self.settings.output.name}.{PREVIOUS_STAGE_FOLDER}")
+        self.previous = CheckedDeployer(replace(self.settings, output=output, calibration=patches))
+        return self.previous
+
     def deploy_fold(self, model: LoadedModel, fold: str, network: nn.Module, float_graph: Path,
-                    target: Path) -> None:
+                    target: Path, previous: Path | None = None) -> None:
         """Write ``target`` for one fold from its float graph: the first step whose graph passes the gate.
+
+        For a cascade stage, ``previous`` is the deployed previous stage; ``model`` (this fold's torch cascade)
+        is compared with this stage's graph fed by the deployed previous stage's fold.
 
         Raises:
             DeployError: No step holds (one line; the report is written beside the output first).
@@ -181,13 +209,17 @@ class CheckedDeployer:
         steps = self.settings.steps if self.settings.precision == "int8" else (_FP32_STEP,)
         attempts: list[StepResult] = []
         runtime: PatchModel | None = None
+        deployed = model
+        if previous is not None and reference is not None:
+            deployed = replace(model, previous_stage=load_deployed_model(previous, (fold,), threads=self.threads,
+                                                                         backend=self._runtime_name()))
         for step in steps:
-            kept = self._write_candidate(float_graph, target, step)
+            kept = self._write_candidate(float_graph, target, step, model)
             runtime = _open(self._runtime_name(), target, model, self.threads)
             classes: tuple[ClassDice, ...] = ()
             if reference is not None:
                 bar = f"Fold {fold}, {step.name}" if self.settings.show_progress else ""
-                dice = fold_dice(model, runtime, cases, labels, prediction, bar)
+                dice = fold_dice(deployed, runtime, cases, labels, prediction, bar)
                 classes = tuple(ClassDice(name, reference[name], dice[name]) for name in reference)
             attempts.append(StepResult(step.name, kept, classes, self.settings.gate.holds(classes)))
             logger.info("fold %s, step %s: mean Dice drop %.2f points, worst class %.2f", fold, step.name,
@@ -195,7 +227,7 @@ class CheckedDeployer:
             if attempts[-1].passed:
                 break
         assert runtime is not None  # steps is never empty
-        window = (1, model.description.num_channels, *model.configuration.patch_size)
+        window = (1, network_in_channels(model), *model.configuration.patch_size)
         self._folds.append(FoldReport(
             fold=fold, cases=tuple(c.case_id for c in cases), attempts=tuple(attempts),
             accepted=attempts[-1].step if attempts[-1].passed else "",
@@ -225,12 +257,12 @@ class CheckedDeployer:
                 runtime = _open(name, graph, model, self.threads)
             except DeployError:  # the runtime is not installed: not a candidate
                 continue
-            window = (1, model.description.num_channels, *model.configuration.patch_size)
+            window = (1, network_in_channels(model), *model.configuration.patch_size)
             timings[f"{name}/b1"] = seconds_per_window(runtime, window, repeats=2)
         backend = min(timings, key=timings.__getitem__).split("/")[0]
         runtime = _open(backend, graph, model, self.threads)
         for batch in _BATCH_SIZES[1:]:
-            window = (batch, model.description.num_channels, *model.configuration.patch_size)
+            window = (batch, network_in_channels(model), *model.configuration.patch_size)
             timings[f"{backend}/b{batch}"] = seconds_per_window(runtime, window, repeats=2)
         best = min((key for key in timings if key.startswith(f"{backend}/")), key=timings.__getitem__)
         self.report = replace(self._build_report(accepted=True), backend=backend,
@@ -238,16 +270,24 @@ class CheckedDeployer:
         save_report(staging / REPORT_FILE, self.report)
         return {"backend": backend, "batch_size": self.report.batch_size, "report": REPORT_FILE}
 
-    def _write_candidate(self, float_graph: Path, target: Path, step: QuantizationStep) -> tuple[str, ...]:
-        """Write the step's graph to ``target``; return the nodes it kept in float."""
+    def _write_candidate(self, float_graph: Path, target: Path, step: QuantizationStep,
+                         model: LoadedModel) -> tuple[str, ...]:
+        """Write the step's graph of ``model``'s stage to ``target``; return the nodes it kept in float.
+
+        Raises:
+            DeployError: int8 without calibration patches for this stage.
+        """
         if self.settings.precision == "fp32":
             shutil.copyfile(float_graph, target)
             return ()
         from autounet.deploy.quantize import quantize_int8  # needs nncf or onnxruntime: only for int8
 
-        assert self.settings.calibration is not None  # checked in __init__
+        calibration = self.settings.calibration
+        patches = calibration.get(model.configuration.name) if isinstance(calibration, Mapping) else calibration
+        if patches is None:
+            raise DeployError(f"int8 needs calibration patches of '{model.configuration.name}'", self.settings.output)
         kept = float_nodes(float_graph, step)
-        quantize_int8(float_graph, self.settings.calibration, target, keep_float=kept, method=self.settings.method)
+        quantize_int8(float_graph, patches, target, keep_float=kept, method=self.settings.method)
         return kept
 
     def _runtime_name(self) -> str:
@@ -264,5 +304,5 @@ class CheckedDeployer:
 
 
 def _open(name: str, graph: Path, model: LoadedModel, threads: int) -> PatchModel:
-    return open_runtime(name, graph, model.description.num_channels, model.num_outputs, model.configuration.ndim,
+    return open_runtime(name, graph, network_in_channels(model), model.num_outputs, model.configuration.ndim,
                         threads)
