@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 
 from autounet.cli._common import dataset_spec, output_folder
 from autounet.cli.main import build_parser, main
+from tests.cli._parser_walk import typed_options
 
 
 @pytest.mark.parametrize(("argv", "flag"), [
@@ -54,24 +54,10 @@ def test_output_that_is_a_file_is_a_usage_error(tmp_path, capsys: pytest.Capture
     assert existing.read_text() == "mine"
 
 
-def _typed_options(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
-    """(subcommand path, flag) of every option of every (nested) subcommand whose value has a checked type."""
-    found = []
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                found += _typed_options(sub, (*prefix, name))
-        elif action.option_strings and action.type is not None and action.type not in UNCHECKED_TYPES:
-            found.append((prefix, action.option_strings[-1]))
-    return found
-
-
-# Types whose every string is a valid value: file and folder names (checked when used). A dataset may be
-# called "nan" or "inf"; its ids and over-long names are checked in test_huge_numbers_cli.py.
 UNCHECKED_TYPES = (Path, str, output_folder, dataset_spec)
 ABSURD = ["nan", "inf", "-inf", "1e30", str(10**30), "-1e30"]
 PARSER = build_parser()
-TYPED_OPTIONS = _typed_options(PARSER)
+TYPED_OPTIONS = typed_options(PARSER, lambda action: action.type is not None and action.type not in UNCHECKED_TYPES)
 
 
 def test_the_sweep_sees_the_numeric_flags() -> None:

@@ -3,7 +3,6 @@ exit 2, one error line naming the flag, the value cut short, never a traceback o
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from autounet.cli._common import output_folder
 from autounet.cli.main import build_parser, main
+from tests.cli._parser_walk import typed_options
 
 # Beyond Python's int() limit of 4300 digits, where int() itself raises ValueError.
 HUGE = "9" * 5000
@@ -55,22 +55,11 @@ def test_huge_and_out_of_range_values_are_usage_errors(argv: list[str], flag: st
     assert len(lines[0]) < 250, lines[0]  # the value is cut short, not echoed in full
 
 
-def _typed_options(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
-    found = []
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                found += _typed_options(sub, (*prefix, name))
-        elif action.option_strings and action.type not in (None, Path, str, output_folder):
-            found.append((prefix, action.option_strings[-1]))
-    return found
-
-
 PARSER = build_parser()
 
 
 def test_every_typed_flag_refuses_a_number_of_thousands_of_digits(capsys: pytest.CaptureFixture) -> None:
-    options = _typed_options(PARSER)
+    options = typed_options(PARSER, lambda action: action.type not in (None, Path, str, output_folder))
     assert {(("verify",), "--dataset"), (("convert", "images"), "--dataset-id"), (("train",), "--fold"),
             (("predict",), "--device"), (("example",), "--seed")} <= set(options)
     for path, flag in options:
