@@ -100,3 +100,18 @@ def test_an_archive_must_bring_the_postprocessing_it_chose(source_root: Path, tm
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"member '{DATASET}/find_best/choice.json'" in err and "is missing" in err
     assert list((tmp_path / "machine" / "results").iterdir()) == []
+
+
+def test_deploy_carries_find_bests_postprocessing(source_root: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    source = ["-d", DATASET, "-c", CONFIGURATION, "--data-root", str(source_root)]
+    original = _predict(source_root, tmp_path / "original", *source)
+    deployed = tmp_path / "deployed"
+    assert main(["deploy", *source, "-f", "0", "-o", str(deployed), "--torchscript", "--no-accuracy-check",
+                 "-q"]) == 0
+    chosen = source_root / "results" / DATASET / "find_best" / "postprocessing.json"
+    assert (deployed / "postprocessing.json").read_bytes() == chosen.read_bytes()
+    through_onnx = _predict(source_root, tmp_path / "through_onnx", "-m", str(deployed))
+    assert through_onnx.keys() == original.keys()
+    assert all(np.array_equal(through_onnx[k], original[k]) for k in original)

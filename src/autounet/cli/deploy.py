@@ -94,7 +94,8 @@ def run(args: argparse.Namespace, paths: Paths) -> int:
     deployer = _deployer(args, validation, split, calibration)
     try:
         manifest = deploy_model(model_folder, args.output, folds, checkpoint, args.precision, calibration,
-                                dynamo=not args.torchscript, deployer=deployer)
+                                dynamo=not args.torchscript, deployer=deployer,
+                                postprocessing=_postprocessing(model_folder))
     except DeployError:
         _print_report(deployer)
         raise
@@ -181,6 +182,15 @@ def _validation_cases(paths: Paths, model_folder: Path, dataset_name: str | None
         chosen = fold_cases(splits, fold, ids, source=split_file).val[:max_cases]
         validation[str(fold)] = tuple(ValidationCase(c, cases[c].image_files, cases[c].label_file) for c in chosen)
     return validation, split
+
+
+def _postprocessing(model_folder: Path) -> Path | None:
+    """What ``predict`` would apply: the model folder's own ``postprocessing.json``, else the one ``find-best``
+    chose for this configuration alone (``../find_best/choice.json``), else none."""
+    from autounet.ensembling.find_best import chosen_postprocessing
+
+    own = model_folder / "postprocessing.json"
+    return own if own.is_file() else chosen_postprocessing(model_folder)
 
 
 def _splits(paths: Paths, model_folder: Path, dataset_name: str, ids: list[str],

@@ -5,7 +5,7 @@ Layout (self-contained; no PyTorch network code is needed to predict with it)::
     OUT/deploy.json            manifest: configuration, folds, precision, channels, mirroring, SHA-256 of every file
     OUT/plans.json             the model's plans (preprocessing, patch size, spacing)
     OUT/dataset.json           its dataset.json (channels, labels, file ending)
-    OUT/postprocessing.json    when the model folder has one
+    OUT/postprocessing.json    the model folder's, or the one find-best chose for it (what predict applies)
     OUT/fold_<f>/model.onnx    float32 graph (deep supervision off, batch and spatial axes dynamic), or
                                the INT8 (QDQ) graph for precision int8
     OUT/previous_stage/        for a cascade stage: its previous stage, itself a complete deployed folder (same
@@ -137,7 +137,7 @@ class FoldDeployer(Protocol):
 def deploy_model(model_folder: Path, output: Path, folds: Sequence[int | str] = (0,),
                  checkpoint: str = "checkpoint_final.pt", precision: Precision = "fp32",
                  calibration: Calibration | None = None, dynamo: bool = True,
-                 deployer: FoldDeployer | None = None) -> DeployManifest:
+                 deployer: FoldDeployer | None = None, postprocessing: Path | None = None) -> DeployManifest:
     """Write a deployed model folder from a trained one (autounet's, installed, or nnU-Net v2's).
 
     A cascade stage is deployed with its previous stage (same folds and precision) in ``previous_stage/``.
@@ -154,6 +154,8 @@ def deploy_model(model_folder: Path, output: Path, folds: Sequence[int | str] = 
         dynamo: Export with torch's dynamo exporter (else the TorchScript one; see :mod:`.onnx_export`).
         deployer: Writes each fold's graph from the float export instead (e.g. with the accuracy check);
             ``calibration`` is then its business.
+        postprocessing: The ``postprocessing.json`` to carry (e.g. the one ``find-best`` chose for this
+            configuration); by default the model folder's own, if it has one.
 
     Returns:
         The manifest written as ``deploy.json``.
@@ -178,9 +180,9 @@ def deploy_model(model_folder: Path, output: Path, folds: Sequence[int | str] = 
     staging = output.with_name(f".{output.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)  # a previous attempt killed midway
     try:
-        postprocessing = Path(model_folder) / "postprocessing.json"
-        manifest = _write_stage(model, _StageJob(folds, precision, calibration, dynamo, deployer), staging,
-                                postprocessing if postprocessing.is_file() else None)
+        own = Path(model_folder) / "postprocessing.json"
+        carried = postprocessing if postprocessing is not None else (own if own.is_file() else None)
+        manifest = _write_stage(model, _StageJob(folds, precision, calibration, dynamo, deployer), staging, carried)
         staging.rename(output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
