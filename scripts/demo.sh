@@ -72,7 +72,8 @@ run example detection
 run plan-and-preprocess -d 505
 [ -f "$AUTOUNET_DATA/results/Dataset505_ExampleDetection/3d_det__detection__plans/fold_0/validation/summary.json" ] || \
     run train -d 505 -c 3d_det -f 0 --recipe detection --epochs 2 --iterations-per-epoch 5
-run predict -d 505 -c 3d_det -f 0 -i "$TOY/imagesTs" -o "$AUTOUNET_DATA/predictions/Dataset505_ExampleDetection"
+run predict -d 505 -c 3d_det -f 0 -i "$TOY/imagesTs" -o "$AUTOUNET_DATA/predictions/Dataset505_ExampleDetection" \
+    --save-box-map
 run evaluate "$TOY/labelsTs" "$AUTOUNET_DATA/predictions/Dataset505_ExampleDetection"
 echo
 echo "Done. Look at:"
@@ -87,3 +88,4 @@ echo "  $DEPLOYED/   the 3d_fullres model as INT8 ONNX graphs (deploy.json: what
 echo "      deploy_report.json: Dice float vs INT8 per fold and class, what stayed float, latency)"
 echo "  $AUTOUNET_DATA/predictions/Dataset506_ExampleSAR/{zones,front}/   both label maps of each test image"
 echo "  $AUTOUNET_DATA/predictions/Dataset505_ExampleDetection/*_boxes.json   detected boxes (voxel and world)"
+echo "  $AUTOUNET_DATA/predictions/Dataset505_ExampleDetection/*_boxes.nii.gz  the boxes scoring >= 0.5 as a label map"

@@ -60,6 +60,12 @@ def test_toy_detection_trains_predicts_boxes_and_evaluates(tmp_path: Path, capsy
         assert set(np.unique(painted)) <= {0, box["class"] + 1}
         lower, upper = np.ceil(np.asarray(box["voxel_box"][:3]) - 0.5), np.ceil(np.asarray(box["voxel_box"][3:]) - 0.5)
         assert (painted > 0).sum() == np.prod(np.clip(upper, 0, None) - np.clip(lower, 0, None))
+    # A rerun predicts again the cases whose requested box map is missing (finished ones are skipped).
+    missing = next(limited.glob("*_boxes.nii.gz"))
+    missing.unlink()
+    assert main(["predict", "-d", "505", "-c", "3d_det", "-f", "0", "-i", str(raw / "imagesTs"), "-o", str(limited),
+                 "--disable-tta", "--boxes-per-image", "1", "--save-box-map", "0", *root]) == 0
+    assert missing.is_file()
     with pytest.raises(SystemExit) as usage:
         main(["predict", "-d", "505", "-c", "3d_det", "-i", str(raw / "imagesTs"), "-o", str(limited), "--nms-iou",
               "1.5", *root])

@@ -311,7 +311,9 @@ class BoxPredictor:
         for stray in strays:
             logger.warning("ignored (not <case>_NNNN%s): %s", description.file_ending, stray)
         outputs = {case: Path(output_dir) / box_file_name(case) for case in sorted(groups)}
-        todo = [case for case in outputs if overwrite or not outputs[case].exists()]
+        maps = {case: Path(output_dir) / box_map_name(case, description.file_ending) for case in outputs}
+        todo = [case for case in outputs if overwrite or not outputs[case].exists()
+                or (box_map_min_score is not None and not maps[case].exists())]
         names = description.instance_classes
         cases = progress(todo, "Detecting", total=len(todo)) if self.show_progress else todo
         for case in cases:
@@ -322,7 +324,6 @@ class BoxPredictor:
                                    f"{description.num_channels}", files[0])
             boxes = self.predict_array(image, geometry)
             if box_map_min_score is not None:
-                write_segmentation(paint_boxes(boxes, image.shape[1:], box_map_min_score), geometry,
-                                   Path(output_dir) / box_map_name(case, description.file_ending))
+                write_segmentation(paint_boxes(boxes, image.shape[1:], box_map_min_score), geometry, maps[case])
             write_boxes_json(outputs[case], boxes, names, source=self.model.origin)
         return list(outputs.values())
