@@ -17,6 +17,7 @@ from autounet.errors import CheckpointError
 __all__ = ["download", "is_url"]
 
 _CHUNK_BYTES = 1 << 20
+_MAX_LENGTH_DIGITS = 20  # a Content-Length of 10**20 bytes is far beyond any model archive
 
 
 def is_url(text: str) -> bool:
@@ -68,7 +69,13 @@ def download(url: str, destination: Path, max_bytes: int, show_progress: bool = 
 def _copy_response(response: http.client.HTTPResponse, url: str, destination: Path, max_bytes: int,
                    show_progress: bool) -> None:
     announced_text = response.headers.get("Content-Length")
-    announced = int(announced_text) if announced_text and announced_text.isdigit() else None
+    announced = None
+    if announced_text is not None:
+        text = announced_text.strip()
+        # ASCII digits only (str.isdigit admits '²', which int() refuses) and no more than any real length.
+        if not (text.isascii() and text.isdigit() and len(text) <= _MAX_LENGTH_DIGITS):
+            raise CheckpointError(f"{url}: the server sent a malformed Content-Length {text[:20]!r}")
+        announced = int(text)
     if announced is not None and announced > max_bytes:
         raise CheckpointError(f"{url}: the download is {announced} bytes, more than the limit of {max_bytes}")
     received = 0
