@@ -149,12 +149,16 @@ class BoxMerger:
 
     def _expected_predictions(self, boxes: torch.Tensor) -> torch.Tensor:
         """For each box (image coordinates), how many of the added window passes contain its centre."""
-        starts = torch.as_tensor(self._window_starts, dtype=torch.float32)
+        # Mirrored passes and folds share their window's start: count each distinct window once, times its passes.
+        starts, passes = torch.unique(torch.as_tensor(self._window_starts, dtype=torch.float32), dim=0,
+                                      return_counts=True)
         stops = starts + torch.as_tensor(self.patch_size, dtype=torch.float32)
+        # Bounded memory: a chunk of boxes x distinct windows x axes booleans at a time (at most ~16 M).
+        chunk_size = max(1, 2**24 // (len(starts) * starts.shape[1]))
         counts = []
-        for chunk in torch.split(box_centers(boxes), 4096):  # bounded memory: chunk x windows booleans
-            inside = (chunk[:, None] >= starts[None]) & (chunk[:, None] < stops[None])
-            counts.append(inside.all(dim=-1).sum(dim=-1))
+        for chunk in torch.split(box_centers(boxes), chunk_size):
+            inside = ((chunk[:, None] >= starts[None]) & (chunk[:, None] < stops[None])).all(dim=-1)
+            counts.append((inside.to(torch.int64) * passes[None]).sum(dim=-1))
         return torch.cat(counts).clamp(min=1)
 
     def finalize(self) -> Detections:
