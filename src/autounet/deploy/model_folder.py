@@ -314,7 +314,13 @@ def load_deployed_model(folder: Path, folds: Sequence[int | str] = (), checkpoin
             cascade stage, its previous stage's folder is missing or is not the stage the plans name.
     """
     folder = Path(folder)
-    manifest = verify_deployed_files(folder)
+    return _load_verified(folder, verify_deployed_files(folder), folds, threads, backend)
+
+
+def _load_verified(folder: Path, manifest: DeployManifest, folds: Sequence[int | str], threads: int | None,
+                   backend: str) -> LoadedModel:
+    """:func:`load_deployed_model` of a folder whose files are verified already (for a previous stage: by the
+    outer manifest, which lists them all, its ``deploy.json`` included)."""
     chosen = [str(f) for f in folds] or list(manifest.folds)
     unknown = [f for f in chosen if f not in manifest.folds]
     if unknown:
@@ -349,7 +355,7 @@ def _load_previous_stage(folder: Path, manifest: DeployManifest, configuration: 
     if not is_deployed_model_folder(inner):
         raise OnnxModelError(f"the deployed previous stage '{configuration.previous_stage}' is missing (no "
                              f"{MANIFEST_FILE}); redeploy the model", inner)
-    previous = load_deployed_model(inner, folds, threads=threads, backend=backend)
+    previous = _load_verified(inner, load_dataclass(DeployManifest, inner / MANIFEST_FILE), folds, threads, backend)
     if previous.configuration.name != configuration.previous_stage:
         raise OnnxModelError(f"holds '{previous.configuration.name}', but '{configuration.name}' needs its previous "
                              f"stage '{configuration.previous_stage}'; redeploy the model", inner)
