@@ -35,7 +35,13 @@ from torch import nn
 from autounet.dataset.labels import LabelScheme
 from autounet.deploy._deps import DeployError
 from autounet.deploy.cpu import CpuInfo, default_threads, read_cpuinfo, seconds_per_window
-from autounet.deploy.model_folder import PREVIOUS_STAGE_FOLDER, Calibration, load_deployed_model, network_in_channels
+from autounet.deploy.model_folder import (
+    PREVIOUS_STAGE_FOLDER,
+    Calibration,
+    load_deployed_model,
+    network_in_channels,
+    stage_calibration,
+)
 from autounet.deploy.report import REPORT_FILE, ClassDice, DeployReport, FoldReport, StepResult, save_report
 from autounet.deploy.runtime import RUNTIMES, open_runtime
 from autounet.deploy.steps import FALLBACK_STEPS, QuantizationStep, float_nodes
@@ -282,8 +288,7 @@ class CheckedDeployer:
             return ()
         from autounet.deploy.quantize import quantize_int8  # needs nncf or onnxruntime: only for int8
 
-        calibration = self.settings.calibration
-        patches = calibration.get(model.configuration.name) if isinstance(calibration, Mapping) else calibration
+        patches = stage_calibration(self.settings.calibration, model.configuration.name)
         if patches is None:
             raise DeployError(f"int8 needs calibration patches of '{model.configuration.name}'", self.settings.output)
         kept = float_nodes(float_graph, step)

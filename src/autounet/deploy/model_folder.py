@@ -45,7 +45,7 @@ from autounet.planning.plans import ConfigurationPlan, load_plans, save_plans
 
 __all__ = ["MANIFEST_FILE", "PREVIOUS_STAGE_FOLDER", "DeployManifest", "FoldDeployer", "deploy_model",
            "is_deployed_model_folder", "load_deployed_model", "network_in_channels", "runtime_of",
-           "verify_deployed_files"]
+           "stage_calibration", "verify_deployed_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +229,9 @@ def _write_stage(model: LoadedModel, job: _StageJob, staging: Path, postprocessi
             else:
                 from autounet.deploy.quantize import quantize_int8  # needs nncf: only for int8
 
-                quantize_int8(float_graph, _stage_calibration(job.calibration, model), target)
+                patches = stage_calibration(job.calibration, model.configuration.name)
+                assert patches is not None  # checked by _check_stage_calibration before anything is written
+                quantize_int8(float_graph, patches, target)
             float_graph.unlink()
     # The loaded (for nnU-Net folders: translated) plans and labels, so the folder needs no converter.
     save_plans(staging / "plans.json", model.plans)
@@ -261,12 +263,12 @@ def _fold_model(model: LoadedModel, index: int) -> LoadedModel:
     return replace(model, networks=(model.networks[index],), previous_stage=previous)
 
 
-def _stage_calibration(calibration: Calibration | None, model: LoadedModel) -> np.ndarray:
-    """The calibration patches of ``model``'s stage (checked present by :func:`_check_stage_calibration`)."""
-    patches = calibration if isinstance(calibration, np.ndarray) else (calibration or {}).get(
-        model.configuration.name)
-    assert patches is not None  # checked before anything is written
-    return patches
+def stage_calibration(calibration: Calibration | None, configuration: str) -> np.ndarray | None:
+    """The calibration patches of one stage: the array itself, or the mapping's entry for ``configuration``
+    (``None`` when there is none)."""
+    if isinstance(calibration, Mapping):
+        return calibration.get(configuration)
+    return calibration
 
 
 def _check_stage_calibration(model: LoadedModel, calibration: Calibration | None, output: Path) -> None:
