@@ -66,6 +66,9 @@ def test_toy_detection_trains_predicts_boxes_and_evaluates(tmp_path: Path, capsy
     assert main(["predict", "-d", "505", "-c", "3d_det", "-f", "0", "-i", str(raw / "imagesTs"), "-o", str(limited),
                  "--disable-tta", "--boxes-per-image", "1", "--save-box-map", "0", *root]) == 0
     assert missing.is_file()
+    capsys.readouterr()
+    assert main(["evaluate", str(raw / "labelsTs"), str(limited)]) == 0  # the box maps beside do not count
+    assert "AP@0.1" in capsys.readouterr().out
     with pytest.raises(SystemExit) as usage:
         main(["predict", "-d", "505", "-c", "3d_det", "-i", str(raw / "imagesTs"), "-o", str(limited), "--nms-iou",
               "1.5", *root])

@@ -145,8 +145,11 @@ def _holds_only_box_files(folder: Path) -> bool:
     if not folder.is_dir():
         return False
     names = [p.name for p in folder.iterdir() if p.is_file()]
-    return any(n.endswith(_BOX_FILE_SUFFIX) for n in names) and not any(
-        split_ending(n) is not None for n in names)
+    # predict --save-box-map writes <case>_boxes<ending> beside <case>_boxes.json: a picture of the boxes, not
+    # a label map to score.
+    box_stems = {n[:-len(".json")] for n in names if n.endswith(_BOX_FILE_SUFFIX)}
+    label_maps = [n for n in names if (split := split_ending(n)) is not None and split[0] not in box_stems]
+    return bool(box_stems) and not label_maps
 
 
 def format_box_table(evaluation: BoxEvaluation) -> str:
