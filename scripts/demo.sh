@@ -59,7 +59,7 @@ fi
 
 # Multi-task: a synthetic SAR glacier dataset with two label maps (zones, calving front), late branching.
 SAR="$AUTOUNET_DATA/raw/Dataset506_ExampleSAR"
-run example sar
+[ -f "$SAR/dataset.json" ] || run example sar   # a rerun keeps the finished dataset
 run plan-and-preprocess -d 506
 [ -f "$AUTOUNET_DATA/results/Dataset506_ExampleSAR/2d/fold_0/validation/summary.json" ] || \
     run train -d 506 -c 2d -f 0 --epochs 2 --iterations-per-epoch 5
@@ -68,7 +68,7 @@ run evaluate "$SAR/labelsTs" "$AUTOUNET_DATA/predictions/Dataset506_ExampleSAR" 
 
 # Detection: nnDetection's toy problem, Retina U-Net on the planned 3d_det configuration, boxes as JSON.
 TOY="$AUTOUNET_DATA/raw/Dataset505_ExampleDetection"
-run example detection
+[ -f "$TOY/dataset.json" ] || run example detection
 run plan-and-preprocess -d 505
 [ -f "$AUTOUNET_DATA/results/Dataset505_ExampleDetection/3d_det__detection__plans/fold_0/validation/summary.json" ] || \
     run train -d 505 -c 3d_det -f 0 --recipe detection --epochs 2 --iterations-per-epoch 5
