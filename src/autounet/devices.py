@@ -8,7 +8,8 @@ import shutil
 
 from autounet.errors import ConfigError
 
-__all__ = ["DEVICE_PATTERN", "cpu_compile_speeds_up_float32", "cpu_has_native_bf16", "resolve_device"]
+__all__ = ["DEVICE_PATTERN", "cpu_compile_speeds_up_float32", "cpu_has_native_bf16",
+           "cpu_stacked_weight_gradient_speeds_up", "resolve_device"]
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 """Device names the CLI accepts (``auto`` picks the best available)."""
@@ -73,3 +74,19 @@ def cpu_compile_speeds_up_float32(ndim: int) -> bool:
     if ndim != 3 or torch.backends.cpu.get_cpu_capability() != "AVX512":
         return False
     return any(shutil.which(name) for name in ("g++", "c++", "clang++"))
+
+
+def cpu_stacked_weight_gradient_speeds_up(ndim: int) -> bool:
+    """Whether float32 3D training on this CPU should take convolution weight gradients from stacked 2D ones
+    (``autounet.networks.weight_gradient``).
+
+    PyTorch's kernels stopping at AVX2 (``torch.backends.cpu.get_cpu_capability()``) mean oneDNN has no
+    ``jit:avx2`` kernel for the 3D weight gradient and falls back to a slow im2col product; with AVX-512
+    kernels its own is as fast as the forward. Measured in ``benchmarks/cpu_step_variants.py`` (README).
+
+    Args:
+        ndim: Spatial dimensionality of the network.
+    """
+    import torch
+
+    return ndim == 3 and torch.backends.cpu.get_cpu_capability() == "AVX2"

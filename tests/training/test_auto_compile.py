@@ -52,3 +52,24 @@ def test_automatic_compilation_only_where_it_was_measured_to_pay(
     assert bool(compiled_networks) == (expected != "eager")
     channels_last = network[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
     assert channels_last == (expected == "channels_last")
+
+
+@pytest.mark.parametrize(("capability", "device", "ndim", "stacked", "group_norm"), [
+    ("AVX2", "cpu", 3, True, True),  # float32 3D on AVX2 kernels: stacked weight gradients
+    ("AVX512", "cpu", 3, False, True),  # oneDNN's own 3D weight gradient is fast there
+    ("AVX2", "cpu", 2, False, True),  # 2D weight gradients have AVX2 kernels
+    ("AVX2", "meta", 3, False, False),  # not a CPU: left alone
+])
+def test_fast_float32_parts_only_where_measured(monkeypatch: pytest.MonkeyPatch, capability: str, device: str,
+                                                ndim: int, stacked: bool, group_norm: bool) -> None:
+    from autounet.networks.group_norm import GroupNormInstanceNorm3d
+    from autounet.networks.weight_gradient import StackedWeightGradientConv3d
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    network = torch.nn.Sequential(torch.nn.Conv3d(16, 16, 3, padding=1), torch.nn.InstanceNorm3d(16, affine=True),
+                                  torch.nn.Conv3d(16, 2, 1))
+    options = RunOptions(device="cpu", amp=False)
+    run._use_fast_cpu_float32_parts(network, _Configuration(ndim), options, torch.device(device))  # type: ignore[arg-type]
+    assert (type(network[0]) is StackedWeightGradientConv3d) == stacked
+    assert (type(network[1]) is GroupNormInstanceNorm3d) == group_norm
+    assert type(network[2]) is torch.nn.Conv3d

@@ -14,11 +14,12 @@ from autounet.networks.spec import EncoderKind, UNetSpec
 
 __all__ = ["Decoder", "Encoder", "EncoderKind", "SegmentationHeads", "UNet", "UNetSpec", "build_network",
            "conv_feature_map_elements", "full_resolution_head_key", "inference_state_dict", "network_names",
-           "register_network"]
+           "register_network", "use_group_norm_instance_norms", "use_stacked_weight_gradient"]
 
 _LAZY = {"Decoder": "unet", "Encoder": "unet", "UNet": "unet", "build_network": "registry",
          "conv_feature_map_elements": "memory", "SegmentationHeads": "heads", "inference_state_dict": "unet",
-         "full_resolution_head_key": "unet", "network_names": "registry", "register_network": "registry"}
+         "full_resolution_head_key": "unet", "network_names": "registry", "register_network": "registry",
+         "use_stacked_weight_gradient": "weight_gradient", "use_group_norm_instance_norms": "group_norm"}
 
 
 def __getattr__(name: str) -> Any:

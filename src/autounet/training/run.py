@@ -18,11 +18,13 @@ from autounet.dataset.derived import derive_description
 from autounet.dataset.labels import OutputLayout
 from autounet.dataset.raw import RawDataset, load_raw_dataset
 from autounet.detection.retina_unet import build_planned_detector
-from autounet.devices import cpu_compile_speeds_up_float32
+from autounet.devices import cpu_compile_speeds_up_float32, cpu_stacked_weight_gradient_speeds_up
 from autounet.errors import CheckpointError, ConfigError
 from autounet.io.checkpoints import check_matches, check_weights, load_checkpoint
 from autounet.io.serialization import from_dict, load_dataclass, save_dataclass, to_dict
+from autounet.networks.group_norm import use_group_norm_instance_norms
 from autounet.networks.registry import build_network, network_builder
+from autounet.networks.weight_gradient import use_stacked_weight_gradient
 from autounet.paths import run_folder_name, sibling_run_folder
 from autounet.planning.plans import ConfigurationPlan, Plans, load_plans, save_plans
 from autounet.preprocessing.dataset import resolve_data_identifier
@@ -313,6 +315,26 @@ def _compiled(network: torch.nn.Module, configuration: ConfigurationPlan, recipe
     return torch.compile(network)  # type: ignore[return-value]
 
 
+def _use_fast_cpu_float32_parts(network: torch.nn.Module, configuration: ConfigurationPlan, options: RunOptions,
+                                device: torch.device) -> None:
+    """Eager float32 training on the CPU swaps two parts of the network for faster equivalents (same
+    parameters, state dict and forward within float32 rounding):
+
+    * instance norms computed by ``group_norm`` (:mod:`autounet.networks.group_norm`): half the time of the
+      norm and in-place leaky ReLU, on any CPU;
+    * where PyTorch's kernels stop at AVX2, 3D stride-1 convolutions take their weight gradients from stacked
+      2D ones (:mod:`autounet.networks.weight_gradient`), which oneDNN computes with its ``jit:avx2`` kernels
+      instead of an im2col fallback.
+    """
+    if device.type != "cpu" or options.amp_dtype() is not None:
+        return
+    norms = use_group_norm_instance_norms(network)
+    convolutions = use_stacked_weight_gradient(network) if cpu_stacked_weight_gradient_speeds_up(
+        configuration.ndim) else 0
+    logger.info("float32 on the CPU: %d instance norms through group_norm, %d 3D convolutions with stacked "
+                "weight gradients", norms, convolutions)
+
+
 def _build_parts(configuration: ConfigurationPlan, augmentation: AugmentationConfig, objective: Objective,
                  data_folder: Path, train_cases: tuple, val_cases: tuple, recipe: TrainingRecipe,
                  options: RunOptions, context: DistributedContext, output: Path,
@@ -332,6 +354,8 @@ def _build_parts(configuration: ConfigurationPlan, augmentation: AugmentationCon
         network = build_network(configuration.network, in_channels, objective.num_outputs,
                                 deep_supervision=recipe.deep_supervision).to(device)
     trained = _compiled(network, configuration, recipe, options, device)
+    if trained is network:  # compiled networks fuse these parts themselves
+        _use_fast_cpu_float32_parts(network, configuration, options, device)
     trained = wrap_network(trained, context)
     seed = context.rank_seed(recipe.seed)  # batch i of epoch e differs between ranks
     augmenter = BatchAugmenter(augmentation, device) if recipe.augmentation else None
