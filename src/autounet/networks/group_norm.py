@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from autounet.networks.swap import switch_module_classes
+
 
 class _GroupNormForward:
     """``forward`` of an affine instance norm without running statistics, through ``group_norm``."""
@@ -42,7 +44,7 @@ _REPLACEMENTS: dict[type[nn.Module], type[nn.Module]] = {
 
 def use_group_norm_instance_norms(network: nn.Module) -> int:
     """Switch the network's instance norms (affine, no running statistics, the only kind autounet builds) to
-    their ``group_norm`` form, in place; only the class changes, as ``torch.nn.utils.parametrize`` does.
+    their ``group_norm`` form, in place (:func:`~autounet.networks.swap.switch_module_classes`).
 
     Args:
         network: Any module.
@@ -50,10 +52,9 @@ def use_group_norm_instance_norms(network: nn.Module) -> int:
     Returns:
         How many norms were switched.
     """
-    switched = 0
-    for module in network.modules():
-        replacement = _REPLACEMENTS.get(type(module))
-        if replacement is not None and module.affine and not module.track_running_stats:  # type: ignore[union-attr]
-            module.__class__ = replacement
-            switched += 1
-    return switched
+    def replacement_for(module: nn.Module) -> type[nn.Module] | None:
+        if getattr(module, "affine", False) and not getattr(module, "track_running_stats", True):
+            return _REPLACEMENTS.get(type(module))
+        return None
+
+    return switch_module_classes(network, replacement_for)
