@@ -156,3 +156,29 @@ def trained_once(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     subprocess.run(["cp", "-r", str(data_root), str(root)], check=True)
     assert main([*TRAIN, "--epochs", "1", "--no-validation", "--data-root", str(root)]) == 0
     return root
+
+
+def test_float32_cpu_training_with_the_faster_parts_end_to_end(data_root: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    # As on an AVX2-only CPU: float32, group-norm instance norms and stacked 3D weight gradients; the checkpoint
+    # must load into the network prediction builds, and the loss must stay finite.
+    from autounet.networks import build_network, inference_state_dict
+    from autounet.planning.plans import load_plans
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    root = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(data_root), str(root)], check=True)
+    with caplog.at_level("INFO", logger="autounet"):
+        assert main([*TRAIN, "--epochs", "2", "--no-amp", "--data-root", str(root)]) == 0
+    lines = [r.getMessage() for r in caplog.records if "float32 on the CPU" in r.getMessage()]
+    assert len(lines) == 1
+    norms, convolutions = (int(word) for word in lines[0].split() if word.isdigit())
+    assert norms > 0 and convolutions > 0
+    fold = _fold(root)
+    metrics = json.loads((fold / "metrics.json").read_text())
+    assert all(v == v and abs(v) < 1e6 for v in metrics["train_loss"])  # finite
+    plan = load_plans(fold.parent / "plans.json").configuration("3d_fullres")
+    network = build_network(plan.network, 1, 3, deep_supervision=False)
+    state = load_checkpoint(fold / "checkpoint_final.pt")["network"]
+    network.load_state_dict(inference_state_dict(state), strict=True)
