@@ -124,8 +124,8 @@ class _StackedWeightGradientConv3d(torch.autograd.Function):
             # gradient too (measured: 3x the time of the input gradient alone).
             grad_bias = grad_output.sum(dim=(0, 2, 3, 4))
         if need_weight:
-            grad_weight = stacked_depth_weight_gradient(inputs, grad_output.contiguous(), tuple(weight.shape[2:]),
-                                                        ctx.padding)
+            # No .contiguous() first: stacking copies each slice of both sides anyway, whatever their strides.
+            grad_weight = stacked_depth_weight_gradient(inputs, grad_output, tuple(weight.shape[2:]), ctx.padding)
         return grad_input, grad_weight, grad_bias, None
 
 
