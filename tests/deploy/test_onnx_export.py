@@ -56,3 +56,24 @@ def test_export_refuses_deep_supervision_and_a_patch_off_the_stride(tmp_path: Pa
     with pytest.raises(DeployError, match="multiple of the network's total stride"):
         export_onnx(network, (1, 2, 8, 10), (4, 4), tmp_path / "odd.onnx", dynamo=False)
     assert not list(tmp_path.iterdir())
+
+
+def test_export_shows_only_errors_of_torchs_exporter_loggers_and_restores_their_level(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from autounet.deploy import onnx_export
+
+    exporter = logging.getLogger("torch.onnx")
+    monkeypatch.setattr(exporter, "level", logging.INFO)
+    seen: list[int] = []
+
+    def record(network: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+        # what the dynamo exporter's operator registry logs with (its missing-torchvision warnings)
+        seen.append(logging.getLogger("torch.onnx._internal.exporter._registration").getEffectiveLevel())
+        path.write_bytes(b"graph")
+
+    monkeypatch.setattr(onnx_export, "_export_torchscript", record)
+    export_onnx(tiny_network(2), (1, 2, 8, 8), (4, 4), tmp_path / "net.onnx", dynamo=False)
+    assert seen == [logging.ERROR]
+    assert exporter.level == logging.INFO

@@ -17,7 +17,10 @@ Exporter and opset, chosen deliberately:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -67,7 +70,7 @@ def export_onnx(network: nn.Module, example_shape: tuple[int, ...], total_stride
     network.eval()
     example = torch.zeros(example_shape, dtype=torch.float32)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), _quiet_exporter_logs():
             warnings.simplefilter("ignore")  # exporter chatter (deprecations, tracer hints) is not the user's
             if dynamo:
                 _export_dynamo(network, example, total_stride, temporary)
@@ -78,6 +81,20 @@ def export_onnx(network: nn.Module, example_shape: tuple[int, ...], total_stride
         temporary.unlink(missing_ok=True)
         network.train(was_training)
     return out_path
+
+
+@contextlib.contextmanager
+def _quiet_exporter_logs() -> Iterator[None]:
+    """Only errors from torch's ONNX exporter loggers while exporting: the dynamo exporter logs a warning per
+    torchvision operator it cannot register when torchvision is not installed (four lines in every deploy),
+    which says nothing about the user's model."""
+    exporter = logging.getLogger("torch.onnx")
+    level = exporter.level
+    exporter.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        exporter.setLevel(level)
 
 
 def _export_dynamo(network: nn.Module, example: torch.Tensor, total_stride: tuple[int, ...], path: Path) -> None:
