@@ -36,3 +36,22 @@ def test_building_the_parser_imports_no_torch() -> None:
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))[:3])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_cli_logs_autounets_info_and_only_warnings_of_other_libraries(quiet: bool) -> None:
+    # A fresh process: the CLI configures logging only where nothing else has (pytest has).
+    code = (
+        "import logging, sys\n"
+        "from autounet.cli import main, verify\n"
+        "def run(args, paths):\n"
+        "    logging.getLogger('autounet.cli.verify').info('own info')\n"
+        "    logging.getLogger('onnx_ir.passes').info('library info')\n"
+        "    logging.getLogger('onnx_ir.passes').warning('library warning')\n"
+        "    return 0\n"
+        "verify.run = run\n"
+        f"sys.exit(main.main(['verify', '-d', '1'] + {['-q'] if quiet else []}))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = done.stderr.splitlines()
+    assert "library warning" in lines and "library info" not in lines
+    assert ("own info" in lines) is not quiet

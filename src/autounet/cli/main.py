@@ -32,7 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    """autounet's own messages at INFO (WARNING with ``-q``), every other library's from WARNING up: the ONNX
+    exporter's graph passes, for one, log a line per pass at INFO that says nothing to the user. A process
+    that configured logging itself (an embedding program, pytest) keeps its configuration."""
+    if logging.getLogger().handlers:
+        return
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("autounet").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
