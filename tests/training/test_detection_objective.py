@@ -4,6 +4,7 @@ unchanged trainer (exact resume included), checkpoints, the recipe and final val
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -130,6 +131,21 @@ def test_one_image_is_learnt_to_ap_1(tmp_path: Path) -> None:
         objective.update_metric(network(inputs), targets)
     metric = objective.epoch_metric(lambda values: values)
     assert metric.values["ap_0_1"] == pytest.approx(1.0) and metric.score == pytest.approx(1.0)
+
+
+def test_an_epoch_without_objects_reports_ap_as_not_available(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    objective = DetectionObjective(_context(tmp_path))
+    network = build_retina_unet(SPEC_2D, 1, num_classes=1)
+    image, seg = _square_batch(1, (32, 32))
+    inputs, targets = objective.prepare(torch.from_numpy(image), torch.from_numpy(np.zeros_like(seg)))
+    objective.reset_metric()
+    with torch.no_grad():
+        objective.update_metric(network(inputs), targets)
+    metric = objective.epoch_metric(lambda values: values)
+    assert math.isnan(metric.values["ap_0_1"]) and metric.score is None
+    assert metric.summary.startswith("AP@0.1 n/a (no object in this epoch's validation patches) (EMA n/a)")
+    assert "nan" not in metric.summary
 
 
 def test_checkpoint_round_trip_with_weights_only(tmp_path: Path) -> None:

@@ -195,8 +195,11 @@ class DetectionObjective:
             self.ema = ap if self.ema is None else _EMA_MOMENTUM * self.ema + (1 - _EMA_MOMENTUM) * ap
         values = {"ap_0_1": ap, "ap_0_1_ema": self.ema, "val_classification_loss": means[0],
                   "val_regression_loss": means[1], "val_segmentation_loss": means[2]}
+        # No object in any validation patch of the epoch: AP is undefined, and a bare "nan" reads as a failure.
+        measured = "n/a (no object in this epoch's validation patches)" if math.isnan(ap) else f"{ap:.4f}"
+        average = "n/a" if self.ema is None else f"{self.ema:.4f}"
         return EpochMetric(values=values, score=self.ema,
-                           summary=f"AP@0.1 {ap:.4f} (EMA {self.ema or 0.0:.4f}), classification {means[0]:.4f}, "
+                           summary=f"AP@0.1 {measured} (EMA {average}), classification {means[0]:.4f}, "
                                    f"regression {means[1]:.4f}")
 
     def state_dict(self) -> dict[str, Any]:
