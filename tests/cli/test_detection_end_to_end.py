@@ -73,6 +73,13 @@ def test_toy_detection_trains_predicts_boxes_and_evaluates(tmp_path: Path, capsy
         main(["predict", "-d", "505", "-c", "3d_det", "-i", str(raw / "imagesTs"), "-o", str(limited), "--nms-iou",
               "1.5", *root])
     assert usage.value.code == 2
+    # Boxes are not written among the images.
+    images = sorted(path.name for path in (raw / "imagesTs").iterdir())
+    capsys.readouterr()
+    assert main(["predict", "-d", "505", "-c", "3d_det", "-f", "0", "-i", str(raw / "imagesTs"), "-o",
+                 str(raw / "imagesTs"), "--save-box-map", "0", *root]) == 1
+    assert "the output folder is the input folder" in capsys.readouterr().err
+    assert sorted(path.name for path in (raw / "imagesTs").iterdir()) == images
     # A damaged checkpoint is one line naming it, as for a segmentation model: NaN weights, foreign mirror axes.
     checkpoint = fold / "checkpoint_final.pt"
     original = torch.load(checkpoint, weights_only=True)

@@ -14,7 +14,7 @@ import torch
 from autounet.cli import _commands
 from autounet.cli import predict as predict_cli
 from autounet.cli.main import main
-from autounet.errors import CheckpointError
+from autounet.errors import CheckpointError, ConfigError
 from autounet.inference import PredictionSettings, Predictor
 from autounet.io import read_image
 from autounet.io.checkpoints import load_checkpoint
@@ -199,6 +199,37 @@ def test_cli_missing_model_and_no_cases_are_errors(data_root: Path, tmp_path: Pa
     assert "model folder not found" in capsys.readouterr().err
     assert main([*args, "-d", "999", "-c", "3d_fullres"]) == 1
     assert "no case found" in capsys.readouterr().err
+
+
+def test_cli_names_images_of_another_format_when_no_case_is_found(
+        data_root: Path, model_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+        with_predict_command: None) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    image = _source_image(data_root)
+    nib.save(image, inputs / "a_0000.nii")  # uncompressed: the model reads .nii.gz
+    nib.save(image, inputs / "b_0000.nii")
+    (inputs / "notes.txt").write_text("not an image")
+    code = main(["predict", "-i", str(inputs), "-o", str(tmp_path / "out"), "-m", str(model_folder), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "no case found" in err and "2 ending .nii)" in err and "convert them to .nii.gz" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_predicting_into_the_input_folder_is_refused_before_anything_is_written(
+        data_root: Path, predictor: Predictor, model_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+        with_predict_command: None) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    source = data_root / "raw" / DATASET / "imagesTr" / "case_000_0000.nii.gz"
+    (inputs / "x_0000.nii.gz").write_bytes(source.read_bytes())
+    with pytest.raises(ConfigError, match="output folder is the input folder"):
+        predictor.predict_folder(inputs, inputs / ".." / "in")
+    code = main(["predict", "-i", str(inputs), "-o", str(inputs) + "/", "-m", str(model_folder), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "choose another output folder" in err
+    assert sorted(path.name for path in inputs.iterdir()) == ["x_0000.nii.gz"]
 
 
 def test_default_folds_are_those_with_the_checkpoint(model_folder: Path) -> None:

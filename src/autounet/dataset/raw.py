@@ -19,7 +19,7 @@ from pathlib import Path
 
 from autounet.dataset.description import DatasetDescription, load_dataset_json
 from autounet.errors import DatasetError
-from autounet.io.images import MULTICHANNEL_ENDINGS
+from autounet.io.images import MULTICHANNEL_ENDINGS, split_ending
 
 __all__ = [
     "RawCase",
@@ -31,6 +31,7 @@ __all__ = [
     "list_test_cases",
     "label_folders",
     "load_raw_dataset",
+    "no_case_error",
 ]
 
 _DATASET_FOLDER = re.compile(r"^Dataset(\d{3})_(.+)$")
@@ -144,6 +145,28 @@ def group_channel_files(folder: Path, ending: str) -> tuple[dict[str, dict[int, 
             continue
         groups[match.group("case")][int(match.group("channel"))] = path
     return dict(groups), strays
+
+
+def no_case_error(folder: Path, ending: str) -> DatasetError:
+    """The error for a folder without ``<case>_NNNN<ending>`` files, saying what it holds instead: a model reads
+    only its dataset's file ending (as nnU-Net does), so images of another format are the usual cause.
+
+    Args:
+        folder: The input folder searched.
+        ending: The file ending the model reads (``dataset.json``'s ``file_ending``).
+    """
+    message = f"no case found: expected files named <case>_0000{ending}"
+    if not folder.is_dir():
+        return DatasetError(f"{message}, but the folder does not exist", folder)
+    found: dict[str, int] = defaultdict(int)
+    for path in folder.iterdir():
+        parts = split_ending(path.name) if path.is_file() and not path.name.startswith(".") else None
+        if parts is not None and parts[1].lower() != ending.lower():
+            found[parts[1]] += 1
+    if found:
+        other = ", ".join(f"{count} ending {name}" for name, count in sorted(found.items()))
+        message += f"; the folder holds image files of another format ({other}): convert them to {ending}"
+    return DatasetError(message, folder)
 
 
 def case_channel_files(channels: dict[int, Path], ending: str, num_channels: int) -> list[Path]:

@@ -20,10 +20,23 @@ from autounet.errors import AutounetError, ConfigError
 from autounet.io.jsonio import read_json
 from autounet.planning.plans import Plans, save_plans
 
-__all__ = ["PREDICTION_KEY", "prepare_output_folder"]
+__all__ = ["PREDICTION_KEY", "check_output_apart_from_input", "prepare_output_folder"]
 
 PREDICTION_KEY = "autounet_prediction"
 """Key of the output ``dataset.json`` that records the model (``{"model": <origin>}``)."""
+
+
+def check_output_apart_from_input(input_dir: Path, output_dir: Path) -> None:
+    """Refuse an output folder that is the input folder: the predictions, ``dataset.json`` and ``plans.json``
+    would be written among the user's images (and ``<case>.nii.gz`` beside ``<case>_0000.nii.gz`` is easy
+    to mistake for an input).
+
+    Raises:
+        ConfigError: Both name the same folder (links resolved).
+    """
+    if Path(output_dir).resolve() == Path(input_dir).resolve():
+        raise ConfigError("the output folder is the input folder; predictions would be written among the "
+                          "images: choose another output folder", output_dir)
 
 
 def prepare_output_folder(output_dir: Path, description: DatasetDescription, plans: Plans, origin: str,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from autounet.dataset.description import DatasetDescription, load_dataset_json
-from autounet.dataset.raw import case_channel_files, group_channel_files
+from autounet.dataset.raw import case_channel_files, group_channel_files, no_case_error
 from autounet.detection.box_files import (
     OriginalBox,
     box_file_name,
@@ -33,6 +33,7 @@ from autounet.detection.detections import BoxFusionSettings, BoxMerger, Detectio
 from autounet.detection.inference_parameters import check_inference_parameters, swept_inference_of_folds
 from autounet.detection.retina_unet import PostprocessSettings, build_planned_detector, select_detections
 from autounet.errors import AutounetError, CheckpointError, ConfigError, DatasetError
+from autounet.inference._output_folder import check_output_apart_from_input
 from autounet.inference.nnunet_model import is_nnunet_model_folder
 from autounet.inference.sliding_window import SlidingWindowSettings, iter_window_batches, pad_to_patch
 from autounet.inference.tta import mirror_dim_combinations
@@ -302,12 +303,13 @@ class BoxPredictor:
 
         Raises:
             DatasetError: No case found, or a case whose channel files do not fit the model.
+            ConfigError: The output folder is the input folder.
         """
+        check_output_apart_from_input(Path(input_dir), Path(output_dir))
         description = self.model.description
         groups, strays = group_channel_files(Path(input_dir), description.file_ending)
         if not groups:
-            raise DatasetError(f"no case found: expected files named <case>_0000{description.file_ending}",
-                               input_dir)
+            raise no_case_error(Path(input_dir), description.file_ending)
         for stray in strays:
             logger.warning("ignored (not <case>_NNNN%s): %s", description.file_ending, stray)
         outputs = {case: Path(output_dir) / box_file_name(case) for case in sorted(groups)}

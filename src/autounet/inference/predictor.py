@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from autounet.dataset.labels import OutputLayout
-from autounet.dataset.raw import case_channel_files, group_channel_files
+from autounet.dataset.raw import case_channel_files, group_channel_files, no_case_error
 from autounet.errors import CheckpointError, ConfigError, DatasetError, ImageIOError
-from autounet.inference._output_folder import prepare_output_folder
+from autounet.inference._output_folder import check_output_apart_from_input, prepare_output_folder
 from autounet.inference._pipeline import run_pipelined
 from autounet.inference._task_maps import LINE_SOURCES, TaskOutputs
 from autounet.inference.cascade import previous_stage_one_hot, segmentation_for_next_stage
@@ -297,15 +297,16 @@ class Predictor:
             DatasetError: No case found, or a case whose channel files are not ``0000`` .. the model's count
                 (fewer for natural images, one file holding several channels; see
                 :func:`autounet.dataset.raw.case_channel_files`).
-            ConfigError: The folder holds a ``dataset.json``/``plans.json`` autounet did not write, or
-                predictions of another model (without ``settings.overwrite``).
+            ConfigError: The output folder is the input folder, or holds a ``dataset.json``/``plans.json``
+                autounet did not write, or predictions of another model (without ``settings.overwrite``).
             AutounetError: The first error of any case (unreadable input, failed write), naming its file.
         """
         input_dir, output_dir = Path(input_dir), Path(output_dir)
+        check_output_apart_from_input(input_dir, output_dir)
         ending = self.model.description.file_ending
         groups, strays = group_channel_files(input_dir, ending)
         if not groups:
-            raise DatasetError(f"no case found: expected files named <case>_0000{ending}", input_dir)
+            raise no_case_error(input_dir, ending)
         for stray in strays:
             logger.warning("ignored (not <case>_NNNN%s): %s", ending, stray)
         expected = self.model.description.num_channels
