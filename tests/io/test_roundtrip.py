@@ -302,6 +302,24 @@ def test_rgba_png_drops_alpha(tmp_path: Path) -> None:
     assert np.array_equal(image, np.moveaxis(rgba[..., :3], -1, 0))
 
 
+def test_palette_png_image_is_read_as_its_colours_and_a_palette_label_map_as_its_indices(tmp_path: Path) -> None:
+    indices = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
+    colour = Image.fromarray(indices, mode="P")
+    colour.putpalette([0, 0, 0, 200, 10, 10, 10, 10, 250] + [0] * (256 * 3 - 9))
+    colour.save(tmp_path / "colour.png")
+    grey = Image.fromarray(indices, mode="P")
+    grey.putpalette([0, 0, 0, 90, 90, 90, 255, 255, 255] + [0] * (256 * 3 - 9))
+    grey.save(tmp_path / "grey.png")
+    image, _ = read_image([tmp_path / "colour.png"])  # intensities: what the indices stand for
+    assert image.shape == (3, 2, 3)
+    np.testing.assert_array_equal(image[:, 0, 1], [200, 10, 10])
+    np.testing.assert_array_equal(image[:, 0, 2], [10, 10, 250])
+    image, _ = read_image([tmp_path / "grey.png"])  # a grey palette stays one channel
+    np.testing.assert_array_equal(image, np.array([[[0, 90, 255], [255, 90, 0]]], dtype=np.float32))
+    labels, _ = read_segmentation(tmp_path / "colour.png")  # a palette label map holds its labels as indices
+    np.testing.assert_array_equal(labels, indices)
+
+
 def test_tiff_3d_with_sidecar_round_trip(tmp_path: Path) -> None:
     volume = np.random.default_rng(7).normal(size=(5, 8, 3)).astype(np.float32)  # 3 columns: not RGB
     tifffile.imwrite(tmp_path / "img.tif", volume, photometric="minisblack")

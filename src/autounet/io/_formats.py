@@ -17,7 +17,9 @@ class ImageFormat(Protocol):
 
     ``read`` returns an array of shape ``(C, *spatial)`` in ``(Z, Y, X)`` / ``(Y, X)`` order with the file's
     own dtype, and the geometry. ``write`` takes ``(*spatial)`` (one channel) or ``(C, *spatial)`` where the
-    format supports several channels per file.
+    format supports several channels per file. A format whose stored values may be indices rather than
+    intensities (palette PNG) also has ``read_intensities``, which images are read with (label maps with
+    ``read``).
     """
 
     name: str

@@ -47,12 +47,28 @@ class PillowFormat:
     endings = (".png", ".bmp")
 
     def read(self, path: Path) -> tuple[np.ndarray, ImageGeometry]:
-        """Read as ``(C, Y, X)``: grey -> 1 channel, RGB/RGBA -> 3 channels (alpha dropped)."""
+        """Read as ``(C, Y, X)``: grey -> 1 channel, RGB/RGBA -> 3 channels (alpha dropped); an indexed-colour
+        (palette) image as its indices, which is what a palette label map holds."""
+        return self._read(path, colours=False)
+
+    def read_intensities(self, path: Path) -> tuple[np.ndarray, ImageGeometry]:
+        """Read an image whose values are intensities: as :meth:`read`, but a palette image as the colours its
+        indices stand for (grey -> 1 channel, else RGB -> 3), as nnU-Net's reader (scikit-image) does; its
+        indices are arbitrary numbers, not brightness."""
+        return self._read(path, colours=True)
+
+    @staticmethod
+    def _read(path: Path, colours: bool) -> tuple[np.ndarray, ImageGeometry]:
         with Image.open(path) as image:
             image.load()
-            if image.mode in ("LA", "PA"):
-                image = image.getchannel(0)
-            data = np.asarray(image)
+            if colours and image.mode in ("P", "PA"):
+                image = image.convert("RGB")
+                rgb = np.asarray(image)
+                data = rgb[..., 0] if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all() else rgb
+            else:
+                if image.mode in ("LA", "PA"):
+                    image = image.getchannel(0)
+                data = np.asarray(image)
         if data.dtype == bool:
             data = data.astype(np.uint8)
         return _channels_first_2d(data), ImageGeometry.default(2)

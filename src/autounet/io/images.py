@@ -57,12 +57,14 @@ def format_for(path: str | os.PathLike) -> ImageFormat:
     raise ImageIOError(f"unsupported file ending; supported: {', '.join(SUPPORTED_ENDINGS)}", path)
 
 
-def _read_one(path: Path) -> tuple[np.ndarray, ImageGeometry]:
+def _read_one(path: Path, intensities: bool = False) -> tuple[np.ndarray, ImageGeometry]:
     image_format = format_for(path)
     if not path.is_file():
         raise ImageIOError("file not found", path)
+    # A format whose values may be indices rather than intensities (palette PNG) reads images differently.
+    reader = getattr(image_format, "read_intensities", image_format.read) if intensities else image_format.read
     try:
-        data, geometry = image_format.read(path)
+        data, geometry = reader(path)
     except ImageIOError:
         raise
     except MemoryError as exc:
@@ -127,7 +129,7 @@ def read_image(files: Sequence[str | os.PathLike]) -> tuple[np.ndarray, ImageGeo
     arrays: list[np.ndarray] = []
     geometry: ImageGeometry | None = None
     for file in map(Path, files):
-        data, file_geometry = _read_one(file)
+        data, file_geometry = _read_one(file, intensities=True)
         if geometry is None:
             geometry = file_geometry
         elif data.shape[1:] != arrays[0].shape[1:]:
