@@ -320,6 +320,23 @@ def test_palette_png_image_is_read_as_its_colours_and_a_palette_label_map_as_its
     np.testing.assert_array_equal(labels, indices)
 
 
+def test_palette_tiff_image_is_read_as_its_colours_and_a_palette_label_map_as_its_indices(tmp_path: Path) -> None:
+    indices = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
+    colour_map = np.zeros((3, 256), dtype=np.uint16)
+    colour_map[:, 1] = (50000, 1000, 1000)
+    colour_map[:, 2] = (1000, 1000, 60000)
+    tifffile.imwrite(tmp_path / "colour.tif", indices, photometric="palette", colormap=colour_map)
+    grey_map = np.repeat(np.arange(256, dtype=np.uint16)[None] * 257, 3, axis=0)
+    tifffile.imwrite(tmp_path / "grey.tif", indices, photometric="palette", colormap=grey_map)
+    image, _ = read_image([tmp_path / "colour.tif"])
+    assert image.shape == (3, 2, 3)
+    np.testing.assert_array_equal(image[:, 0, 1], [50000, 1000, 1000])
+    image, _ = read_image([tmp_path / "grey.tif"])
+    np.testing.assert_array_equal(image, indices[None].astype(np.float32) * 257)
+    labels, _ = read_segmentation(tmp_path / "colour.tif")
+    np.testing.assert_array_equal(labels, indices)
+
+
 def test_tiff_3d_with_sidecar_round_trip(tmp_path: Path) -> None:
     volume = np.random.default_rng(7).normal(size=(5, 8, 3)).astype(np.float32)  # 3 columns: not RGB
     tifffile.imwrite(tmp_path / "img.tif", volume, photometric="minisblack")

@@ -111,15 +111,30 @@ class TiffFormat:
     endings = (".tif", ".tiff")
 
     def read(self, path: Path) -> tuple[np.ndarray, ImageGeometry]:
-        """Read a 2D image as ``(C, Y, X)`` or, with a sidecar, a volume as ``(1, Z, Y, X)``.
+        """Read a 2D image as ``(C, Y, X)`` or, with a sidecar, a volume as ``(1, Z, Y, X)``; a palette image as
+        its indices (a palette label map's labels).
 
         The shape the header declares is checked against the file's size before the array is allocated.
         """
+        return self._read(path, colours=False)
+
+    def read_intensities(self, path: Path) -> tuple[np.ndarray, ImageGeometry]:
+        """As :meth:`read`, but a 2D palette image as the colours its indices stand for (grey -> 1 channel,
+        else RGB -> 3, 16 bits per channel as the TIFF colour map stores them)."""
+        return self._read(path, colours=True)
+
+    def _read(self, path: Path, colours: bool) -> tuple[np.ndarray, ImageGeometry]:
         with tifffile.TiffFile(path) as tiff:
             if not tiff.series:
                 raise ValueError("TIFF holds no image")
             _check_declared_size(tiff.series[0], path.stat().st_size)
             data = tiff.asarray()
+            page = tiff.pages[0]
+            colour_map = page.colormap if page.photometric == tifffile.PHOTOMETRIC.PALETTE else None
+        if colours and colour_map is not None and data.ndim == 2:
+            rgb = np.asarray(colour_map)[:, data]
+            return (rgb[:1] if (rgb[0] == rgb[1]).all() and (rgb[0] == rgb[2]).all() else rgb,
+                    ImageGeometry.default(2))
         sidecar = tiff_sidecar_path(path)
         if not sidecar.exists():
             if data.ndim == 3 and data.shape[-1] not in (3, 4):
