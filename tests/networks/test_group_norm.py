@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from autounet.networks import build_network
 from autounet.networks.group_norm import GroupNormInstanceNorm2d, GroupNormInstanceNorm3d, use_group_norm_instance_norms
-from autounet.networks.spec import UNetSpec
+
+from .conftest import twin_3d_networks
 
 
 @pytest.mark.parametrize(("norm_class", "fast_class", "shape"), [
@@ -48,11 +48,7 @@ def test_only_affine_norms_without_running_statistics_switch() -> None:
 
 
 def test_network_with_group_norm_forms_predicts_the_same() -> None:
-    spec = UNetSpec(3, "plain", (8, 16), ((3, 3, 3), (3, 3, 3)), ((1, 1, 1), (2, 2, 2)), (2, 2), (2,))
-    torch.manual_seed(0)
-    network = build_network(spec, 2, 3, deep_supervision=False)
-    fast = build_network(spec, 2, 3, deep_supervision=False)
-    fast.load_state_dict(network.state_dict())
+    network, fast = twin_3d_networks(8, in_channels=2)
     assert use_group_norm_instance_norms(fast) == sum(isinstance(m, nn.InstanceNorm3d) for m in network.modules())
     image = torch.randn(2, 2, 8, 12, 12)
     torch.testing.assert_close(fast(image), network(image), rtol=1e-5, atol=1e-5)

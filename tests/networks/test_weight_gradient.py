@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from autounet.networks import build_network
 from autounet.networks import weight_gradient as wg
-from autounet.networks.spec import UNetSpec
+
+from .conftest import twin_3d_networks
 
 
 def _direct_weight_gradient(inputs: torch.Tensor, grad_output: torch.Tensor, weight: torch.Tensor,
@@ -64,11 +64,7 @@ def test_switched_convolution_keeps_state_and_forward_and_its_gradients_pass_gra
 
 
 def test_float32_network_step_agrees_with_the_direct_gradients() -> None:
-    spec = UNetSpec(3, "plain", (16, 32), ((3, 3, 3), (3, 3, 3)), ((1, 1, 1), (2, 2, 2)), (2, 2), (2,))
-    torch.manual_seed(0)
-    network = build_network(spec, 1, 3, deep_supervision=False)
-    stacked = build_network(spec, 1, 3, deep_supervision=False)
-    stacked.load_state_dict(network.state_dict())
+    network, stacked = twin_3d_networks(16, in_channels=1)
     switched = wg.use_stacked_weight_gradient(stacked)
     # Eligible: the second 16-channel encoder convolution, both stage-1 convolutions, both decoder ones; not the
     # first (one input channel), the stride-2 one, the transposed one or the 1x1x1 head.

@@ -30,6 +30,11 @@ def _channels_first_2d(data: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported 2D image layout {data.shape}")
 
 
+def _grey_or_colour(rgb: np.ndarray) -> np.ndarray:
+    """A palette image's colours ``(3, Y, X)`` as one channel when the palette is grey (all three agree)."""
+    return rgb[:1] if (rgb[0] == rgb[1]).all() and (rgb[0] == rgb[2]).all() else rgb
+
+
 def _single_channel_2d(array: np.ndarray) -> np.ndarray:
     if array.ndim == 3 and array.shape[0] == 3:
         return np.ascontiguousarray(np.moveaxis(array, 0, -1))
@@ -62,13 +67,11 @@ class PillowFormat:
         with Image.open(path) as image:
             image.load()
             if colours and image.mode in ("P", "PA"):
-                image = image.convert("RGB")
-                rgb = np.asarray(image)
-                data = rgb[..., 0] if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 0] == rgb[..., 2]).all() else rgb
-            else:
-                if image.mode in ("LA", "PA"):
-                    image = image.getchannel(0)
-                data = np.asarray(image)
+                rgb = np.ascontiguousarray(np.moveaxis(np.asarray(image.convert("RGB")), -1, 0))
+                return _grey_or_colour(rgb), ImageGeometry.default(2)
+            if image.mode in ("LA", "PA"):
+                image = image.getchannel(0)
+            data = np.asarray(image)
         if data.dtype == bool:
             data = data.astype(np.uint8)
         return _channels_first_2d(data), ImageGeometry.default(2)
@@ -132,9 +135,7 @@ class TiffFormat:
             page = tiff.pages[0]
             colour_map = page.colormap if page.photometric == tifffile.PHOTOMETRIC.PALETTE else None
         if colours and colour_map is not None and data.ndim == 2:
-            rgb = np.asarray(colour_map)[:, data]
-            return (rgb[:1] if (rgb[0] == rgb[1]).all() and (rgb[0] == rgb[2]).all() else rgb,
-                    ImageGeometry.default(2))
+            return _grey_or_colour(np.asarray(colour_map)[:, data]), ImageGeometry.default(2)
         sidecar = tiff_sidecar_path(path)
         if not sidecar.exists():
             if data.ndim == 3 and data.shape[-1] not in (3, 4):
